@@ -1,0 +1,1 @@
+"""The alliance control plane: member registry, route planning, plan signing."""

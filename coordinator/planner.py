@@ -1,0 +1,78 @@
+"""Route planning policy: which members, in which order, under which limits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from coordinator.registry import MemberRecord, MemberStatus
+from fedcredit.errors import CoverageError, ErrorCode, FedCreditError
+from fedcredit.protocol import FallbackPolicy, Hop, Plan, Purpose, RouteMode
+
+
+@dataclass(frozen=True)
+class PlanningPolicy:
+    plan_ttl_ms: int
+    hop_timeout_ms: int
+    min_answered: int
+    allowed_purposes: frozenset[Purpose]
+
+
+class RoutePlanner:
+    """CHAIN routes over every active member but the requester, fastest first.
+
+    Ordering by measured latency puts slow members late, where a timeout costs the least
+    remaining work; members not yet measured go last, ties broken by id for determinism.
+    """
+
+    def __init__(self, policy: PlanningPolicy, new_query_id: Callable[[], str] | None = None):
+        self._policy = policy
+        self._new_query_id = new_query_id or (lambda: str(uuid.uuid4()))
+
+    def plan(
+        self,
+        requester: MemberRecord,
+        members: Sequence[MemberRecord],
+        *,
+        model_version: str,
+        purpose: Purpose,
+        now_ms: int,
+    ) -> Plan:
+        if purpose not in self._policy.allowed_purposes:
+            raise FedCreditError(
+                f"purpose {purpose.value} is not allowed by alliance policy",
+                code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED,
+            )
+        if requester.status is not MemberStatus.ACTIVE:
+            raise FedCreditError("the requester's registration is stale; heartbeat first",
+                                 code=ErrorCode.UNKNOWN_MEMBER)
+        others = [
+            m for m in members
+            if m.member_id != requester.member_id and m.status is MemberStatus.ACTIVE
+        ]
+        if not others:
+            raise FedCreditError("no other active member", code=ErrorCode.NO_MEMBERS_AVAILABLE)
+        if len(others) < self._policy.min_answered:
+            raise CoverageError(
+                f"{len(others)} other active member(s); policy requires "
+                f"{self._policy.min_answered}"
+            )
+        others.sort(key=lambda m: (m.latency_ms <= 0, m.latency_ms, m.member_id))
+        route = tuple(Hop(member_id=m.member_id, endpoint=m.endpoint) for m in others)
+        return Plan(
+            query_id=self._new_query_id(),
+            requester_id=requester.member_id,
+            requester_key=requester.public_key,
+            mode=RouteMode.CHAIN,
+            route=route,
+            issued_unix_ms=now_ms,
+            expires_unix_ms=now_ms + self._policy.plan_ttl_ms,
+            model_version=model_version,
+            fallback=FallbackPolicy(
+                skip_unreachable=True,
+                hop_timeout_ms=self._policy.hop_timeout_ms,
+                min_answered=self._policy.min_answered,
+            ),
+            purpose=purpose,
+        )

@@ -1,0 +1,1 @@
+"""The embedded demo: a synthetic alliance, started as separate processes on loopback."""

@@ -1,0 +1,128 @@
+"""One error hierarchy with stable codes.
+
+Every failure a caller can see is a :class:`FedCreditError` carrying an :class:`ErrorCode`.
+The codes are part of the public contract (HTTP bodies, gRPC trailing metadata, logs): never
+rename one, only add. :mod:`fedcredit.error_catalog` maps each code to its gRPC and HTTP status.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "INVALID_REQUEST"
+    MALFORMED_IDENTIFIER = "MALFORMED_IDENTIFIER"
+    CONSENT_MISSING = "CONSENT_MISSING"
+    CONSENT_EXPIRED = "CONSENT_EXPIRED"
+    CONSENT_PURPOSE_NOT_ALLOWED = "CONSENT_PURPOSE_NOT_ALLOWED"
+    UNKNOWN_API_KEY = "UNKNOWN_API_KEY"
+    REGISTRATION_REFUSED = "REGISTRATION_REFUSED"
+    UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
+    PLAN_INVALID = "PLAN_INVALID"
+    PLAN_EXPIRED = "PLAN_EXPIRED"
+    NOT_ON_ROUTE = "NOT_ON_ROUTE"
+    KEY_TOO_SHORT = "KEY_TOO_SHORT"
+    KEY_MISMATCH = "KEY_MISMATCH"
+    DECRYPTION_FAILED = "DECRYPTION_FAILED"
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+    MODEL_VERSION_UNAVAILABLE = "MODEL_VERSION_UNAVAILABLE"
+    NO_MEMBERS_AVAILABLE = "NO_MEMBERS_AVAILABLE"
+    INSUFFICIENT_COVERAGE = "INSUFFICIENT_COVERAGE"
+    NODE_UNAVAILABLE = "NODE_UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    COORDINATOR_UNAVAILABLE = "COORDINATOR_UNAVAILABLE"
+    EVALUATION_NOT_FOUND = "EVALUATION_NOT_FOUND"
+    INVALID_FEATURE_FILE = "INVALID_FEATURE_FILE"
+    CONFIGURATION_INVALID = "CONFIGURATION_INVALID"
+    INSECURE_TRANSPORT_REFUSED = "INSECURE_TRANSPORT_REFUSED"
+    INTERNAL = "INTERNAL"
+
+
+class FedCreditError(Exception):
+    """Base of every error this project raises on purpose.
+
+    ``detail`` is safe to show to the caller; it must never contain secrets, raw identifiers,
+    feature values or plaintext partial results.
+    """
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, detail: str | None = None, *, code: ErrorCode | None = None) -> None:
+        if code is not None:
+            self.code = code
+        self.detail = detail or self.code.value.replace("_", " ").lower()
+        super().__init__(self.detail)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code.value}: {self.detail})"
+
+
+class InvalidRequestError(FedCreditError):
+    code = ErrorCode.INVALID_REQUEST
+
+
+class MalformedIdentifierError(FedCreditError):
+    code = ErrorCode.MALFORMED_IDENTIFIER
+
+
+class ConsentError(FedCreditError):
+    code = ErrorCode.CONSENT_MISSING
+
+
+class AuthenticationError(FedCreditError):
+    code = ErrorCode.UNKNOWN_API_KEY
+
+
+class PlanError(FedCreditError):
+    code = ErrorCode.PLAN_INVALID
+
+
+class InvalidSignature(FedCreditError):  # noqa: N818 - named after cryptography's
+    """Opaque: a signature did not verify. Says nothing about why (no oracle)."""
+
+    code = ErrorCode.PLAN_INVALID
+
+    def __init__(self) -> None:
+        super().__init__("signature verification failed")
+
+
+class DecryptionError(FedCreditError):
+    """Opaque: a ciphertext did not decrypt to a valid encoding. Says nothing about why."""
+
+    code = ErrorCode.DECRYPTION_FAILED
+
+    def __init__(self) -> None:
+        super().__init__("decryption failed")
+
+
+class KeyTooShortError(FedCreditError):
+    code = ErrorCode.KEY_TOO_SHORT
+
+
+class KeyMismatchError(FedCreditError):
+    code = ErrorCode.KEY_MISMATCH
+
+
+class ModelUnavailableError(FedCreditError):
+    code = ErrorCode.MODEL_VERSION_UNAVAILABLE
+
+
+class CoverageError(FedCreditError):
+    code = ErrorCode.INSUFFICIENT_COVERAGE
+
+
+class UnavailableError(FedCreditError):
+    code = ErrorCode.NODE_UNAVAILABLE
+
+
+class NotFoundError(FedCreditError):
+    code = ErrorCode.EVALUATION_NOT_FOUND
+
+
+class FeatureFileError(FedCreditError):
+    code = ErrorCode.INVALID_FEATURE_FILE
+
+
+class ConfigurationError(FedCreditError):
+    code = ErrorCode.CONFIGURATION_INVALID

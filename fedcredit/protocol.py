@@ -1,0 +1,109 @@
+"""Domain types of the evaluation protocol, shared by nodes and the coordinator.
+
+These are what the code works with; :mod:`fedcredit.serde` converts them to and from the
+protobuf messages in ``proto/v1`` at the edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from fedcredit.errors import ConsentError, ErrorCode
+from mpc.paillier import PaillierPublicKey
+
+
+class RouteMode(StrEnum):
+    CHAIN = "CHAIN"
+    TREE = "TREE"
+
+
+class Purpose(StrEnum):
+    """Why a lender asks; carried in the consent and checked by every node on the route."""
+
+    ORIGINATION = "origination"
+    ACCOUNT_REVIEW = "account_review"
+    COLLECTIONS = "collections"
+
+
+@dataclass(frozen=True)
+class Hop:
+    member_id: str
+    endpoint: str
+    children: tuple[Hop, ...] = ()
+
+
+@dataclass(frozen=True)
+class FallbackPolicy:
+    skip_unreachable: bool = True
+    hop_timeout_ms: int = 3000
+    min_answered: int = 2
+
+
+@dataclass(frozen=True)
+class Plan:
+    query_id: str
+    requester_id: str
+    requester_key: PaillierPublicKey
+    mode: RouteMode
+    route: tuple[Hop, ...]
+    issued_unix_ms: int
+    expires_unix_ms: int
+    model_version: str
+    fallback: FallbackPolicy
+    purpose: Purpose
+
+    def hop_index_of(self, member_id: str) -> int | None:
+        for index, hop in enumerate(self.route):
+            if hop.member_id == member_id:
+                return index
+        return None
+
+
+@dataclass(frozen=True)
+class SignedPlan:
+    """The plan exactly as signed: nodes parse ``body`` only after the signature verified."""
+
+    body: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+    key_id: str
+
+
+@dataclass(frozen=True)
+class Consent:
+    purpose: Purpose
+    expires_unix_ms: int
+    reference: str = ""
+
+    def check(self, now_ms: int, allowed: frozenset[Purpose] | None = None) -> None:
+        if now_ms >= self.expires_unix_ms:
+            raise ConsentError(
+                "the applicant's consent has expired", code=ErrorCode.CONSENT_EXPIRED
+            )
+        if allowed is not None and self.purpose not in allowed:
+            raise ConsentError(
+                f"purpose {self.purpose.value} is not allowed",
+                code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED,
+            )
+
+
+@dataclass(frozen=True)
+class HopOutcome:
+    member_id: str
+    answered: bool
+    error_code: str = ""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    asked: int
+    answered: int
+    skipped: tuple[HopOutcome, ...]
+
+    @classmethod
+    def from_outcomes(cls, outcomes: tuple[HopOutcome, ...]) -> Coverage:
+        return cls(
+            asked=len(outcomes),
+            answered=sum(1 for o in outcomes if o.answered),
+            skipped=tuple(o for o in outcomes if not o.answered),
+        )

@@ -1,0 +1,160 @@
+"""Protobuf ⇄ domain conversions for messages both services speak (plans, keys, ciphertexts).
+
+Protobuf types stop here and in the per-service ``serde`` modules; nothing else imports
+``_pb2`` modules except servicers and clients.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError
+
+from fedcredit.errors import ErrorCode, InvalidRequestError, PlanError
+from fedcredit.protocol import (
+    Consent,
+    FallbackPolicy,
+    Hop,
+    HopOutcome,
+    Plan,
+    Purpose,
+    RouteMode,
+    SignedPlan,
+)
+from mpc.paillier import PaillierPublicKey
+from mpc.secure_sum import EncryptedContribution
+from proto.v1 import crypto_pb2, node_pb2, plan_pb2
+
+_MODE_TO_PB = {
+    RouteMode.CHAIN: plan_pb2.ROUTE_MODE_CHAIN,
+    RouteMode.TREE: plan_pb2.ROUTE_MODE_TREE,
+}
+_MODE_FROM_PB = {v: k for k, v in _MODE_TO_PB.items()}
+
+
+def public_key_to_pb(key: PaillierPublicKey) -> crypto_pb2.PaillierPublicKey:
+    return crypto_pb2.PaillierPublicKey(n=key.to_bytes())
+
+
+def public_key_from_pb(msg: crypto_pb2.PaillierPublicKey) -> PaillierPublicKey:
+    return PaillierPublicKey.from_bytes(msg.n)
+
+
+def hop_to_pb(hop: Hop) -> plan_pb2.Hop:
+    return plan_pb2.Hop(
+        member_id=hop.member_id,
+        endpoint=hop.endpoint,
+        children=[hop_to_pb(c) for c in hop.children],
+    )
+
+
+def hop_from_pb(msg: plan_pb2.Hop) -> Hop:
+    return Hop(
+        member_id=msg.member_id,
+        endpoint=msg.endpoint,
+        children=tuple(hop_from_pb(c) for c in msg.children),
+    )
+
+
+def plan_to_bytes(plan: Plan) -> bytes:
+    msg = plan_pb2.Plan(
+        query_id=plan.query_id,
+        requester_id=plan.requester_id,
+        requester_key=public_key_to_pb(plan.requester_key),
+        mode=_MODE_TO_PB[plan.mode],
+        route=[hop_to_pb(h) for h in plan.route],
+        issued_unix_ms=plan.issued_unix_ms,
+        expires_unix_ms=plan.expires_unix_ms,
+        model_version=plan.model_version,
+        fallback=plan_pb2.FallbackPolicy(
+            skip_unreachable=plan.fallback.skip_unreachable,
+            hop_timeout_ms=plan.fallback.hop_timeout_ms,
+            min_answered=plan.fallback.min_answered,
+        ),
+        purpose=plan.purpose.value,
+    )
+    return msg.SerializeToString(deterministic=True)
+
+
+def plan_from_bytes(body: bytes) -> Plan:
+    """Parse a plan body that has already passed signature verification."""
+    try:
+        msg = plan_pb2.Plan.FromString(body)
+        return Plan(
+            query_id=msg.query_id,
+            requester_id=msg.requester_id,
+            requester_key=public_key_from_pb(msg.requester_key),
+            mode=_MODE_FROM_PB[msg.mode],
+            route=tuple(hop_from_pb(h) for h in msg.route),
+            issued_unix_ms=msg.issued_unix_ms,
+            expires_unix_ms=msg.expires_unix_ms,
+            model_version=msg.model_version,
+            fallback=FallbackPolicy(
+                skip_unreachable=msg.fallback.skip_unreachable,
+                hop_timeout_ms=msg.fallback.hop_timeout_ms,
+                min_answered=msg.fallback.min_answered,
+            ),
+            purpose=Purpose(msg.purpose),
+        )
+    except (DecodeError, KeyError, ValueError) as exc:
+        raise PlanError("the plan body is malformed") from exc
+
+
+def signed_plan_to_pb(signed: SignedPlan) -> plan_pb2.SignedPlan:
+    return plan_pb2.SignedPlan(plan=signed.body, signature=signed.signature, key_id=signed.key_id)
+
+
+def signed_plan_from_pb(msg: plan_pb2.SignedPlan) -> SignedPlan:
+    return SignedPlan(body=msg.plan, signature=msg.signature, key_id=msg.key_id)
+
+
+def accumulator_to_pb(
+    acc: EncryptedContribution, key: PaillierPublicKey
+) -> crypto_pb2.EncryptedVector:
+    return crypto_pb2.EncryptedVector(
+        key_fingerprint=acc.key_fingerprint,
+        encoding_version=acc.encoding_version,
+        ciphertexts=list(acc.to_wire(key)),
+    )
+
+
+def accumulator_from_pb(
+    msg: crypto_pb2.EncryptedVector, key: PaillierPublicKey
+) -> EncryptedContribution:
+    return EncryptedContribution.from_wire(
+        key, msg.key_fingerprint, msg.encoding_version, list(msg.ciphertexts)
+    )
+
+
+def consent_to_pb(consent: Consent) -> node_pb2.Consent:
+    return node_pb2.Consent(
+        purpose=consent.purpose.value,
+        expires_unix_ms=consent.expires_unix_ms,
+        reference=consent.reference,
+    )
+
+
+def consent_from_pb(msg: node_pb2.Consent) -> Consent:
+    if not msg.purpose:
+        raise InvalidRequestError("consent is missing", code=ErrorCode.CONSENT_MISSING)
+    try:
+        purpose = Purpose(msg.purpose)
+    except ValueError as exc:
+        raise InvalidRequestError(
+            f"unknown consent purpose {msg.purpose!r}", code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED
+        ) from exc
+    return Consent(purpose=purpose, expires_unix_ms=msg.expires_unix_ms, reference=msg.reference)
+
+
+def outcome_to_pb(outcome: HopOutcome) -> node_pb2.HopOutcome:
+    return node_pb2.HopOutcome(
+        member_id=outcome.member_id,
+        status=node_pb2.HOP_STATUS_ANSWERED if outcome.answered else node_pb2.HOP_STATUS_SKIPPED,
+        error_code=outcome.error_code,
+    )
+
+
+def outcome_from_pb(msg: node_pb2.HopOutcome) -> HopOutcome:
+    return HopOutcome(
+        member_id=msg.member_id,
+        answered=msg.status == node_pb2.HOP_STATUS_ANSWERED,
+        error_code=msg.error_code,
+    )

@@ -1,0 +1,127 @@
+"""Paillier primitives (python-paillier underneath, gmpy2-accelerated when installed).
+
+Raw level: integers modulo n and ciphertexts modulo n². Recipes in :mod:`mpc.secure_sum` build
+on these; other code should not need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import phe
+from phe import util as phe_util
+
+from fedcredit.errors import DecryptionError, KeyTooShortError
+
+MIN_KEY_BITS = 2048
+DEFAULT_KEY_BITS = 2048
+
+#: Draws the Paillier randomness r for a modulus n. Must return an r in [1, n) coprime to n.
+Randomness = Callable[[int], int]
+
+
+def system_randomness(n: int) -> int:
+    """Production randomness: uniform r in [1, n) from the OS CSPRNG."""
+    while True:
+        r = secrets.randbelow(n)
+        if r > 0:
+            return r
+
+
+@dataclass(frozen=True)
+class PaillierPublicKey:
+    """A requester's public key (g = n + 1). Refuses moduli shorter than 2048 bits."""
+
+    n: int
+    _phe: phe.PaillierPublicKey = field(repr=False, compare=False, hash=False)
+
+    @classmethod
+    def from_modulus(cls, n: int, *, min_bits: int = MIN_KEY_BITS) -> PaillierPublicKey:
+        if n.bit_length() < min_bits:
+            raise KeyTooShortError(
+                f"Paillier modulus has {n.bit_length()} bits; at least {min_bits} required"
+            )
+        if n % 2 == 0:
+            raise KeyTooShortError("Paillier modulus must be odd")
+        return cls(n=n, _phe=phe.PaillierPublicKey(n))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, min_bits: int = MIN_KEY_BITS) -> PaillierPublicKey:
+        return cls.from_modulus(int.from_bytes(data, "big"), min_bits=min_bits)
+
+    def to_bytes(self) -> bytes:
+        return self.n.to_bytes((self.n.bit_length() + 7) // 8, "big")
+
+    @property
+    def bits(self) -> int:
+        return self.n.bit_length()
+
+    @property
+    def nsquare(self) -> int:
+        return self.n * self.n
+
+    @property
+    def ciphertext_bytes(self) -> int:
+        return (self.nsquare.bit_length() + 7) // 8
+
+    def fingerprint(self) -> bytes:
+        return hashlib.sha256(self.to_bytes()).digest()
+
+    def raw_encrypt(self, m: int, randomness: Randomness = system_randomness) -> int:
+        """Encrypt an integer already reduced modulo n with fresh randomness r: (1+n)^m · r^n."""
+        r = randomness(self.n)
+        return int(self._phe.raw_encrypt(m % self.n, r_value=r))
+
+    def add(self, c1: int, c2: int) -> int:
+        """Homomorphic addition of the plaintexts."""
+        return int(phe_util.mulmod(c1, c2, self.nsquare))
+
+    def rerandomize(self, c: int, randomness: Randomness = system_randomness) -> int:
+        """Multiply by a fresh r^n: same plaintext, ciphertext unlinkable to the input."""
+        r = randomness(self.n)
+        return int(phe_util.mulmod(c, phe_util.powmod(r, self.n, self.nsquare), self.nsquare))
+
+
+@dataclass(frozen=True)
+class PaillierKeyPair:
+    """A requester's long-term key pair. The private half never leaves its node."""
+
+    public: PaillierPublicKey
+    _private: phe.PaillierPrivateKey = field(repr=False, compare=False, hash=False)
+
+    @classmethod
+    def generate(cls, bits: int = DEFAULT_KEY_BITS) -> PaillierKeyPair:
+        if bits < MIN_KEY_BITS:
+            raise KeyTooShortError(f"refusing to generate a {bits}-bit key; minimum {MIN_KEY_BITS}")
+        pub, priv = phe.generate_paillier_keypair(n_length=bits)
+        return cls(public=PaillierPublicKey.from_modulus(pub.n), _private=priv)
+
+    @classmethod
+    def from_primes(cls, p: int, q: int, *, min_bits: int = MIN_KEY_BITS) -> PaillierKeyPair:
+        public = PaillierPublicKey.from_modulus(p * q, min_bits=min_bits)
+        return cls(public=public, _private=phe.PaillierPrivateKey(public._phe, p, q))
+
+    def raw_decrypt(self, c: int) -> int:
+        """Decrypt to the residue in [0, n). Opaque failure on anything out of range."""
+        if not 0 < c < self.public.nsquare:
+            raise DecryptionError()
+        try:
+            return int(self._private.raw_decrypt(c))
+        except Exception as exc:  # phe raises several types; none may leak detail
+            raise DecryptionError() from exc
+
+    def export_private(self) -> bytes:
+        """Serialize the private key (the primes) for the node's key file. Handle as a secret."""
+        priv = self._private
+        return json.dumps({"kind": "paillier", "p": hex(priv.p), "q": hex(priv.q)}).encode()
+
+    @classmethod
+    def import_private(cls, data: bytes) -> PaillierKeyPair:
+        doc = json.loads(data)
+        if doc.get("kind") != "paillier":
+            raise ValueError("not a Paillier key file")
+        return cls.from_primes(int(doc["p"], 16), int(doc["q"], 16))

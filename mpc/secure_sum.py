@@ -1,0 +1,119 @@
+"""Recipe: an encrypted running sum of contribution vectors along a route.
+
+Each member calls :func:`accumulate` once; only the requester, who holds the private key,
+calls :func:`decrypt_total`, and only on the final accumulator. Every ciphertext that leaves
+:func:`accumulate` is a fresh-looking encryption of the running sum: the member's own
+contribution is encrypted with fresh randomness r and multiplied in, so the output carries a
+new r^n factor and cannot be linked to the input accumulator (re-randomization). A member with
+no record adds an encryption of zero, which looks exactly like any other contribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fedcredit.errors import DecryptionError, InvalidRequestError, KeyMismatchError
+from mpc.contribution import (
+    ENCODING_VERSION,
+    FIELDS,
+    ContributionVector,
+    decode,
+    encode,
+    to_signed,
+)
+from mpc.paillier import PaillierKeyPair, PaillierPublicKey, Randomness, system_randomness
+
+
+@dataclass(frozen=True)
+class EncryptedContribution:
+    """One ciphertext per field of :class:`ContributionVector`, under one requester key."""
+
+    key_fingerprint: bytes
+    ciphertexts: tuple[int, ...]
+    encoding_version: int = ENCODING_VERSION
+
+    def to_wire(self, key: PaillierPublicKey) -> tuple[bytes, ...]:
+        width = key.ciphertext_bytes
+        return tuple(c.to_bytes(width, "big") for c in self.ciphertexts)
+
+    @classmethod
+    def from_wire(
+        cls,
+        key: PaillierPublicKey,
+        key_fingerprint: bytes,
+        encoding_version: int,
+        blobs: tuple[bytes, ...] | list[bytes],
+    ) -> EncryptedContribution:
+        """Parse and validate ciphertexts received from a peer for ``key``."""
+        if key_fingerprint != key.fingerprint():
+            raise KeyMismatchError("accumulator is not under the planned requester key")
+        if encoding_version != ENCODING_VERSION:
+            raise InvalidRequestError(f"unsupported encoding version {encoding_version}")
+        if len(blobs) != len(FIELDS):
+            raise InvalidRequestError(f"accumulator must hold {len(FIELDS)} ciphertexts")
+        width = key.ciphertext_bytes
+        values = []
+        for blob in blobs:
+            value = int.from_bytes(blob, "big")
+            if len(blob) != width or not 0 < value < key.nsquare:
+                raise InvalidRequestError("accumulator ciphertext out of range")
+            values.append(value)
+        return cls(key_fingerprint=key_fingerprint, ciphertexts=tuple(values))
+
+
+def encrypt_contribution(
+    vector: ContributionVector,
+    key: PaillierPublicKey,
+    randomness: Randomness = system_randomness,
+) -> EncryptedContribution:
+    """Encrypt a vector under the requester's key, fresh randomness per field."""
+    return EncryptedContribution(
+        key_fingerprint=key.fingerprint(),
+        ciphertexts=tuple(key.raw_encrypt(m, randomness) for m in encode(vector)),
+    )
+
+
+def accumulate(
+    accumulator: EncryptedContribution | None,
+    vector: ContributionVector,
+    key: PaillierPublicKey,
+    randomness: Randomness = system_randomness,
+) -> EncryptedContribution:
+    """Add ``vector`` to the running sum; the result is re-randomized by construction."""
+    own = encrypt_contribution(vector, key, randomness)
+    if accumulator is None:
+        return own
+    if accumulator.key_fingerprint != own.key_fingerprint:
+        raise KeyMismatchError("accumulator is not under the planned requester key")
+    return EncryptedContribution(
+        key_fingerprint=own.key_fingerprint,
+        ciphertexts=tuple(
+            key.add(a, b) for a, b in zip(accumulator.ciphertexts, own.ciphertexts, strict=True)
+        ),
+    )
+
+
+def rerandomize(
+    accumulator: EncryptedContribution,
+    key: PaillierPublicKey,
+    randomness: Randomness = system_randomness,
+) -> EncryptedContribution:
+    """Same plaintexts, unlinkable ciphertexts: for a relay that adds nothing itself."""
+    return EncryptedContribution(
+        key_fingerprint=accumulator.key_fingerprint,
+        ciphertexts=tuple(key.rerandomize(c, randomness) for c in accumulator.ciphertexts),
+    )
+
+
+def decrypt_total(
+    accumulator: EncryptedContribution, keypair: PaillierKeyPair
+) -> ContributionVector:
+    """Decrypt the final accumulator. Any failure is one opaque :class:`DecryptionError`."""
+    if accumulator.key_fingerprint != keypair.public.fingerprint():
+        raise DecryptionError()
+    n = keypair.public.n
+    residues = tuple(keypair.raw_decrypt(c) for c in accumulator.ciphertexts)
+    try:
+        return decode(tuple(to_signed(r, n) for r in residues))
+    except ValueError as exc:
+        raise DecryptionError() from exc

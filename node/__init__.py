@@ -1,0 +1,1 @@
+"""One member institution: feature store, Node gRPC service, lender REST API."""

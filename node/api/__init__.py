@@ -1,0 +1,1 @@
+"""The lender REST API of a node (FastAPI)."""

@@ -1,0 +1,102 @@
+"""``/v1/evaluations``: joint credit evaluations of applicants."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Path, Response, status
+
+from fedcredit.error_catalog import CATALOG
+from fedcredit.errors import ErrorCode
+from fedcredit.protocol import Consent
+from node.api.deps import Authenticated, Context, Evaluations
+from node.api.schemas import ErrorOut, EvaluationCreate, EvaluationOut
+from node.evaluation import EvaluationRequest
+from node.reports import EvaluationReport
+
+router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
+
+
+def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        item = CATALOG[code]
+        slot = out.setdefault(item.http_status, {"model": ErrorOut, "description": ""})
+        slot["description"] = (slot["description"] + f" {code.value}: {item.message}").strip()
+    return out
+
+
+def _to_request(body: EvaluationCreate) -> EvaluationRequest:
+    consent = None
+    if body.consent is not None:
+        consent = Consent(
+            purpose=body.consent.purpose,
+            expires_unix_ms=int(body.consent.expires_at.timestamp() * 1000),
+            reference=body.consent.reference,
+        )
+    return EvaluationRequest(
+        id_type=body.applicant.id_type,
+        identifier=body.applicant.identifier,
+        consent=consent,
+        requested_amount=body.requested_amount,
+        term_months=body.term_months,
+    )
+
+
+def _to_response(report: EvaluationReport) -> EvaluationOut:
+    doc = report.to_dict()
+    doc["created_at"] = datetime.fromtimestamp(doc.pop("created_at_ms") / 1000, tz=UTC)
+    return EvaluationOut.model_validate(doc)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EvaluationOut,
+    summary="Evaluate an applicant jointly with the alliance",
+    description=(
+        "Pseudonymizes the applicant here, asks the coordinator for a signed route, collects "
+        "the members' encrypted contributions and decrypts only their sum. The report is "
+        "persisted before this call returns; fetch it again with GET /v1/evaluations/{id}."
+    ),
+    responses=_errors(
+        ErrorCode.UNKNOWN_API_KEY,
+        ErrorCode.MALFORMED_IDENTIFIER,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.CONSENT_MISSING,
+        ErrorCode.CONSENT_EXPIRED,
+        ErrorCode.MESSAGE_TOO_LARGE,
+        ErrorCode.MODEL_VERSION_UNAVAILABLE,
+        ErrorCode.INSUFFICIENT_COVERAGE,
+        ErrorCode.NO_MEMBERS_AVAILABLE,
+        ErrorCode.COORDINATOR_UNAVAILABLE,
+        ErrorCode.PLAN_INVALID,
+        ErrorCode.PLAN_EXPIRED,
+    ),
+)
+def create_evaluation(
+    body: EvaluationCreate,
+    response: Response,
+    _: Authenticated,
+    evaluations: Evaluations,
+    context: Context,
+) -> EvaluationOut:
+    with context.metrics.evaluation_seconds.time():
+        report = evaluations.evaluate(_to_request(body))
+    response.headers["Location"] = f"/v1/evaluations/{report.query_id}"
+    return _to_response(report)
+
+
+@router.get(
+    "/{query_id}",
+    response_model=EvaluationOut,
+    summary="Fetch a stored evaluation report",
+    responses=_errors(ErrorCode.UNKNOWN_API_KEY, ErrorCode.EVALUATION_NOT_FOUND),
+)
+def get_evaluation(
+    _: Authenticated,
+    evaluations: Evaluations,
+    query_id: str = Path(max_length=64, examples=["5f0c2a8e-8f7e-4a53-9b8f-2d8c1f6f3b7a"]),
+) -> EvaluationOut:
+    return _to_response(evaluations.get(query_id))

@@ -1,0 +1,83 @@
+"""A node's part of a joint evaluation: verify, compute, encrypt, add, pass on."""
+
+from __future__ import annotations
+
+from fedcredit.clock import Clock
+from fedcredit.errors import ErrorCode, FedCreditError, InvalidRequestError
+from fedcredit.plans import verify_plan
+from fedcredit.protocol import Consent, HopOutcome, Plan, Purpose, RouteMode
+from mpc.contribution import ContributionVector
+from mpc.secure_sum import accumulate
+from mpc.signing import Verifier
+from node.feature_store import FeatureStore, SubjectRecord
+from node.models import ModelCatalog
+from node.route import RouteForwarder, RouteResult
+from node.serde import ContributeCall
+from scoring.model import ModelSlice
+
+
+def contribution_for(record: SubjectRecord | None, model: ModelSlice) -> ContributionVector:
+    """This member's additive share; zero (with has_record=0) when it has no record."""
+    if record is None:
+        return ContributionVector.zero()
+    return ContributionVector(
+        model_partial=model.partial_logit(record.features),
+        has_record=1,
+        **record.exposures,
+    )
+
+
+def check_consent_for_plan(
+    consent: Consent, plan: Plan, now_ms: int, allowed: frozenset[Purpose]
+) -> None:
+    consent.check(now_ms, allowed)
+    if consent.purpose is not plan.purpose:
+        raise FedCreditError(
+            "consent purpose differs from the planned purpose",
+            code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED,
+        )
+
+
+class ContributionService:
+    def __init__(
+        self,
+        member_id: str,
+        verifier: Verifier,
+        store: FeatureStore,
+        models: ModelCatalog,
+        forwarder: RouteForwarder,
+        allowed_purposes: frozenset[Purpose],
+        clock: Clock,
+    ) -> None:
+        self._member_id = member_id
+        self._verifier = verifier
+        self._store = store
+        self._models = models
+        self._forwarder = forwarder
+        self._allowed = allowed_purposes
+        self._clock = clock
+
+    def contribute(self, call: ContributeCall, caller_deadline_ms: int | None) -> RouteResult:
+        now = self._clock()
+        plan = verify_plan(call.plan, self._verifier, now)
+        if plan.mode is not RouteMode.CHAIN:
+            raise InvalidRequestError(f"route mode {plan.mode.value} is not supported yet")
+        if call.hop_index >= len(plan.route) or plan.route[call.hop_index].member_id != (
+            self._member_id
+        ):
+            raise FedCreditError("this member is not the addressed hop",
+                                 code=ErrorCode.NOT_ON_ROUTE)
+        check_consent_for_plan(call.consent, plan, now, self._allowed)
+        incoming = call.parse_accumulator(plan.requester_key)
+        model = self._models.get(plan.model_version)
+        vector = contribution_for(self._store.lookup(call.pseudonym), model)
+        accumulator = accumulate(incoming, vector, plan.requester_key)
+        deadline = plan.expires_unix_ms
+        if caller_deadline_ms is not None:
+            deadline = min(deadline, caller_deadline_ms)
+        later = self._forwarder.forward(
+            plan, call.plan, call.pseudonym, call.consent, call.hop_index + 1, accumulator, deadline
+        )
+        return RouteResult(
+            later.accumulator, (HopOutcome(self._member_id, True), *later.outcomes), later.key
+        )

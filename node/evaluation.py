@@ -1,0 +1,142 @@
+"""The requester's side of a joint evaluation: from an applicant to a persisted report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from fedcredit.clock import Clock
+from fedcredit.errors import CoverageError, ErrorCode, FedCreditError, KeyMismatchError
+from fedcredit.plans import verify_plan
+from fedcredit.protocol import Consent, Coverage, Purpose
+from mpc.paillier import PaillierKeyPair
+from mpc.pseudonym import IdentifierType, SubjectKey, pseudonymize
+from mpc.secure_sum import decrypt_total
+from mpc.signing import Verifier
+from node.contribution import contribution_for
+from node.coordinator_client import CoordinatorClient
+from node.feature_store import FeatureStore
+from node.models import ModelCatalog
+from node.reports import (
+    CoverageReport,
+    EvaluationReport,
+    EvaluationStore,
+    Exposures,
+    SkippedMember,
+    Timings,
+)
+from node.route import RouteForwarder
+from scoring.assessment import assess
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    id_type: IdentifierType
+    identifier: str
+    consent: Consent | None
+    requested_amount: float
+    term_months: int
+
+
+class EvaluationService:
+    def __init__(
+        self,
+        member_id: str,
+        subject_key: SubjectKey,
+        keypair: PaillierKeyPair,
+        verifier: Verifier,
+        coordinator: CoordinatorClient,
+        forwarder: RouteForwarder,
+        store: FeatureStore,
+        models: ModelCatalog,
+        reports: EvaluationStore,
+        model_version: str,
+        allowed_purposes: frozenset[Purpose],
+        clock: Clock,
+    ) -> None:
+        self._member_id = member_id
+        self._subject_key = subject_key
+        self._keypair = keypair
+        self._verifier = verifier
+        self._coordinator = coordinator
+        self._forwarder = forwarder
+        self._store = store
+        self._models = models
+        self._reports = reports
+        self._model_version = model_version
+        self._allowed = allowed_purposes
+        self._clock = clock
+
+    def evaluate(self, request: EvaluationRequest) -> EvaluationReport:
+        started = time.perf_counter()
+        # Local checks first: nothing leaves the node for a request that cannot succeed.
+        pseudonym = pseudonymize(self._subject_key, request.id_type, request.identifier)
+        if request.consent is None:
+            raise FedCreditError("the applicant's consent is required",
+                                 code=ErrorCode.CONSENT_MISSING)
+        request.consent.check(self._clock(), self._allowed)
+        model = self._models.get(self._model_version)
+
+        signed = self._coordinator.plan(self._model_version, request.consent.purpose)
+        plan = verify_plan(signed, self._verifier, self._clock())
+        if plan.requester_key.fingerprint() != self._keypair.public.fingerprint():
+            raise KeyMismatchError("the plan names a different key for this requester")
+        if plan.requester_id != self._member_id or plan.model_version != self._model_version:
+            raise FedCreditError("the plan does not match the request", code=ErrorCode.PLAN_INVALID)
+        planned = time.perf_counter()
+
+        own = contribution_for(self._store.lookup(pseudonym.value), model)
+        result = self._forwarder.forward(
+            plan, signed, pseudonym.value, request.consent, 0, None, plan.expires_unix_ms
+        )
+        coverage = Coverage.from_outcomes(result.outcomes)
+        if result.accumulator is None or coverage.answered < plan.fallback.min_answered:
+            raise CoverageError(
+                f"{coverage.answered} of {coverage.asked} members answered; "
+                f"policy requires {plan.fallback.min_answered}"
+            )
+        routed = time.perf_counter()
+
+        total = decrypt_total(result.accumulator, self._keypair) + own
+        assessment = assess(total, model.intercept, model.scale)
+        done = time.perf_counter()
+
+        report = EvaluationReport(
+            query_id=plan.query_id,
+            requester_id=self._member_id,
+            created_at_ms=self._clock(),
+            model_version=plan.model_version,
+            purpose=plan.purpose.value,
+            consent_reference=request.consent.reference,
+            requested_amount=request.requested_amount,
+            term_months=request.term_months,
+            score=assessment.score,
+            default_probability=assessment.default_probability,
+            grade=assessment.grade.value,
+            joint_logit=assessment.logit,
+            institutions_with_records=total.has_record,
+            exposures=Exposures(
+                outstanding_debt=total.outstanding_debt_cents / 100,
+                active_loans=total.active_loans,
+                open_credit_lines=total.open_credit_lines,
+                accounts_30dpd=total.accounts_30dpd,
+                accounts_90dpd=total.accounts_90dpd,
+                inquiries_90d=total.inquiries_90d,
+            ),
+            coverage=CoverageReport(
+                asked=coverage.asked,
+                answered=coverage.answered,
+                skipped=[SkippedMember(o.member_id, o.error_code) for o in coverage.skipped],
+            ),
+            timings=Timings(
+                plan_ms=round((planned - started) * 1000, 3),
+                route_ms=round((routed - planned) * 1000, 3),
+                decrypt_ms=round((done - routed) * 1000, 3),
+                total_ms=round((time.perf_counter() - started) * 1000, 3),
+            ),
+        )
+        self._reports.save(report, pseudonym.value)
+        return report
+
+    def get(self, query_id: str) -> EvaluationReport:
+        return self._reports.get(query_id)

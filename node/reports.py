@@ -1,0 +1,127 @@
+"""The evaluation report a lender receives, and its durable store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fedcredit.errors import NotFoundError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS evaluations (
+    query_id TEXT PRIMARY KEY,
+    created_ms INTEGER NOT NULL,
+    subject_pseudonym BLOB NOT NULL,
+    report TEXT NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class Exposures:
+    outstanding_debt: float  # currency units (cents / 100)
+    active_loans: int
+    open_credit_lines: int
+    accounts_30dpd: int
+    accounts_90dpd: int
+    inquiries_90d: int
+
+
+@dataclass(frozen=True)
+class SkippedMember:
+    member_id: str
+    error_code: str
+
+
+@dataclass(frozen=True)
+class CoverageReport:
+    asked: int
+    answered: int
+    skipped: list[SkippedMember]
+
+
+@dataclass(frozen=True)
+class Timings:
+    plan_ms: float
+    route_ms: float
+    decrypt_ms: float
+    total_ms: float
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    query_id: str
+    requester_id: str
+    created_at_ms: int
+    model_version: str
+    purpose: str
+    consent_reference: str
+    requested_amount: float
+    term_months: int
+    score: int
+    default_probability: float
+    grade: str
+    joint_logit: float
+    institutions_with_records: int
+    exposures: Exposures
+    coverage: CoverageReport
+    timings: Timings
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> EvaluationReport:
+        cov = doc["coverage"]
+        return cls(
+            **{
+                **doc,
+                "exposures": Exposures(**doc["exposures"]),
+                "coverage": CoverageReport(
+                    asked=cov["asked"],
+                    answered=cov["answered"],
+                    skipped=[SkippedMember(**s) for s in cov["skipped"]],
+                ),
+                "timings": Timings(**doc["timings"]),
+            }
+        )
+
+
+class EvaluationStore:
+    """Reports are committed (synchronous=FULL) before the API answers."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def save(self, report: EvaluationReport, pseudonym: bytes) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO evaluations VALUES (?, ?, ?, ?)",
+                (report.query_id, report.created_at_ms, pseudonym, json.dumps(report.to_dict())),
+            )
+
+    def get(self, query_id: str) -> EvaluationReport:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT report FROM evaluations WHERE query_id=?", (query_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no evaluation {query_id} at this node")
+        return EvaluationReport.from_dict(json.loads(row[0]))
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0])

@@ -1,0 +1,112 @@
+"""Walking a CHAIN route: call the next hop, skip unreachable ones per the plan's fallbacks.
+
+The requester starts the walk at hop 0; each node continues it after adding its own
+contribution. Whatever the later hops return travels back up the call chain, so the requester
+only ever receives the final accumulator.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import grpc
+
+from fedcredit.clock import Clock
+from fedcredit.error_catalog import error_from_rpc
+from fedcredit.errors import ErrorCode
+from fedcredit.protocol import Consent, HopOutcome, Plan, SignedPlan
+from fedcredit.transport import create_channel
+from mpc.paillier import PaillierPublicKey
+from mpc.secure_sum import EncryptedContribution
+from node.serde import contribute_reply_from_pb, contribute_request_to_pb
+from proto.v1 import node_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+#: A failed hop with one of these codes is skipped (the rest of the route still runs).
+#: Anything else means the request itself is bad and would fail at every hop: it propagates.
+SKIPPABLE = frozenset(
+    {
+        ErrorCode.NODE_UNAVAILABLE,
+        ErrorCode.DEADLINE_EXCEEDED,
+        ErrorCode.MODEL_VERSION_UNAVAILABLE,
+        ErrorCode.INTERNAL,
+        ErrorCode.NOT_ON_ROUTE,
+    }
+)
+#: Kept back from each call's budget for this hop's own reply.
+RETURN_MARGIN_MS = 50
+
+
+class PeerChannels:
+    """One channel per peer endpoint, reused across evaluations."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    def stub(self, endpoint: str) -> node_pb2_grpc.NodeStub:
+        with self._lock:
+            channel = self._channels.get(endpoint)
+            if channel is None:
+                channel = self._channels[endpoint] = create_channel(endpoint)
+        return node_pb2_grpc.NodeStub(channel)
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    accumulator: EncryptedContribution | None
+    outcomes: tuple[HopOutcome, ...]
+    key: PaillierPublicKey
+
+
+class RouteForwarder:
+    def __init__(self, peers: PeerChannels, clock: Clock) -> None:
+        self._peers = peers
+        self._clock = clock
+
+    def forward(
+        self,
+        plan: Plan,
+        signed: SignedPlan,
+        pseudonym: bytes,
+        consent: Consent,
+        start: int,
+        accumulator: EncryptedContribution | None,
+        deadline_ms: int,
+    ) -> RouteResult:
+        """Run hops ``start..`` and return the final accumulator and every hop's outcome."""
+        skipped: list[HopOutcome] = []
+        for index in range(start, len(plan.route)):
+            hop = plan.route[index]
+            hops_left = len(plan.route) - index
+            budget_ms = min(
+                deadline_ms - self._clock() - RETURN_MARGIN_MS,
+                plan.fallback.hop_timeout_ms * hops_left,
+            )
+            if budget_ms <= 0:
+                skipped.append(HopOutcome(hop.member_id, False, ErrorCode.DEADLINE_EXCEEDED.value))
+                continue
+            request = contribute_request_to_pb(
+                signed, pseudonym, consent, index, accumulator, plan.requester_key
+            )
+            try:
+                reply = self._peers.stub(hop.endpoint).Contribute(request, timeout=budget_ms / 1000)
+            except grpc.RpcError as exc:
+                error = error_from_rpc(exc, default=ErrorCode.NODE_UNAVAILABLE)
+                if error.code not in SKIPPABLE or not plan.fallback.skip_unreachable:
+                    raise error from None
+                log.warning("query %s: skipping %s (%s)", plan.query_id, hop.member_id, error.code)
+                skipped.append(HopOutcome(hop.member_id, False, error.code.value))
+                continue
+            final, later = contribute_reply_from_pb(reply, plan.requester_key)
+            return RouteResult(final, (*skipped, *later), plan.requester_key)
+        return RouteResult(accumulator, tuple(skipped), plan.requester_key)

@@ -1,0 +1,93 @@
+"""Node protobuf ⇄ domain conversions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fedcredit.errors import InvalidRequestError
+from fedcredit.protocol import Consent, HopOutcome, SignedPlan
+from fedcredit.serde import (
+    accumulator_from_pb,
+    accumulator_to_pb,
+    consent_from_pb,
+    consent_to_pb,
+    outcome_from_pb,
+    outcome_to_pb,
+    signed_plan_from_pb,
+    signed_plan_to_pb,
+)
+from mpc.paillier import PaillierPublicKey
+from mpc.secure_sum import EncryptedContribution
+from proto.v1 import crypto_pb2, node_pb2
+
+PSEUDONYM_BYTES = 32
+
+
+@dataclass(frozen=True)
+class ContributeCall:
+    """A Contribute request whose accumulator is still unparsed: its key comes from the plan,
+    which must be verified first."""
+
+    plan: SignedPlan
+    pseudonym: bytes
+    consent: Consent
+    hop_index: int
+    accumulator: crypto_pb2.EncryptedVector | None
+
+    def parse_accumulator(self, key: PaillierPublicKey) -> EncryptedContribution | None:
+        return None if self.accumulator is None else accumulator_from_pb(self.accumulator, key)
+
+
+def contribute_request_from_pb(msg: node_pb2.ContributeRequest) -> ContributeCall:
+    if not msg.HasField("plan"):
+        raise InvalidRequestError("plan is required")
+    if len(msg.subject_pseudonym) != PSEUDONYM_BYTES:
+        raise InvalidRequestError("subject_pseudonym must be 32 bytes")
+    if not msg.HasField("consent"):
+        consent = consent_from_pb(node_pb2.Consent())  # raises CONSENT_MISSING
+    else:
+        consent = consent_from_pb(msg.consent)
+    return ContributeCall(
+        plan=signed_plan_from_pb(msg.plan),
+        pseudonym=msg.subject_pseudonym,
+        consent=consent,
+        hop_index=msg.hop_index,
+        accumulator=msg.accumulator if msg.HasField("accumulator") else None,
+    )
+
+
+def contribute_request_to_pb(
+    plan: SignedPlan,
+    pseudonym: bytes,
+    consent: Consent,
+    hop_index: int,
+    accumulator: EncryptedContribution | None,
+    key: PaillierPublicKey,
+) -> node_pb2.ContributeRequest:
+    msg = node_pb2.ContributeRequest(
+        plan=signed_plan_to_pb(plan),
+        subject_pseudonym=pseudonym,
+        consent=consent_to_pb(consent),
+        hop_index=hop_index,
+    )
+    if accumulator is not None:
+        msg.accumulator.CopyFrom(accumulator_to_pb(accumulator, key))
+    return msg
+
+
+def contribute_reply_to_pb(
+    accumulator: EncryptedContribution | None,
+    outcomes: tuple[HopOutcome, ...],
+    key: PaillierPublicKey,
+) -> node_pb2.ContributeReply:
+    msg = node_pb2.ContributeReply(outcomes=[outcome_to_pb(o) for o in outcomes])
+    if accumulator is not None:
+        msg.accumulator.CopyFrom(accumulator_to_pb(accumulator, key))
+    return msg
+
+
+def contribute_reply_from_pb(
+    msg: node_pb2.ContributeReply, key: PaillierPublicKey
+) -> tuple[EncryptedContribution | None, tuple[HopOutcome, ...]]:
+    accumulator = accumulator_from_pb(msg.accumulator, key) if msg.HasField("accumulator") else None
+    return accumulator, tuple(outcome_from_pb(o) for o in msg.outcomes)

@@ -1,0 +1,185 @@
+"""Wiring: settings → stores, keys, services → a running gRPC server and lender API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+
+import grpc
+import uvicorn
+from fastapi import FastAPI
+
+from fedcredit.clock import Clock, system_clock
+from fedcredit.errors import ConfigurationError
+from fedcredit.files import write_atomic
+from fedcredit.transport import create_server, host_of, require_plaintext_allowed, set_serving
+from mpc.paillier import PaillierKeyPair
+from mpc.pseudonym import SubjectKey
+from mpc.signing import Verifier
+from node.api.app import create_app
+from node.api.deps import ApiContext, HealthProbe, hash_api_key
+from node.api.metrics import ApiMetrics
+from node.contribution import ContributionService
+from node.coordinator_client import CoordinatorClient, Membership
+from node.evaluation import EvaluationService
+from node.feature_store import FeatureStore
+from node.keystore import load_or_create_keypair
+from node.models import ModelCatalog
+from node.reports import EvaluationStore
+from node.route import PeerChannels, RouteForwarder
+from node.servicer import NodeServicer
+from node.settings import NodeSettings
+from proto.v1 import node_pb2, node_pb2_grpc
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["Node"].full_name
+
+
+def load_verifier(settings: NodeSettings) -> Verifier:
+    path = settings.coordinator_verify_key_file
+    if not path.exists():
+        raise ConfigurationError(f"coordinator verification key {path} does not exist")
+    try:
+        return Verifier.from_pem(path.read_bytes())
+    except ValueError as exc:
+        raise ConfigurationError(f"{path} is not an Ed25519 public key PEM") from exc
+
+
+@dataclass
+class NodeRuntime:
+    settings: NodeSettings
+    grpc_server: grpc.Server
+    grpc_port: int
+    app: FastAPI
+    membership: Membership
+    closers: list = field(default_factory=list)  # type: ignore[type-arg]
+    _http: uvicorn.Server | None = None
+    _http_thread: threading.Thread | None = None
+    http_port: int = 0
+
+    def bind_http(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.settings.http_host, self.settings.http_port))
+        self.http_port = sock.getsockname()[1]
+        return sock
+
+    def _uvicorn(self) -> uvicorn.Server:
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=5)
+        self._http = uvicorn.Server(config)
+        return self._http
+
+    def serve_http_forever(self) -> None:
+        """Serve the API in this thread until SIGINT/SIGTERM (CLI use)."""
+        sock = self.bind_http()
+        self.write_ready_file()
+        self._uvicorn().run(sockets=[sock])
+
+    def start_http_in_thread(self) -> int:
+        """Serve the API from a background thread (tests, embedded use); returns the port."""
+        sock = self.bind_http()
+        server = self._uvicorn()
+        self._http_thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self._http_thread.start()
+        while not server.started:
+            threading.Event().wait(0.01)
+        return self.http_port
+
+    def write_ready_file(self) -> None:
+        if self.settings.ready_file is not None:
+            doc = {"grpc_port": self.grpc_port, "http_port": self.http_port}
+            write_atomic(self.settings.ready_file, json.dumps(doc).encode())
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+        if self._http_thread is not None:
+            self._http_thread.join(timeout=10)
+        self.membership.stop()
+        self.grpc_server.stop(2).wait()
+        for close in reversed(self.closers):
+            close()
+
+
+def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRuntime:
+    """Start the gRPC service and membership; the HTTP API is started by the caller."""
+    require_plaintext_allowed(
+        settings.insecure_dev,
+        [settings.grpc_bind, settings.advertise_endpoint or "", settings.coordinator_address,
+         f"{settings.http_host}:0"],
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    keypair: PaillierKeyPair = load_or_create_keypair(
+        settings.paillier_key_path, settings.paillier_key_bits
+    )
+    subject_key = SubjectKey.from_hex(settings.subject_key.get_secret_value())
+    verifier = load_verifier(settings)
+    store = FeatureStore(settings.feature_store_path)
+    reports = EvaluationStore(settings.evaluation_store_path)
+    models = ModelCatalog(settings.model_dir, settings.member_id)
+    peers = PeerChannels()
+    forwarder = RouteForwarder(peers, clock)
+    coordinator = CoordinatorClient(
+        settings.coordinator_address,
+        settings.member_id,
+        settings.registration_token.get_secret_value(),
+        settings.coordinator_timeout_ms,
+    )
+    contributions = ContributionService(
+        member_id=settings.member_id,
+        verifier=verifier,
+        store=store,
+        models=models,
+        forwarder=forwarder,
+        allowed_purposes=settings.allowed_purposes,
+        clock=clock,
+    )
+    server, port, health = create_server(settings.grpc_bind)
+    node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(contributions, clock), server)
+    server.start()
+    set_serving(health, [SERVICE_NAME])
+    endpoint = settings.advertise_endpoint or f"{host_of(settings.grpc_bind)}:{port}"
+    membership = Membership(
+        coordinator, settings.display_name or settings.member_id, endpoint, keypair.public
+    )
+    membership.start()
+    evaluations = EvaluationService(
+        member_id=settings.member_id,
+        subject_key=subject_key,
+        keypair=keypair,
+        verifier=verifier,
+        coordinator=coordinator,
+        forwarder=forwarder,
+        store=store,
+        models=models,
+        reports=reports,
+        model_version=settings.model_version,
+        allowed_purposes=settings.allowed_purposes,
+        clock=clock,
+    )
+    context = ApiContext(
+        evaluations=evaluations,
+        api_key_hashes=tuple(hash_api_key(k.get_secret_value()) for k in settings.api_keys),
+        metrics=ApiMetrics(),
+        health=HealthProbe(
+            member_id=settings.member_id,
+            registered=membership.registered.is_set,
+            subjects=store.count,
+        ),
+    )
+    app = create_app(context, settings.max_request_bytes)
+    log.info("node %s: gRPC on port %d, advertised as %s", settings.member_id, port, endpoint)
+    return NodeRuntime(
+        settings=settings,
+        grpc_server=server,
+        grpc_port=port,
+        app=app,
+        membership=membership,
+        closers=[store.close, reports.close, peers.close, coordinator.close],
+    )

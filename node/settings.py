@@ -1,0 +1,74 @@
+"""Node settings: environment variables prefixed ``FEDCREDIT_NODE_``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fedcredit.protocol import Purpose
+from fedcredit.settings_base import Environment, check_secret, check_transport
+from mpc.paillier import DEFAULT_KEY_BITS
+from mpc.pseudonym import SubjectKey
+
+
+class NodeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FEDCREDIT_NODE_", extra="forbid")
+
+    environment: Environment = "prod"
+    insecure_dev: bool = False
+    member_id: str
+    display_name: str = ""
+    data_dir: Path = Path("node-data")
+    grpc_bind: str = "127.0.0.1:50061"
+    #: Address other members dial; defaults to the bound gRPC address.
+    advertise_endpoint: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8081, ge=0, le=65535)
+    coordinator_address: str = "127.0.0.1:50051"
+    #: The coordinator's plan verification key (PEM), distributed out of band.
+    coordinator_verify_key_file: Path
+    registration_token: SecretStr = SecretStr("")
+    #: Alliance subject key, hex. Members only; the coordinator never has it.
+    subject_key: SecretStr
+    #: API keys of the lender applications allowed to call this node's REST API.
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    #: Directory of this member's model slices, one ``<version>.json`` each.
+    model_dir: Path = Path("models")
+    #: The model version this node asks for when it is the requester.
+    model_version: str = "v1"
+    paillier_key_bits: int = DEFAULT_KEY_BITS
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    coordinator_timeout_ms: int = Field(default=3_000, ge=100)
+    allowed_purposes: frozenset[Purpose] = frozenset(Purpose)
+    #: If set, the node writes {"grpc_port", "http_port"} here once it serves (launchers).
+    ready_file: Path | None = None
+
+    @field_validator("subject_key")
+    @classmethod
+    def _subject_key_is_hex(cls, value: SecretStr) -> SecretStr:
+        SubjectKey.from_hex(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> NodeSettings:
+        check_transport(self.insecure_dev, self.environment)
+        check_secret("registration_token", self.registration_token, self.environment)
+        if not self.api_keys:
+            raise ValueError("at least one API key is required (FEDCREDIT_NODE_API_KEYS)")
+        for key in self.api_keys:
+            check_secret("api_keys", key, self.environment)
+        return self
+
+    @property
+    def feature_store_path(self) -> Path:
+        return self.data_dir / "features.sqlite3"
+
+    @property
+    def evaluation_store_path(self) -> Path:
+        return self.data_dir / "evaluations.sqlite3"
+
+    @property
+    def paillier_key_path(self) -> Path:
+        return self.data_dir / "paillier-key.json"

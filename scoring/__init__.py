@@ -1,0 +1,1 @@
+"""Credit decisions, pure: model slices, scorecard scaling, grades. No I/O, no globals."""
