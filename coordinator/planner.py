@@ -60,6 +60,13 @@ class RoutePlanner:
             )
         others.sort(key=lambda m: (m.latency_ms <= 0, m.latency_ms, m.member_id))
         route = tuple(Hop(member_id=m.member_id, endpoint=m.endpoint) for m in others)
+        fallback = FallbackPolicy(
+            skip_unreachable=True,
+            hop_timeout_ms=self._policy.hop_timeout_ms,
+            min_answered=self._policy.min_answered,
+        )
+        # Long enough for the whole route's call budget, plus time to decrypt and answer.
+        ttl_ms = max(self._policy.plan_ttl_ms, fallback.call_budget_ms(len(route)) + 1_000)
         return Plan(
             query_id=self._new_query_id(),
             requester_id=requester.member_id,
@@ -67,12 +74,8 @@ class RoutePlanner:
             mode=RouteMode.CHAIN,
             route=route,
             issued_unix_ms=now_ms,
-            expires_unix_ms=now_ms + self._policy.plan_ttl_ms,
+            expires_unix_ms=now_ms + ttl_ms,
             model_version=model_version,
-            fallback=FallbackPolicy(
-                skip_unreachable=True,
-                hop_timeout_ms=self._policy.hop_timeout_ms,
-                min_answered=self._policy.min_answered,
-            ),
+            fallback=fallback,
             purpose=purpose,
         )

@@ -101,6 +101,8 @@ class LocalAlliance:
     registration_token: str
     api_key: str
     extra_coordinator_env: dict[str, str] = field(default_factory=dict)
+    #: Per-member environment overrides (e.g. an advertised endpoint behind a proxy).
+    node_env_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     coordinator: ManagedProcess | None = None
     node_procs: dict[str, ManagedProcess] = field(default_factory=dict)
 
@@ -139,6 +141,7 @@ class LocalAlliance:
             "FEDCREDIT_NODE_API_KEYS": json.dumps([self.api_key]),
             "FEDCREDIT_NODE_MODEL_DIR": str(spec.model_dir),
             "FEDCREDIT_NODE_READY_FILE": str(data / "ready.json"),
+            **self.node_env_overrides.get(spec.member_id, {}),
         }
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -33,11 +33,29 @@ class Hop:
     children: tuple[Hop, ...] = ()
 
 
+def budget_units(hops_left: int) -> int:
+    """Hop-timeout units a call covering ``hops_left`` hops may take: f(0)=0, f(1)=1,
+    f(m) = 1 + f(m-1) + f(m-2).
+
+    A CHAIN call to hop i returns only after every later hop did, so a hop that hangs eats its
+    caller's whole wait. Sizing each budget like this leaves every callee room to wait out one
+    hanging successor (f(m-1)) and still run the rest of the route after it (f(m-2)).
+    Growth is Fibonacci-like (1, 2, 4, 7, 12, 20, ...); the plan's expiry caps it.
+    """
+    previous, current = 0, 0
+    for step in range(1, hops_left + 1):
+        previous, current = current, (1 if step == 1 else 1 + current + previous)
+    return current
+
+
 @dataclass(frozen=True)
 class FallbackPolicy:
     skip_unreachable: bool = True
     hop_timeout_ms: int = 3000
     min_answered: int = 2
+
+    def call_budget_ms(self, hops_left: int) -> int:
+        return self.hop_timeout_ms * budget_units(hops_left)
 
 
 @dataclass(frozen=True)

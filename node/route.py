@@ -90,7 +90,7 @@ class RouteForwarder:
             hops_left = len(plan.route) - index
             budget_ms = min(
                 deadline_ms - self._clock() - RETURN_MARGIN_MS,
-                plan.fallback.hop_timeout_ms * hops_left,
+                plan.fallback.call_budget_ms(hops_left),
             )
             if budget_ms <= 0:
                 skipped.append(HopOutcome(hop.member_id, False, ErrorCode.DEADLINE_EXCEEDED.value))

@@ -70,5 +70,11 @@ def create_app(context: ApiContext, max_request_bytes: int) -> FastAPI:
         return PlainTextResponse(generate_latest(ctx.metrics.registry),
                                  media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=max_request_bytes,
+        on_reject=lambda: context.metrics.errors.labels(
+            code=ErrorCode.MESSAGE_TOO_LARGE.value
+        ).inc(),
+    )
     return app

@@ -80,7 +80,9 @@ class FallbackPolicy(_message.Message):
     skip_unreachable: _builtins.bool
     """A hop that is unreachable, times out or fails locally is skipped and recorded."""
     hop_timeout_ms: _builtins.int
-    """Time budget for one hop's own work; a call to hop i gets budget * (hops left from i)."""
+    """Time budget for one hop's own work. A call covering m remaining hops may take
+    hop_timeout_ms * f(m), f(1)=1, f(2)=2, f(m)=1+f(m-1)+f(m-2): room to skip one hung hop.
+    """
     min_answered: _builtins.int
     """Fewer answered members than this is an error for the requester, never a weaker answer."""
     def __init__(

@@ -1,0 +1,528 @@
+"""Benchmark: joint evaluations through the lender REST API, against in-process baselines.
+
+    python bench/evaluate.py --nodes 3 --seconds 30 --json out.json
+
+Starts a coordinator and ``--nodes`` member nodes as separate processes on loopback (the same
+:class:`~fedcredit.launcher.LocalAlliance` the demo and the end-to-end tests use), warms up,
+then for ``--seconds`` keeps ``--concurrency`` lender clients busy posting
+``POST /v1/evaluations``, rotating the requester across members. Reports p50/p99 latency,
+throughput (successful evaluations per second) and errors (non-201 responses and exceptions).
+Every successful report is also checked against the pooled plaintext computation.
+
+After the alliance is stopped (so the baselines do not compete with idle servers), the same run
+measures two in-process baselines on the same subjects:
+
+* **pooled plaintext** — the same joint result (logit, exposures, score/grade) computed directly
+  over the pooled data, as :func:`fedcredit.demo.population.pooled_result` does;
+* **crypto, recipe vs naive phe** — the encrypted secure sum of one evaluation, mirroring the wire
+  path (every member except the requester encrypts its contribution vector and adds it to the
+  accumulator; the requester decrypts and adds its own share in the clear), done once with our
+  :mod:`mpc.secure_sum` recipe (``accumulate`` / ``decrypt_total``) and once with
+  python-paillier's high-level ``EncryptedNumber`` API (``encrypt`` per field, ``+``,
+  ``decrypt``). Same 2048-bit key, same members, same vectors; the two are interleaved.
+
+The JSON holds ``p50_ms``, ``p99_ms``, ``throughput_per_s`` and ``errors`` at the top level, plus
+counts, server-side timings, the machine, the date, the baselines and their ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import phe
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fedcredit.demo.population import MAX_NODES, Population, generate, pooled_result
+from fedcredit.demo.runner import build_alliance, evaluation_body, matches_pooled
+from fedcredit.launcher import LocalAlliance
+from mpc.contribution import FIELDS, ContributionVector
+from mpc.paillier import DEFAULT_KEY_BITS, PaillierKeyPair
+from mpc.secure_sum import accumulate, decrypt_total
+from node.contribution import contribution_for
+from node.feature_store import EXPOSURE_COLUMNS, SubjectRecord
+from scoring.assessment import assess
+
+REQUEST_TIMEOUT_S = 60.0
+LOGIT_TOLERANCE = 1e-6
+
+
+# -- machine ---------------------------------------------------------------------------------
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
+                break
+    except OSError:
+        pass
+    os_name = platform.system()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "cpu_model": cpu,
+        "ram_gib": ram_gib,
+        "python": platform.python_version(),
+        "os": f"{os_name} (kernel {platform.release()}, {platform.machine()})",
+        "phe_gmpy2": bool(getattr(phe.util, "HAVE_GMP", False)),
+    }
+
+
+# -- load phase ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sample:
+    requester: str
+    latency_ms: float
+    ok: bool
+    error: str | None = None
+    exact: bool | None = None
+    timings: dict[str, float] | None = None
+
+
+@dataclass
+class LoadState:
+    samples: list[Sample] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def add(self, sample: Sample) -> None:
+        with self.lock:
+            self.samples.append(sample)
+
+    def snapshot(self) -> tuple[int, int, float | None]:
+        with self.lock:
+            ok = [s.latency_ms for s in self.samples if s.ok]
+            errors = len(self.samples) - len(ok)
+        return len(ok), errors, (float(np.median(ok)) if ok else None)
+
+
+def one_evaluation(
+    client: httpx.Client, alliance: LocalAlliance, population: Population, requester: str,
+    index: int, rng: np.random.Generator, check: bool,
+) -> Sample:
+    body = evaluation_body(population, index, rng)
+    started = time.perf_counter()
+    try:
+        response = client.post(f"{alliance.http_url(requester)}/v1/evaluations", json=body)
+    except Exception as exc:  # every failure is an error sample
+        latency = (time.perf_counter() - started) * 1000
+        return Sample(requester, latency, False, error=type(exc).__name__)
+    latency = (time.perf_counter() - started) * 1000
+    if response.status_code != 201:
+        code = ""
+        try:
+            code = response.json()["error"]["code"]
+        except Exception:  # the error body is best effort
+            pass
+        error = f"HTTP {response.status_code} {code}".strip()
+        return Sample(requester, latency, False, error=error)
+    report = response.json()
+    exact = matches_pooled(population, index, report) if check else None
+    return Sample(requester, latency, True, exact=exact, timings=report.get("timings"))
+
+
+def run_load(
+    alliance: LocalAlliance, population: Population, seconds: float, concurrency: int,
+    warmup: int, seed: int, check: bool, console: Console,
+) -> tuple[list[Sample], float]:
+    members = [n.member_id for n in alliance.nodes]
+    headers = {"X-API-Key": alliance.api_key}
+    turn = itertools.count()
+    turn_lock = threading.Lock()
+
+    def next_requester() -> str:
+        with turn_lock:
+            return members[next(turn) % len(members)]
+
+    # Warm-up: every member serves at least one request (gRPC channels, key caches, imports).
+    warm_rng = np.random.default_rng(seed + 100)
+    with httpx.Client(timeout=REQUEST_TIMEOUT_S, headers=headers) as client, console.status(
+        f"warming up ({max(warmup, len(members))} evaluations)…"
+    ):
+        for k in range(max(warmup, len(members))):
+            index = int(warm_rng.integers(len(population.identifiers)))
+            sample = one_evaluation(client, alliance, population, members[k % len(members)],
+                                    index, warm_rng, check=False)
+            if not sample.ok:
+                console.print(f"[yellow]warm-up request failed: {sample.error}[/]")
+
+    state = LoadState()
+
+    def worker(worker_id: int, deadline: float) -> None:
+        rng = np.random.default_rng([seed, worker_id])
+        with httpx.Client(timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
+            while not state.stop.is_set() and time.perf_counter() < deadline:
+                index = int(rng.integers(len(population.identifiers)))
+                state.add(one_evaluation(client, alliance, population, next_requester(), index,
+                                         rng, check))
+
+    progress = Progress(
+        TextColumn("[bold]load[/]"), BarColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[ok]} ok · {task.fields[errors]} errors · p50 {task.fields[p50]}"),
+        console=console, transient=False,
+    )
+    started = time.perf_counter()
+    deadline = started + seconds
+    with progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        task = progress.add_task("load", total=seconds, ok=0, errors=0, p50="-")
+        futures = [pool.submit(worker, w, deadline) for w in range(concurrency)]
+        try:
+            while not all(f.done() for f in futures):
+                time.sleep(0.25)
+                ok, errors, p50 = state.snapshot()
+                progress.update(
+                    task, completed=min(seconds, time.perf_counter() - started), ok=ok,
+                    errors=errors, p50="-" if p50 is None else f"{p50:.0f} ms",
+                )
+        except KeyboardInterrupt:
+            state.stop.set()
+            raise
+        finally:
+            state.stop.set()
+        for f in futures:
+            f.result()
+        elapsed = time.perf_counter() - started
+        progress.update(task, completed=seconds)
+    return state.samples, elapsed
+
+
+# -- baselines -------------------------------------------------------------------------------
+def member_vectors(population: Population, index: int) -> dict[str, ContributionVector]:
+    """Each member's contribution for one subject, computed as the node does."""
+    out: dict[str, ContributionVector] = {}
+    for inst in population.institutions:
+        member = inst.profile.member_id
+        record = None
+        if inst.has_record[index]:
+            record = SubjectRecord(
+                exposures={c: int(inst.exposures[c][index]) for c in EXPOSURE_COLUMNS},
+                features={k: float(v[index]) for k, v in inst.features.items()},
+            )
+        out[member] = contribution_for(record, population.models[member])
+    return out
+
+
+def pooled_plaintext_ms(population: Population, indices: list[int]) -> dict[str, Any]:
+    """Per evaluation: the joint result (logit, exposures, score, grade) over pooled data."""
+    model = next(iter(population.models.values()))
+    rounds = max(1, 2000 // len(indices))
+    started = time.perf_counter()
+    for _ in range(rounds):
+        for index in indices:
+            pooled = pooled_result(population, index)
+            total = ContributionVector(
+                model_partial=pooled.joint_logit - model.intercept,
+                has_record=pooled.institutions_with_records,
+                **pooled.exposures,
+            )
+            assess(total, model.intercept, model.scale)
+    evals = rounds * len(indices)
+    return {"per_eval_ms": (time.perf_counter() - started) * 1000 / evals, "evals": evals}
+
+
+def _recipe(
+    keypair: PaillierKeyPair, contributors: list[ContributionVector], own: ContributionVector
+) -> tuple[ContributionVector, float, float]:
+    started = time.perf_counter()
+    accumulator = None
+    for vector in contributors:
+        accumulator = accumulate(accumulator, vector, keypair.public)
+    assert accumulator is not None
+    routed = time.perf_counter()
+    total = decrypt_total(accumulator, keypair) + own
+    done = time.perf_counter()
+    return total, (routed - started) * 1000, (done - routed) * 1000
+
+
+def _naive_phe(
+    public: phe.PaillierPublicKey, private: phe.PaillierPrivateKey,
+    contributors: list[ContributionVector], own: ContributionVector,
+) -> tuple[ContributionVector, float, float]:
+    started = time.perf_counter()
+    accumulator: list[phe.EncryptedNumber] | None = None
+    for vector in contributors:
+        encrypted = [public.encrypt(getattr(vector, name)) for name in FIELDS]
+        accumulator = encrypted if accumulator is None else [
+            a + b for a, b in zip(accumulator, encrypted, strict=True)
+        ]
+    assert accumulator is not None
+    routed = time.perf_counter()
+    values = [private.decrypt(c) for c in accumulator]
+    total = ContributionVector(
+        model_partial=float(values[0]), **{n: int(v) for n, v in zip(FIELDS[1:], values[1:],
+                                                                    strict=True)}
+    ) + own
+    done = time.perf_counter()
+    return total, (routed - started) * 1000, (done - routed) * 1000
+
+
+def _summary(encrypt_add: list[float], decrypt: list[float]) -> dict[str, float]:
+    totals = [a + b for a, b in zip(encrypt_add, decrypt, strict=True)]
+    return {
+        "encrypt_add_ms": float(np.median(encrypt_add)),
+        "decrypt_ms": float(np.median(decrypt)),
+        "total_ms": float(np.median(totals)),
+        "total_mean_ms": float(np.mean(totals)),
+    }
+
+
+def crypto_baselines(
+    population: Population, indices: list[int], console: Console
+) -> dict[str, Any]:
+    members = [inst.profile.member_id for inst in population.institutions]
+    with console.status(f"generating a {DEFAULT_KEY_BITS}-bit Paillier key…"):
+        public, private = phe.generate_paillier_keypair(n_length=DEFAULT_KEY_BITS)
+        keypair = PaillierKeyPair.from_primes(private.p, private.q)
+    times: dict[str, tuple[list[float], list[float]]] = {
+        "recipe": ([], []), "naive_phe": ([], [])}
+    disagreements = 0
+    with Progress(TextColumn("[bold]crypto baselines[/]"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("crypto", total=len(indices))
+        for k, index in enumerate(indices):
+            vectors = member_vectors(population, index)
+            requester = members[k % len(members)]
+            contributors = [v for m, v in vectors.items() if m != requester]
+            own = vectors[requester]
+            # Interleave, alternating which goes first, so drift hits both alike.
+            order = ("recipe", "naive_phe") if k % 2 == 0 else ("naive_phe", "recipe")
+            results = {}
+            for name in order:
+                if name == "recipe":
+                    total, enc, dec = _recipe(keypair, contributors, own)
+                else:
+                    total, enc, dec = _naive_phe(public, private, contributors, own)
+                times[name][0].append(enc)
+                times[name][1].append(dec)
+                results[name] = total
+            a, b = results["recipe"], results["naive_phe"]
+            if abs(a.model_partial - b.model_partial) > LOGIT_TOLERANCE or any(
+                getattr(a, n) != getattr(b, n) for n in FIELDS[1:]
+            ):
+                disagreements += 1
+            progress.advance(task)
+    return {
+        "key_bits": keypair.public.bits,
+        "members": len(members),
+        "contributors_per_eval": len(members) - 1,
+        "fields": len(FIELDS),
+        "ciphertexts_encrypted_per_eval": (len(members) - 1) * len(FIELDS),
+        "evals": len(indices),
+        "disagreements": disagreements,
+        "recipe": _summary(*times["recipe"]),
+        "naive_phe": _summary(*times["naive_phe"]),
+    }
+
+
+# -- report ----------------------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def summarize(samples: list[Sample], elapsed: float) -> dict[str, Any]:
+    ok = [s for s in samples if s.ok]
+    latencies = [s.latency_ms for s in ok]
+    server: dict[str, float] = {}
+    with_timings = [s.timings for s in ok if s.timings]
+    for key in ("plan_ms", "route_ms", "decrypt_ms", "total_ms"):
+        values = [t[key] for t in with_timings if key in t]
+        if values:
+            server[key] = float(np.median(values))
+    per_requester = Counter(s.requester for s in ok)
+    return {
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "throughput_per_s": len(ok) / elapsed if elapsed > 0 else 0.0,
+        "errors": len(samples) - len(ok),
+        "count": len(samples),
+        "ok": len(ok),
+        "mismatches": sum(1 for s in ok if s.exact is False),
+        "mean_ms": float(np.mean(latencies)) if latencies else None,
+        "min_ms": min(latencies) if latencies else None,
+        "max_ms": max(latencies) if latencies else None,
+        "elapsed_s": elapsed,
+        "error_kinds": dict(Counter(s.error for s in samples if not s.ok)),
+        "per_requester": dict(sorted(per_requester.items())),
+        "server_timings_p50_ms": server,
+    }
+
+
+def fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def render(console: Console, result: dict[str, Any]) -> None:
+    title = (f"Joint evaluations via REST — {result['nodes']} nodes, concurrency "
+             f"{result['concurrency']}, {result['seconds']:g} s")
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("evaluations (ok / total)", f"{result['ok']} / {result['count']}")
+    table.add_row("errors", str(result["errors"]))
+    table.add_row("mismatches vs pooled", str(result["mismatches"]))
+    table.add_row("p50 latency", fmt(result["p50_ms"], " ms"))
+    table.add_row("p99 latency", fmt(result["p99_ms"], " ms"))
+    table.add_row("mean / max latency",
+                  f"{fmt(result['mean_ms'], ' ms')} / {fmt(result['max_ms'], ' ms')}")
+    table.add_row("throughput", fmt(result["throughput_per_s"], " eval/s", 2))
+    server = result["server_timings_p50_ms"]
+    if server:
+        table.add_row("server p50: plan / route / decrypt",
+                      " / ".join(fmt(server.get(k), " ms") for k in
+                                 ("plan_ms", "route_ms", "decrypt_ms")))
+    console.print(table)
+    if result["error_kinds"]:
+        console.print(f"[red]errors by kind:[/] {result['error_kinds']}")
+
+    baselines = result.get("baselines")
+    if not baselines:
+        return
+    crypto = baselines["crypto"]
+    pooled = baselines["pooled_plaintext"]
+    ratios = result["ratios"]
+    table = Table(title=(
+        f"Baselines (same run, in-process, {crypto['members']} members: "
+        f"{crypto['contributors_per_eval']} encrypt x {crypto['fields']} fields, "
+        f"{crypto['key_bits']}-bit key, median of {crypto['evals']})"))
+    for column in ("per evaluation", "encrypt+add", "decrypt", "total", "ratio"):
+        table.add_column(column, justify="left" if column == "per evaluation" else "right")
+    table.add_row("REST end-to-end (p50)", "", "", fmt(result["p50_ms"], " ms"), "1.00x")
+    table.add_row("pooled plaintext", "", "", fmt(pooled["per_eval_ms"], " ms", 4),
+                  f"REST is {fmt(ratios['p50_over_pooled_plaintext'], 'x', 0)} slower")
+    for name, label in (("recipe", "mpc.secure_sum recipe"),
+                        ("naive_phe", "naive phe EncryptedNumber")):
+        row = crypto[name]
+        share = row["total_ms"] / result["p50_ms"] * 100 if result["p50_ms"] else None
+        table.add_row(label, fmt(row["encrypt_add_ms"], " ms"), fmt(row["decrypt_ms"], " ms"),
+                      fmt(row["total_ms"], " ms"), fmt(share, "% of p50", 0))
+    console.print(table)
+    speedup = ratios["naive_phe_over_recipe"]
+    verdict = ("faster than" if speedup > 1.05 else "slower than" if speedup < 0.95
+               else "within +/-5% of (so no faster than)")
+    console.print(
+        f"naive phe / recipe crypto time = [bold]{speedup:.2f}x[/]: our recipe is {verdict} "
+        f"the naive EncryptedNumber version ({crypto['disagreements']} disagreements)."
+    )
+
+
+# -- main ------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=3, help=f"members, 3..{MAX_NODES}")
+    parser.add_argument("--seconds", type=float, default=30.0, help="timed load duration")
+    parser.add_argument("--concurrency", type=int, default=1, help="parallel lender clients")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed requests first")
+    parser.add_argument("--subjects", type=int, default=3000, help="synthetic population")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--baseline-evals", type=int, default=30,
+                        help="evaluations for the in-process crypto baselines (0: skip)")
+    parser.add_argument("--no-check", action="store_true",
+                        help="do not compare each report with the pooled plaintext result")
+    parser.add_argument("--workdir", type=Path, help="keep data and logs here")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    if not 3 <= args.nodes <= MAX_NODES:
+        parser.error(f"--nodes must be between 3 and {MAX_NODES}")
+    if args.seconds <= 0 or args.concurrency < 1 or args.warmup < 0 or args.baseline_evals < 0:
+        parser.error("--seconds and --concurrency must be positive, counts non-negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    temp = None
+    workdir = args.workdir
+    if workdir is None:
+        temp = tempfile.TemporaryDirectory(prefix="fedcredit-bench-")
+        workdir = Path(temp.name)
+    result: dict[str, Any] = {
+        "nodes": args.nodes,
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "subjects": args.subjects,
+        "seed": args.seed,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine_info(),
+    }
+    try:
+        with console.status("generating the synthetic alliance population…"):
+            population = generate(args.subjects, args.nodes, args.seed)
+        alliance = build_alliance(population, workdir)
+        try:
+            with console.status(f"starting the coordinator and {args.nodes} nodes…"):
+                alliance.start()
+            samples, elapsed = run_load(alliance, population, args.seconds, args.concurrency,
+                                        args.warmup, args.seed, not args.no_check, console)
+        finally:
+            with console.status("stopping the alliance…"):
+                alliance.stop()
+        result.update(summarize(samples, elapsed))
+
+        if args.baseline_evals:
+            rng = np.random.default_rng(args.seed + 200)
+            indices = [int(i) for i in rng.choice(len(population.identifiers),
+                                                  size=args.baseline_evals, replace=False)]
+            pooled = pooled_plaintext_ms(population, indices)
+            crypto = crypto_baselines(population, indices, console)
+            result["baselines"] = {"pooled_plaintext": pooled, "crypto": crypto}
+            p50 = result["p50_ms"]
+            result["ratios"] = {
+                "p50_over_pooled_plaintext": p50 / pooled["per_eval_ms"] if p50 else None,
+                "naive_phe_over_recipe":
+                    crypto["naive_phe"]["total_ms"] / crypto["recipe"]["total_ms"],
+                "recipe_crypto_share_of_p50":
+                    crypto["recipe"]["total_ms"] / p50 if p50 else None,
+            }
+            result["ratio"] = result["ratios"]["naive_phe_over_recipe"]
+        render(console, result)
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+            console.print(f"results written to {args.json}")
+    finally:
+        if temp is not None:
+            temp.cleanup()
+    failed = result.get("ok", 0) == 0 or result.get("mismatches", 0) > 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

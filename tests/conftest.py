@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import pytest
+
+from mpc.paillier import PaillierKeyPair
+from mpc.pseudonym import SubjectKey
+
+
+@pytest.fixture(scope="session")
+def keypair() -> PaillierKeyPair:
+    return PaillierKeyPair.generate(2048)
+
+
+@pytest.fixture(scope="session")
+def other_keypair() -> PaillierKeyPair:
+    return PaillierKeyPair.generate(2048)
+
+
+@pytest.fixture(scope="session")
+def subject_key() -> SubjectKey:
+    return SubjectKey(bytes(range(32)))

@@ -1,0 +1,149 @@
+"""Members that are down or hang mid-route: skipped per the plan's fallbacks, or a clear error."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from fedcredit.demo.population import Population, pooled_result
+from fedcredit.serde import public_key_to_pb
+from fedcredit.transport import create_channel, create_server, set_serving
+from mpc.paillier import PaillierKeyPair
+from mpc.pseudonym import SubjectKey
+from proto.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
+from tests.support.alliance import (
+    TOKEN,
+    InProcessAlliance,
+    body,
+    indices_with_records,
+    start_alliance,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def fresh_alliance(
+    tmp_path: Path, population: Population, subject_key: SubjectKey
+) -> Iterator[InProcessAlliance]:
+    running = start_alliance(tmp_path, population, subject_key, hop_timeout_ms=400)
+    yield running
+    running.stop()
+
+
+def member_share(population: Population, member: str, index: int) -> tuple[float, int, int]:
+    inst = next(i for i in population.institutions if i.profile.member_id == member)
+    if not inst.has_record[index]:
+        return 0.0, 0, 0
+    partial = population.models[member].partial_logit(
+        {k: float(v[index]) for k, v in inst.features.items()})
+    return partial, int(inst.exposures["outstanding_debt_cents"][index]), 1
+
+
+def evaluate(alliance: InProcessAlliance, population: Population, index: int) -> httpx.Response:
+    from tests.support.alliance import API_KEY
+
+    return httpx.post(f"{alliance.url('bank')}/v1/evaluations", json=body(population, index),
+                      headers={"X-API-Key": API_KEY}, timeout=30)
+
+
+def test_a_member_down_mid_route_is_skipped_and_reported(
+    fresh_alliance: InProcessAlliance, population: Population
+) -> None:
+    index = next(i for i in indices_with_records(population, 3)
+                 if population.institutions[3].has_record[i])  # telco knows them
+    # telco's Node service dies; its process still heartbeats, so the plan includes it.
+    fresh_alliance.nodes["telco"].grpc_server.stop(0).wait()
+    response = evaluate(fresh_alliance, population, index)
+    assert response.status_code == 201, response.text
+    report = response.json()
+    assert report["coverage"] == {
+        "asked": 3, "answered": 2,
+        "skipped": [{"member_id": "telco", "error_code": "NODE_UNAVAILABLE"}],
+    }
+    expected = pooled_result(population, index)
+    partial, debt, has = member_share(population, "telco", index)
+    assert has == 1
+    assert report["joint_logit"] == pytest.approx(expected.joint_logit - partial, abs=1e-6)
+    assert round(report["exposures"]["outstanding_debt"] * 100) == (
+        expected.exposures["outstanding_debt_cents"] - debt)
+    assert report["institutions_with_records"] == expected.institutions_with_records - 1
+
+
+def test_all_other_members_down_is_a_clear_error_and_persists_nothing(
+    fresh_alliance: InProcessAlliance, population: Population
+) -> None:
+    for member in ("finco", "shop", "telco"):
+        fresh_alliance.nodes[member].grpc_server.stop(0).wait()
+    reports = fresh_alliance.nodes["bank"].app.state.context.evaluations._reports
+    response = evaluate(fresh_alliance, population, 5)
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "INSUFFICIENT_COVERAGE"
+    assert "0 of 3 members answered" in error["detail"]
+    assert reports.count() == 0
+
+
+def test_members_that_stop_heartbeating_leave_the_plan(
+    fresh_alliance: InProcessAlliance, population: Population
+) -> None:
+    for member in ("shop", "telco"):
+        fresh_alliance.nodes[member].stop()
+    deadline = time.monotonic() + 10
+    while True:
+        response = evaluate(fresh_alliance, population, 7)
+        if response.status_code == 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    # One other member left, and policy requires two: refused before anything is sent.
+    assert response.json()["error"]["code"] == "INSUFFICIENT_COVERAGE"
+
+
+class Sloth(node_pb2_grpc.NodeServicer):
+    """A real member whose Node service hangs far past any hop budget."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def Contribute(self, request: node_pb2.ContributeRequest,  # noqa: N802
+                   context: grpc.ServicerContext) -> node_pb2.ContributeReply:
+        self.release.wait(30)
+        return node_pb2.ContributeReply()
+
+
+def test_a_hanging_member_times_out_and_the_rest_still_answer(
+    fresh_alliance: InProcessAlliance, population: Population, other_keypair: PaillierKeyPair
+) -> None:
+    sloth = Sloth()
+    server, port, health = create_server("127.0.0.1:0")
+    node_pb2_grpc.add_NodeServicer_to_server(sloth, server)
+    server.start()
+    set_serving(health, ["fedcredit.v1.Node"])
+    channel = create_channel(f"127.0.0.1:{fresh_alliance.coordinator.port}")
+    stub = coordinator_pb2_grpc.CoordinatorStub(channel)
+    stub.Register(coordinator_pb2.RegisterRequest(
+        member_id="sloth", endpoint=f"127.0.0.1:{port}", registration_token=TOKEN,
+        paillier_public_key=public_key_to_pb(other_keypair.public)), timeout=5)
+    try:
+        index = indices_with_records(population, 3)[1]
+        started = time.monotonic()
+        response = evaluate(fresh_alliance, population, index)
+        elapsed = time.monotonic() - started
+        assert response.status_code == 201, response.text
+        report = response.json()
+        assert report["coverage"]["answered"] == 3
+        assert report["coverage"]["skipped"] == [
+            {"member_id": "sloth", "error_code": "DEADLINE_EXCEEDED"}]
+        assert report["joint_logit"] == pytest.approx(
+            pooled_result(population, index).joint_logit, abs=1e-6)
+        assert elapsed < 10  # bounded by hop budgets, not by the sloth
+    finally:
+        sloth.release.set()
+        server.stop(0)
+        channel.close()

@@ -1,0 +1,248 @@
+"""The Node and Coordinator gRPC services, called directly: contract and bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fedcredit.demo.population import Population, pooled_result
+from fedcredit.errors import KeyTooShortError
+from fedcredit.plans import sign_plan
+from fedcredit.protocol import Consent, Purpose
+from fedcredit.serde import accumulator_to_pb, plan_to_bytes, signed_plan_to_pb
+from fedcredit.transport import create_channel
+from mpc.contribution import ContributionVector
+from mpc.paillier import PaillierKeyPair
+from mpc.pseudonym import SubjectKey, pseudonymize
+from mpc.secure_sum import decrypt_total, encrypt_contribution
+from mpc.signing import PLAN_CONTEXT, Signer
+from node.serde import contribute_reply_from_pb
+from proto.v1 import coordinator_pb2, coordinator_pb2_grpc, crypto_pb2, node_pb2_grpc, plan_pb2
+from tests.support.alliance import TOKEN, InProcessAlliance, indices_with_records
+from tests.support.grpc_calls import (
+    coordinator_signer,
+    error_code,
+    make_plan,
+    make_request,
+    now_ms,
+    requester_keypair,
+)
+
+pytestmark = pytest.mark.integration
+ROUTE = ("finco", "shop", "telco")
+
+
+@pytest.fixture
+def finco(alliance: InProcessAlliance) -> Iterator[node_pb2_grpc.NodeStub]:
+    channel = create_channel(f"127.0.0.1:{alliance.nodes['finco'].grpc_port}")
+    yield node_pb2_grpc.NodeStub(channel)
+    channel.close()
+
+
+@pytest.fixture
+def coordinator(alliance: InProcessAlliance) -> Iterator[coordinator_pb2_grpc.CoordinatorStub]:
+    channel = create_channel(f"127.0.0.1:{alliance.coordinator.port}")
+    yield coordinator_pb2_grpc.CoordinatorStub(channel)
+    channel.close()
+
+
+@pytest.fixture
+def pseudonym(population: Population, subject_key: SubjectKey) -> bytes:
+    index = indices_with_records(population, 3)[0]
+    return pseudonymize(subject_key, "cn_resident_id", population.identifiers[index]).value
+
+
+def expect(code: grpc.StatusCode, fedcredit_code: str, call: object, *args: object) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args, timeout=10)  # type: ignore[operator]
+    assert info.value.code() == code, info.value.details()
+    assert error_code(info.value) == fedcredit_code
+
+
+def test_a_valid_call_returns_the_encrypted_sum_of_the_rest_of_the_route(
+    alliance: InProcessAlliance, population: Population, subject_key: SubjectKey,
+    finco: node_pb2_grpc.NodeStub,
+) -> None:
+    index = indices_with_records(population, 3)[0]
+    pseudo = pseudonymize(subject_key, "cn_resident_id", population.identifiers[index]).value
+    plan = make_plan(alliance, ROUTE)
+    reply = finco.Contribute(make_request(alliance, plan, pseudo), timeout=10)
+    acc, outcomes = contribute_reply_from_pb(reply, plan.requester_key)
+    assert [(o.member_id, o.answered) for o in outcomes] == [(m, True) for m in ROUTE]
+    assert acc is not None
+    total = decrypt_total(acc, requester_keypair(alliance, "bank"))
+    # Everyone but the requester: pooled result minus the bank's own share.
+    expected = pooled_result(population, index)
+    bank = population.institutions[0]
+    bank_debt = int(bank.exposures["outstanding_debt_cents"][index])
+    bank_partial = population.models["bank"].partial_logit(
+        {k: float(v[index]) for k, v in bank.features.items()}) if bank.has_record[index] else 0.0
+    intercept = population.models["bank"].intercept
+    assert total.model_partial == pytest.approx(
+        expected.joint_logit - intercept - bank_partial, abs=1e-6)
+    assert total.outstanding_debt_cents == expected.exposures["outstanding_debt_cents"] - bank_debt
+    assert total.has_record == expected.institutions_with_records - int(bank.has_record[index])
+
+
+def test_tampered_plan_signature(alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub,
+                                 pseudonym: bytes) -> None:
+    request = make_request(alliance, make_plan(alliance, ROUTE), pseudonym)
+    request.plan.plan = request.plan.plan.replace(b"finco", b"fincp")
+    expect(grpc.StatusCode.UNAUTHENTICATED, "PLAN_INVALID", finco.Contribute, request)
+    forged = make_request(alliance, make_plan(alliance, ROUTE), pseudonym, signer=Signer.generate())
+    expect(grpc.StatusCode.UNAUTHENTICATED, "PLAN_INVALID", finco.Contribute, forged)
+
+
+def test_expired_plan(alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub,
+                      pseudonym: bytes) -> None:
+    plan = make_plan(alliance, ROUTE, issued_unix_ms=now_ms() - 20_000,
+                     expires_unix_ms=now_ms() - 1)
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "PLAN_EXPIRED", finco.Contribute,
+           make_request(alliance, plan, pseudonym))
+
+
+def test_wrong_hop(alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub,
+                   pseudonym: bytes) -> None:
+    request = make_request(alliance, make_plan(alliance, ROUTE), pseudonym, hop_index=1)
+    expect(grpc.StatusCode.PERMISSION_DENIED, "NOT_ON_ROUTE", finco.Contribute, request)
+
+
+def test_consent_checks(alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub,
+                        pseudonym: bytes) -> None:
+    plan = make_plan(alliance, ROUTE)
+    expired = Consent(Purpose.ORIGINATION, now_ms() - 1, "c")
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "CONSENT_EXPIRED", finco.Contribute,
+           make_request(alliance, plan, pseudonym, consent=expired))
+    other = Consent(Purpose.COLLECTIONS, now_ms() + 60_000, "c")
+    expect(grpc.StatusCode.PERMISSION_DENIED, "CONSENT_PURPOSE_NOT_ALLOWED", finco.Contribute,
+           make_request(alliance, plan, pseudonym, consent=other))
+    missing = make_request(alliance, plan, pseudonym)
+    missing.ClearField("consent")
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "CONSENT_MISSING", finco.Contribute, missing)
+
+
+def test_a_plan_with_a_short_requester_key_is_refused(
+    alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub, pseudonym: bytes
+) -> None:
+    body = plan_pb2.Plan.FromString(plan_to_bytes(make_plan(alliance, ROUTE)))
+    body.requester_key.n = ((1 << 1023) + 1).to_bytes(128, "big")
+    raw = body.SerializeToString()
+    signer = coordinator_signer(alliance)
+    request = make_request(alliance, make_plan(alliance, ROUTE), pseudonym)
+    request.plan.CopyFrom(plan_pb2.SignedPlan(plan=raw, signature=signer.sign(PLAN_CONTEXT, raw),
+                                              key_id=signer.verifier.key_id))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "KEY_TOO_SHORT", finco.Contribute, request)
+
+
+def test_accumulator_under_another_key(
+    alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub, pseudonym: bytes,
+    other_keypair: PaillierKeyPair,
+) -> None:
+    plan = make_plan(alliance, ROUTE)
+    request = make_request(alliance, plan, pseudonym)
+    foreign = encrypt_contribution(ContributionVector.zero(), other_keypair.public)
+    request.accumulator.CopyFrom(accumulator_to_pb(foreign, other_keypair.public))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "KEY_MISMATCH", finco.Contribute, request)
+    request.accumulator.CopyFrom(crypto_pb2.EncryptedVector(
+        key_fingerprint=plan.requester_key.fingerprint(), encoding_version=1,
+        ciphertexts=[b"\x01"] * 8))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", finco.Contribute, request)
+
+
+def test_unknown_model_version_and_bad_pseudonym(
+    alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub, pseudonym: bytes
+) -> None:
+    plan = make_plan(alliance, ROUTE, model_version="v999")
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "MODEL_VERSION_UNAVAILABLE", finco.Contribute,
+           make_request(alliance, plan, pseudonym))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", finco.Contribute,
+           make_request(alliance, make_plan(alliance, ROUTE), b"short"))
+
+
+def test_oversized_messages_are_refused(alliance: InProcessAlliance, pseudonym: bytes) -> None:
+    target = f"127.0.0.1:{alliance.nodes['finco'].grpc_port}"
+    request = make_request(alliance, make_plan(alliance, ROUTE), pseudonym)
+    request.accumulator.ciphertexts.extend([b"\xff" * 4096] * 400)  # ~1.6 MiB
+    # Our own channels refuse to send it ...
+    with create_channel(target) as channel, pytest.raises(grpc.RpcError) as info:
+        node_pb2_grpc.NodeStub(channel).Contribute(request, timeout=10)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # ... and the server refuses to receive it from a peer that would.
+    options = [("grpc.max_send_message_length", 8 * 1024 * 1024)]
+    with grpc.insecure_channel(target, options=options) as channel, \
+            pytest.raises(grpc.RpcError) as info:
+        node_pb2_grpc.NodeStub(channel).Contribute(request, timeout=10)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_health_checking(alliance: InProcessAlliance) -> None:
+    for port, service in ((alliance.nodes["shop"].grpc_port, "fedcredit.v1.Node"),
+                          (alliance.coordinator.port, "fedcredit.v1.Coordinator")):
+        with create_channel(f"127.0.0.1:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def register(key: bytes, token: str = TOKEN, endpoint: str = "127.0.0.1:9",
+             member_id: str = "newcomer") -> coordinator_pb2.RegisterRequest:
+    return coordinator_pb2.RegisterRequest(
+        member_id=member_id, endpoint=endpoint, registration_token=token,
+        paillier_public_key=crypto_pb2.PaillierPublicKey(n=key))
+
+
+def test_coordinator_contract(
+    alliance: InProcessAlliance, coordinator: coordinator_pb2_grpc.CoordinatorStub,
+    other_keypair: PaillierKeyPair,
+) -> None:
+    good_key = other_keypair.public.to_bytes()
+    expect(grpc.StatusCode.PERMISSION_DENIED, "REGISTRATION_REFUSED", coordinator.Register,
+           register(good_key, token="wrong"))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "KEY_TOO_SHORT", coordinator.Register,
+           register(((1 << 1023) + 1).to_bytes(128, "big")))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", coordinator.Register,
+           register(good_key, endpoint="10.1.2.3:50061"))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", coordinator.Register,
+           register(good_key, member_id="Bad Id!"))
+    expect(grpc.StatusCode.NOT_FOUND, "UNKNOWN_MEMBER", coordinator.Heartbeat,
+           coordinator_pb2.HeartbeatRequest(member_id="nobody", registration_token=TOKEN))
+    expect(grpc.StatusCode.NOT_FOUND, "UNKNOWN_MEMBER", coordinator.PlanEvaluation,
+           coordinator_pb2.PlanRequest(requester_id="nobody", model_version="v1",
+                                       purpose="origination", registration_token=TOKEN))
+    expect(grpc.StatusCode.PERMISSION_DENIED, "CONSENT_PURPOSE_NOT_ALLOWED",
+           coordinator.PlanEvaluation,
+           coordinator_pb2.PlanRequest(requester_id="bank", model_version="v1",
+                                       purpose="marketing", registration_token=TOKEN))
+    members = coordinator.ListMembers(coordinator_pb2.ListMembersRequest(), timeout=5).members
+    assert {m.member_id for m in members} >= {"bank", "finco", "shop", "telco"}
+    assert all(m.status == coordinator_pb2.MEMBER_STATUS_ACTIVE for m in members)
+    assert all(len(m.paillier_public_key.n) >= 256 for m in members)
+
+
+def test_a_node_refuses_to_generate_a_short_key(alliance: InProcessAlliance, tmp_path) -> None:
+    settings = alliance.node_settings("extra", data_dir=tmp_path, paillier_key_bits=1024)
+    from node.server import start_node
+
+    with pytest.raises(KeyTooShortError):
+        start_node(settings)
+
+
+def test_plans_from_the_coordinator_are_signed_and_exclude_the_requester(
+    alliance: InProcessAlliance, coordinator: coordinator_pb2_grpc.CoordinatorStub,
+) -> None:
+    signed = coordinator.PlanEvaluation(coordinator_pb2.PlanRequest(
+        requester_id="shop", model_version="v1", purpose="origination",
+        registration_token=TOKEN), timeout=5)
+    from fedcredit.plans import verify_plan
+    from fedcredit.serde import signed_plan_from_pb
+    from mpc.signing import Verifier
+
+    verifier = Verifier.from_pem(alliance.coordinator_settings.verify_key_path.read_bytes())
+    plan = verify_plan(signed_plan_from_pb(signed), verifier, now_ms())
+    assert plan.requester_id == "shop"
+    assert {h.member_id for h in plan.route} == {"bank", "finco", "telco"}
+    assert plan.expires_unix_ms - plan.issued_unix_ms == alliance.coordinator_settings.plan_ttl_ms
+    assert signed_plan_to_pb(sign_plan(plan, coordinator_signer(alliance))).plan == signed.plan

@@ -1,0 +1,132 @@
+"""An alliance run in-process: a real coordinator and real nodes (gRPC + HTTP on port 0)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from coordinator.registry import MemberStatus
+from coordinator.server import RunningCoordinator, start_coordinator
+from coordinator.settings import CoordinatorSettings
+from fedcredit.demo.population import Population, write_member_files
+from mpc.pseudonym import SubjectKey
+from node.feature_loader import load_features
+from node.feature_store import FeatureStore
+from node.server import NodeRuntime, start_node
+from node.settings import NodeSettings
+
+TOKEN = "integration-registration-token"
+API_KEY = "integration-lender-api-key"
+
+
+@dataclass
+class InProcessAlliance:
+    workdir: Path
+    population: Population
+    subject_key: SubjectKey
+    coordinator: RunningCoordinator
+    coordinator_settings: CoordinatorSettings
+    nodes: dict[str, NodeRuntime] = field(default_factory=dict)
+
+    def url(self, member_id: str) -> str:
+        return f"http://127.0.0.1:{self.nodes[member_id].http_port}"
+
+    def node_settings(self, member_id: str, **overrides: Any) -> NodeSettings:
+        doc: dict[str, Any] = {
+            "environment": "dev",
+            "insecure_dev": True,
+            "member_id": member_id,
+            "data_dir": self.workdir / member_id,
+            "grpc_bind": "127.0.0.1:0",
+            "http_port": 0,
+            "coordinator_address": f"127.0.0.1:{self.coordinator.port}",
+            "coordinator_verify_key_file": self.coordinator_settings.verify_key_path,
+            "registration_token": TOKEN,
+            "subject_key": self.subject_key.secret.hex(),
+            "api_keys": [API_KEY],
+            "model_dir": self.workdir / "inputs" / member_id / "models",
+            "coordinator_timeout_ms": 2000,
+        }
+        doc.update(overrides)
+        return NodeSettings(**doc)
+
+    def start_node(self, member_id: str, **overrides: Any) -> NodeRuntime:
+        settings = self.node_settings(member_id, **overrides)
+        store = FeatureStore(settings.feature_store_path)
+        try:
+            load_features(self.workdir / "inputs" / member_id / "features.csv", store,
+                          self.subject_key)
+        finally:
+            store.close()
+        runtime = start_node(settings)
+        runtime.start_http_in_thread()
+        self.nodes[member_id] = runtime
+        return runtime
+
+    def wait_active(self, member_ids: set[str], timeout_s: float = 20) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            now = int(time.time() * 1000)
+            active = {m.member_id for m in self.coordinator.registry.members(now)
+                      if m.status is MemberStatus.ACTIVE}
+            if member_ids <= active:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"members not active: {member_ids}")
+
+    def stop(self) -> None:
+        for runtime in self.nodes.values():
+            runtime.stop()
+        self.coordinator.stop(0)
+
+
+def start_alliance(
+    workdir: Path, population: Population, subject_key: SubjectKey, **coordinator: Any
+) -> InProcessAlliance:
+    write_member_files(population, workdir / "inputs")
+    settings = CoordinatorSettings(
+        environment="dev",
+        insecure_dev=True,
+        bind="127.0.0.1:0",
+        data_dir=workdir / "coordinator",
+        registration_token=TOKEN,  # type: ignore[arg-type]
+        heartbeat_interval_ms=200,
+        stale_after_ms=1500,
+        probe_interval_ms=500,
+        hop_timeout_ms=coordinator.pop("hop_timeout_ms", 2000),
+        **coordinator,
+    )
+    running = start_coordinator(settings)
+    alliance = InProcessAlliance(workdir, population, subject_key, running, settings)
+    try:
+        for inst in population.institutions:
+            alliance.start_node(inst.profile.member_id)
+        alliance.wait_active({i.profile.member_id for i in population.institutions})
+    except BaseException:
+        alliance.stop()
+        raise
+    return alliance
+
+
+def consent(days: float = 30, purpose: str = "origination") -> dict[str, str]:
+    expires = datetime.now(UTC) + timedelta(days=days)
+    return {"purpose": purpose, "expires_at": expires.isoformat(), "reference": "c-1"}
+
+
+def body(population: Population, index: int, **changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "applicant": {"id_type": "cn_resident_id", "identifier": population.identifiers[index]},
+        "consent": consent(),
+        "requested_amount": 20000,
+        "term_months": 24,
+    }
+    doc.update(changes)
+    return doc
+
+
+def indices_with_records(population: Population, minimum: int) -> list[int]:
+    counts = sum(inst.has_record.astype(int) for inst in population.institutions)
+    return [int(i) for i in range(len(counts)) if counts[i] >= minimum]

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from coordinator.settings import CoordinatorSettings
+from fedcredit.error_catalog import CATALOG
+from fedcredit.errors import ErrorCode, FedCreditError
+from fedcredit.transport import is_loopback, require_plaintext_allowed
+from node.settings import NodeSettings
+
+pytestmark = pytest.mark.unit
+STRONG = "a-real-secret-of-sufficient-length"
+
+
+def test_every_error_code_has_one_catalog_entry() -> None:
+    assert set(CATALOG) == set(ErrorCode)
+    assert all(400 <= e.http_status < 600 for e in CATALOG.values())
+
+
+@pytest.mark.parametrize("token", ["", "changeme", "dev-token", "short"])
+def test_coordinator_refuses_placeholder_tokens_outside_dev(token: str) -> None:
+    with pytest.raises(ValidationError, match="registration_token"):
+        CoordinatorSettings(environment="prod", registration_token=token)  # type: ignore[arg-type]
+    assert CoordinatorSettings(environment="dev", insecure_dev=True,
+                               registration_token=token)  # type: ignore[arg-type]
+
+
+def test_plaintext_transport_is_dev_only() -> None:
+    with pytest.raises(ValidationError, match="insecure_dev"):
+        CoordinatorSettings(environment="prod", insecure_dev=True,
+                            registration_token=STRONG)  # type: ignore[arg-type]
+
+
+def node_settings(**overrides: object) -> NodeSettings:
+    base: dict[str, object] = {
+        "environment": "prod",
+        "member_id": "bank",
+        "coordinator_verify_key_file": Path("k.pem"),
+        "subject_key": "00" * 32,
+        "registration_token": STRONG,
+        "api_keys": [STRONG],
+    }
+    return NodeSettings(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+def test_node_settings_refuse_placeholders_and_bad_subject_keys() -> None:
+    assert node_settings().member_id == "bank"
+    with pytest.raises(ValidationError, match="api_keys"):
+        node_settings(api_keys=["changeme"])
+    with pytest.raises(ValidationError, match="API key"):
+        node_settings(api_keys=[])
+    with pytest.raises(ValidationError, match="subject key"):
+        node_settings(subject_key="not-hex")
+    with pytest.raises(ValidationError, match="subject key"):
+        node_settings(subject_key="00" * 8)
+
+
+def test_node_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDCREDIT_NODE_MEMBER_ID", "finco")
+    monkeypatch.setenv("FEDCREDIT_NODE_API_KEYS", f'["{STRONG}"]')
+    settings = NodeSettings(environment="prod", coordinator_verify_key_file=Path("k.pem"),
+                            subject_key="11" * 32, registration_token=STRONG)  # type: ignore[arg-type]
+    assert settings.member_id == "finco"
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [("127.0.0.1:5", True), ("localhost:1", True), ("[::1]:80", True), ("127.8.9.1:1", True),
+     ("10.0.0.1:5", False), ("0.0.0.0:5", False), ("example.org:443", False)],
+)
+def test_loopback_detection(address: str, loopback: bool) -> None:
+    assert is_loopback(address) is loopback
+
+
+def test_plaintext_refuses_non_loopback_and_non_dev() -> None:
+    require_plaintext_allowed(True, ["127.0.0.1:1", "localhost:2"])
+    for insecure, addresses in ((True, ["0.0.0.0:1"]), (False, ["127.0.0.1:1"])):
+        with pytest.raises(FedCreditError) as info:
+            require_plaintext_allowed(insecure, addresses)
+        assert info.value.code is ErrorCode.INSECURE_TRANSPORT_REFUSED

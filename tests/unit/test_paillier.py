@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+
+from fedcredit.errors import DecryptionError, KeyTooShortError
+from mpc.paillier import PaillierKeyPair, PaillierPublicKey
+
+pytestmark = pytest.mark.unit
+
+
+def test_generating_a_short_key_is_refused() -> None:
+    with pytest.raises(KeyTooShortError):
+        PaillierKeyPair.generate(1024)
+
+
+def test_a_short_public_key_from_a_peer_is_refused(keypair: PaillierKeyPair) -> None:
+    short = (1 << 1023) + 1
+    with pytest.raises(KeyTooShortError, match="1024 bits"):
+        PaillierPublicKey.from_modulus(short)
+    assert PaillierPublicKey.from_bytes(keypair.public.to_bytes()).n == keypair.public.n
+
+
+def test_known_answer_with_fixed_randomness(keypair: PaillierKeyPair) -> None:
+    key = keypair.public
+    n, n2 = key.n, key.nsquare
+    c = key.raw_encrypt(42, randomness=lambda _n: 12345)
+    assert c == ((1 + n * 42) * pow(12345, n, n2)) % n2
+    assert keypair.raw_decrypt(c) == 42
+
+
+def test_negative_values_wrap_modulo_n(keypair: PaillierKeyPair) -> None:
+    c = keypair.public.raw_encrypt(-5)
+    assert keypair.raw_decrypt(c) == keypair.public.n - 5
+
+
+def test_addition_and_rerandomization(keypair: PaillierKeyPair) -> None:
+    key = keypair.public
+    a, b = key.raw_encrypt(7), key.raw_encrypt(35)
+    total = key.add(a, b)
+    again = key.rerandomize(total)
+    assert again != total
+    assert keypair.raw_decrypt(total) == keypair.raw_decrypt(again) == 42
+
+
+def test_fresh_encryptions_of_the_same_value_differ(keypair: PaillierKeyPair) -> None:
+    assert keypair.public.raw_encrypt(0) != keypair.public.raw_encrypt(0)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "n2"])
+def test_decrypting_out_of_range_is_opaque(keypair: PaillierKeyPair, bad: int | str) -> None:
+    value = keypair.public.nsquare if bad == "n2" else bad
+    with pytest.raises(DecryptionError) as info:
+        keypair.raw_decrypt(int(value))
+    assert str(info.value) == "decryption failed"
+
+
+def test_private_key_export_round_trip(keypair: PaillierKeyPair) -> None:
+    restored = PaillierKeyPair.import_private(keypair.export_private())
+    assert restored.public.n == keypair.public.n
+    assert restored.raw_decrypt(keypair.public.raw_encrypt(99)) == 99
+    assert str(keypair._private.p) not in repr(keypair)
+    assert "_private" not in repr(keypair)

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+
+from coordinator.planner import PlanningPolicy, RoutePlanner
+from coordinator.registry import MemberRecord, MemberStatus
+from fedcredit.errors import CoverageError, ErrorCode, FedCreditError
+from fedcredit.protocol import Purpose, RouteMode
+from mpc.paillier import PaillierKeyPair
+
+pytestmark = pytest.mark.unit
+
+
+def member(kp: PaillierKeyPair, member_id: str, latency: float,
+           status: MemberStatus = MemberStatus.ACTIVE) -> MemberRecord:
+    return MemberRecord(member_id, member_id, f"127.0.0.1:{len(member_id)}", kp.public, 0,
+                        latency, status)
+
+
+def planner(min_answered: int = 2, purposes: frozenset[Purpose] = frozenset(Purpose)) -> RoutePlanner:
+    return RoutePlanner(
+        PlanningPolicy(plan_ttl_ms=5000, hop_timeout_ms=1000, min_answered=min_answered,
+                       allowed_purposes=purposes),
+        new_query_id=lambda: "q",
+    )
+
+
+def test_route_excludes_requester_and_stale_members_and_orders_by_latency(
+    keypair: PaillierKeyPair,
+) -> None:
+    bank = member(keypair, "bank", 1.0)
+    members = [
+        bank,
+        member(keypair, "slow", 30.0),
+        member(keypair, "fast", 2.0),
+        member(keypair, "unmeasured", 0.0),
+        member(keypair, "gone", 1.0, MemberStatus.STALE),
+    ]
+    plan = planner().plan(bank, members, model_version="v1", purpose=Purpose.ORIGINATION,
+                          now_ms=1000)
+    assert [h.member_id for h in plan.route] == ["fast", "slow", "unmeasured"]
+    assert plan.mode is RouteMode.CHAIN
+    assert plan.expires_unix_ms == 6000
+    assert plan.requester_key == keypair.public
+    assert plan.fallback.min_answered == 2
+
+
+def test_no_other_member(keypair: PaillierKeyPair) -> None:
+    bank = member(keypair, "bank", 1.0)
+    with pytest.raises(FedCreditError) as info:
+        planner().plan(bank, [bank], model_version="v1", purpose=Purpose.ORIGINATION, now_ms=0)
+    assert info.value.code is ErrorCode.NO_MEMBERS_AVAILABLE
+
+
+def test_fewer_members_than_the_coverage_policy(keypair: PaillierKeyPair) -> None:
+    bank = member(keypair, "bank", 1.0)
+    with pytest.raises(CoverageError):
+        planner(min_answered=2).plan(bank, [bank, member(keypair, "finco", 1.0)],
+                                     model_version="v1", purpose=Purpose.ORIGINATION, now_ms=0)
+
+
+def test_disallowed_purpose(keypair: PaillierKeyPair) -> None:
+    bank = member(keypair, "bank", 1.0)
+    with pytest.raises(FedCreditError) as info:
+        planner(purposes=frozenset({Purpose.ORIGINATION})).plan(
+            bank, [bank, member(keypair, "a1", 1), member(keypair, "b1", 1)],
+            model_version="v1", purpose=Purpose.COLLECTIONS, now_ms=0)
+    assert info.value.code is ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED
+
+
+def test_call_budgets_leave_room_to_skip_one_hanging_successor() -> None:
+    from fedcredit.protocol import FallbackPolicy, budget_units
+
+    assert [budget_units(m) for m in range(7)] == [0, 1, 2, 4, 7, 12, 20]
+    for m in range(2, 10):
+        # own work + waiting out a hung successor + the rest of the route after it
+        assert budget_units(m) >= 1 + budget_units(m - 1) + budget_units(m - 2)
+    assert FallbackPolicy(hop_timeout_ms=100).call_budget_ms(3) == 400
+
+
+def test_plan_lifetime_covers_the_route_budget(keypair: PaillierKeyPair) -> None:
+    bank = member(keypair, "bank", 1.0)
+    others = [member(keypair, f"m{i}", 1.0) for i in range(5)]
+    plan = planner().plan(bank, [bank, *others], model_version="v1",
+                          purpose=Purpose.ORIGINATION, now_ms=0)
+    # 5 hops: 12 units of 1000 ms, plus a second to decrypt and answer
+    assert plan.expires_unix_ms == 13_000

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedcredit.errors import DecryptionError, InvalidRequestError, KeyMismatchError
+from mpc.contribution import (
+    EXPOSURE_FIELDS,
+    FIELDS,
+    FIXED_POINT_SCALE,
+    ContributionVector,
+    decode,
+    encode,
+)
+from mpc.paillier import PaillierKeyPair
+from mpc.secure_sum import (
+    EncryptedContribution,
+    accumulate,
+    decrypt_total,
+    encrypt_contribution,
+    rerandomize,
+)
+
+pytestmark = pytest.mark.unit
+
+vectors = st.builds(
+    ContributionVector,
+    model_partial=st.floats(min_value=-50, max_value=50, allow_nan=False),
+    outstanding_debt_cents=st.integers(0, 10**12),
+    active_loans=st.integers(0, 50),
+    open_credit_lines=st.integers(0, 50),
+    accounts_30dpd=st.integers(0, 20),
+    accounts_90dpd=st.integers(0, 20),
+    inquiries_90d=st.integers(0, 100),
+    has_record=st.integers(0, 1),
+)
+
+
+@given(vectors)
+def test_encoding_round_trips_within_fixed_point_resolution(v: ContributionVector) -> None:
+    back = decode(encode(v))
+    assert abs(back.model_partial - v.model_partial) <= 0.5 / FIXED_POINT_SCALE
+    assert all(getattr(back, f) == getattr(v, f) for f in EXPOSURE_FIELDS)
+
+
+@given(st.lists(vectors, min_size=1, max_size=4))
+@settings(max_examples=8, deadline=None)
+def test_decrypted_total_equals_plaintext_sum(
+    keypair: PaillierKeyPair, members: list[ContributionVector]
+) -> None:
+    acc = None
+    for v in members:
+        acc = accumulate(acc, v, keypair.public)
+    assert acc is not None
+    total = decrypt_total(acc, keypair)
+    plain = sum(members[1:], members[0])
+    assert abs(total.model_partial - plain.model_partial) <= len(members) / FIXED_POINT_SCALE
+    assert all(getattr(total, f) == getattr(plain, f) for f in EXPOSURE_FIELDS)
+
+
+def test_accumulate_rerandomizes_the_accumulator(keypair: PaillierKeyPair) -> None:
+    key = keypair.public
+    acc = encrypt_contribution(ContributionVector(model_partial=1.5, has_record=1), key)
+    zero = ContributionVector.zero()
+    after = accumulate(acc, zero, key)
+    # Adding an encryption of zero changes every ciphertext yet not the plaintext.
+    assert all(a != b for a, b in zip(acc.ciphertexts, after.ciphertexts, strict=True))
+    assert decrypt_total(after, keypair) == decrypt_total(acc, keypair)
+    relayed = rerandomize(after, key)
+    assert relayed.ciphertexts != after.ciphertexts
+    assert decrypt_total(relayed, keypair) == decrypt_total(after, keypair)
+
+
+def test_known_answer_vector_with_fixed_randomness(keypair: PaillierKeyPair) -> None:
+    key = keypair.public
+    v = ContributionVector(model_partial=-0.25, outstanding_debt_cents=1234, has_record=1)
+    enc = encrypt_contribution(v, key, randomness=lambda _n: 3)
+    expected_partial = key.n - 250_000_000  # -0.25 * 10**9 modulo n
+    n2 = key.nsquare
+    assert enc.ciphertexts[0] == (1 + key.n * expected_partial) * pow(3, key.n, n2) % n2
+    assert decrypt_total(enc, keypair) == v
+
+
+def test_negative_partials_sum_correctly(keypair: PaillierKeyPair) -> None:
+    acc = accumulate(None, ContributionVector(model_partial=-3.25), keypair.public)
+    acc = accumulate(acc, ContributionVector(model_partial=1.0), keypair.public)
+    assert decrypt_total(acc, keypair).model_partial == pytest.approx(-2.25, abs=1e-9)
+
+
+def test_accumulators_under_another_key_are_refused(
+    keypair: PaillierKeyPair, other_keypair: PaillierKeyPair
+) -> None:
+    acc = encrypt_contribution(ContributionVector.zero(), other_keypair.public)
+    with pytest.raises(KeyMismatchError):
+        accumulate(acc, ContributionVector.zero(), keypair.public)
+    with pytest.raises(DecryptionError):
+        decrypt_total(acc, keypair)
+
+
+def test_wire_form_is_validated(keypair: PaillierKeyPair) -> None:
+    key = keypair.public
+    acc = encrypt_contribution(ContributionVector.zero(), key)
+    blobs = acc.to_wire(key)
+    assert all(len(b) == key.ciphertext_bytes for b in blobs)
+    assert EncryptedContribution.from_wire(key, key.fingerprint(), 1, blobs) == acc
+    with pytest.raises(KeyMismatchError):
+        EncryptedContribution.from_wire(key, b"\x00" * 32, 1, blobs)
+    with pytest.raises(InvalidRequestError, match="ciphertexts"):
+        EncryptedContribution.from_wire(key, key.fingerprint(), 1, blobs[:-1])
+    with pytest.raises(InvalidRequestError, match="encoding version"):
+        EncryptedContribution.from_wire(key, key.fingerprint(), 2, blobs)
+    too_big = (key.nsquare).to_bytes(key.ciphertext_bytes, "big")
+    with pytest.raises(InvalidRequestError, match="out of range"):
+        EncryptedContribution.from_wire(key, key.fingerprint(), 1, (too_big, *blobs[1:]))
+
+
+def test_a_corrupted_accumulator_fails_opaquely(keypair: PaillierKeyPair) -> None:
+    key = keypair.public
+    acc = encrypt_contribution(ContributionVector.zero(), key)
+    # An exposure that decrypts to a huge value is not a valid encoding.
+    bad = key.raw_encrypt(2**60)
+    corrupted = EncryptedContribution(acc.key_fingerprint, (acc.ciphertexts[0], bad,
+                                                            *acc.ciphertexts[2:]))
+    with pytest.raises(DecryptionError) as info:
+        decrypt_total(corrupted, keypair)
+    assert str(info.value) == "decryption failed"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"model_partial": float("nan")},
+        {"model_partial": 2e6},
+        {"active_loans": -1},
+        {"outstanding_debt_cents": 2**53},
+    ],
+)
+def test_out_of_range_vectors_are_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        ContributionVector(**kwargs)  # type: ignore[arg-type]
+
+
+def test_field_order_is_stable() -> None:
+    # The wire encoding depends on this order; changing it is a protocol version bump.
+    assert FIELDS == (
+        "model_partial", "outstanding_debt_cents", "active_loans", "open_credit_lines",
+        "accounts_30dpd", "accounts_90dpd", "inquiries_90d", "has_record",
+    )
