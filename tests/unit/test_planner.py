@@ -17,7 +17,9 @@ def member(kp: PaillierKeyPair, member_id: str, latency: float,
                         latency, status)
 
 
-def planner(min_answered: int = 2, purposes: frozenset[Purpose] = frozenset(Purpose)) -> RoutePlanner:
+def planner(
+    min_answered: int = 2, purposes: frozenset[Purpose] = frozenset(Purpose)
+) -> RoutePlanner:
     return RoutePlanner(
         PlanningPolicy(plan_ttl_ms=5000, hop_timeout_ms=1000, min_answered=min_answered,
                        allowed_purposes=purposes),

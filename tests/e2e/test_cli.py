@@ -1,0 +1,120 @@
+"""The ``fedcredit`` command as a user runs it: the demo, Ctrl-C, and refusals at start-up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+CLI = [sys.executable, "-m", "fedcredit.cli"]
+
+
+def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 120,
+        ) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEDCREDIT_")}
+    return subprocess.run([*CLI, *args], env={**clean, **(env or {}), "COLUMNS": "200"},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_demo_runs_and_every_joint_result_equals_the_pooled_computation(tmp_path: Path) -> None:
+    result = run(["demo", "--evaluations", "9", "--subjects", "800", "--workdir", str(tmp_path)],
+                 timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "9/9 joint results equal the pooled plaintext computation" in result.stdout
+    assert "All processes stopped cleanly." in result.stdout
+    for log in (tmp_path / "logs").glob("*.log"):
+        assert "Traceback" not in log.read_text(), log.name
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_ctrl_c_shuts_everything_down(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FEDCREDIT_")}
+    proc = subprocess.Popen(
+        [*CLI, "demo", "--evaluations", "500", "--subjects", "800", "--workdir", str(tmp_path)],
+        env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    ready = [tmp_path / m / "ready.json" for m in ("bank", "finco", "shop")]
+    deadline = time.monotonic() + 90
+    while not all(p.exists() for p in ready):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    ports = [json.loads(p.read_text())["http_port"] for p in ready]
+    ports.append(json.loads((tmp_path / "coordinator" / "ready.json").read_text())["grpc_port"])
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in err
+    time.sleep(0.5)
+    assert not any(listening(port) for port in ports)
+
+
+def test_node_refuses_to_start_without_configuration() -> None:
+    result = run(["node", "serve"])
+    assert result.returncode == 2
+    assert "configuration error" in result.stderr and "member_id" in result.stderr
+
+
+def test_plaintext_grpc_is_refused_outside_dev_and_off_loopback(tmp_path: Path) -> None:
+    base = {
+        "FEDCREDIT_NODE_MEMBER_ID": "bank",
+        "FEDCREDIT_NODE_DATA_DIR": str(tmp_path),
+        "FEDCREDIT_NODE_COORDINATOR_VERIFY_KEY_FILE": str(tmp_path / "k.pem"),
+        "FEDCREDIT_NODE_SUBJECT_KEY": "ab" * 32,
+        "FEDCREDIT_NODE_API_KEYS": '["a-long-enough-api-key-value"]',
+        "FEDCREDIT_NODE_REGISTRATION_TOKEN": "a-long-enough-registration-token",
+    }
+    prod = run(["node", "serve"], {**base, "FEDCREDIT_NODE_ENVIRONMENT": "prod",
+                                   "FEDCREDIT_NODE_INSECURE_DEV": "true"})
+    assert prod.returncode == 2 and "insecure_dev" in prod.stderr
+    no_tls = run(["node", "serve"], {**base, "FEDCREDIT_NODE_ENVIRONMENT": "prod"})
+    assert no_tls.returncode == 1 and "INSECURE_TRANSPORT_REFUSED" in no_tls.stderr
+    exposed = run(["node", "serve"], {**base, "FEDCREDIT_NODE_ENVIRONMENT": "dev",
+                                      "FEDCREDIT_NODE_INSECURE_DEV": "true",
+                                      "FEDCREDIT_NODE_GRPC_BIND": "0.0.0.0:0"})
+    assert exposed.returncode == 1 and "INSECURE_TRANSPORT_REFUSED" in exposed.stderr
+    assert "0.0.0.0:0" in exposed.stderr
+
+
+def test_coordinator_refuses_placeholder_secrets_in_prod() -> None:
+    result = run(["coordinator", "serve"], {"FEDCREDIT_COORDINATOR_ENVIRONMENT": "prod",
+                                            "FEDCREDIT_COORDINATOR_REGISTRATION_TOKEN": "changeme"})
+    assert result.returncode == 2 and "registration_token" in result.stderr
+
+
+def test_load_features_reports_bad_rows_and_loads_nothing(tmp_path: Path) -> None:
+    env = {
+        "FEDCREDIT_NODE_ENVIRONMENT": "dev",
+        "FEDCREDIT_NODE_INSECURE_DEV": "true",
+        "FEDCREDIT_NODE_MEMBER_ID": "bank",
+        "FEDCREDIT_NODE_DATA_DIR": str(tmp_path / "data"),
+        "FEDCREDIT_NODE_COORDINATOR_VERIFY_KEY_FILE": str(tmp_path / "k.pem"),
+        "FEDCREDIT_NODE_SUBJECT_KEY": "ab" * 32,
+        "FEDCREDIT_NODE_API_KEYS": '["k"]',
+    }
+    header = ("subject_id,id_type,outstanding_debt_cents,active_loans,open_credit_lines,"
+              "accounts_30dpd,accounts_90dpd,inquiries_90d,bank_income\n")
+    good = tmp_path / "good.csv"
+    good.write_text(header + "11010519491231002X,cn_resident_id,1000,1,1,0,0,0,5000\n")
+    assert run(["node", "load-features", str(good)], env).returncode == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "11010519491231002X,cn_resident_id,1000,1,1,0,0,0,5000\n"
+                   "110105194912310021,cn_resident_id,5,1,1,0,0,0,1\n"
+                   "11010519491231002X,cn_resident_id,-3,1,1,0,0,0,1\n")
+    result = run(["node", "load-features", str(bad)], env)
+    assert result.returncode == 1
+    assert "INVALID_FEATURE_FILE" in result.stderr
+    assert "row 2" in result.stderr and "row 3" in result.stderr
+    assert "110105194912310021" not in result.stderr  # errors name rows, never values

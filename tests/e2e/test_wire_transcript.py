@@ -1,0 +1,169 @@
+"""Everything that crosses between the alliance's processes in real evaluations is recorded by
+proxies on every gRPC link; no raw identifier, feature value or plaintext partial result may
+appear in it, and the coordinator never sees a subject pseudonym."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from fedcredit.demo.population import Population, generate, pooled_result
+from fedcredit.demo.runner import build_alliance, evaluation_body
+from fedcredit.launcher import LocalAlliance
+from mpc.contribution import FIXED_POINT_SCALE
+from mpc.pseudonym import SubjectKey, pseudonymize
+from tests.support.wire import Capture, RecordingProxy
+
+pytestmark = pytest.mark.e2e
+EVALUATIONS = 6
+
+
+# Needles of 4 bytes or fewer would match random ciphertext bytes by chance (about one in
+# 10^4 per needle over this transcript), so only encodings of 5 bytes or more are searched.
+def int_encodings(value: int) -> list[bytes]:
+    out = [struct.pack("<q", value), struct.pack(">q", value)]
+    if abs(value) >= 10_000:
+        out.append(str(value).encode())
+    if value >= 1 << 32:
+        out.append(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+    if value >= 1 << 28:  # protobuf varint of at least 5 bytes
+        varint, v = bytearray(), value
+        while True:
+            byte, v = v & 0x7F, v >> 7
+            varint.append(byte | (0x80 if v else 0))
+            if not v:
+                break
+        out.append(bytes(varint))
+    return out
+
+
+def float_encodings(value: float) -> list[bytes]:
+    out = [struct.pack("<d", value), struct.pack(">d", value)]
+    text = repr(value)
+    if len(text) >= 5:
+        out.append(text.encode())
+    out += int_encodings(round(value * FIXED_POINT_SCALE)) if abs(value) > 1e-3 else []
+    return out
+
+
+def secrets_of(population: Population, index: int, report: dict) -> dict[str, list[bytes]]:
+    """What must never appear on the wire for one evaluated applicant."""
+    ident = population.identifiers[index]
+    needles: dict[str, list[bytes]] = {
+        "raw identifier": [ident.encode(), ident.lower().encode(), ident[:17].encode()],
+    }
+    for inst in population.institutions:
+        if not inst.has_record[index]:
+            continue
+        member = inst.profile.member_id
+        values = {k: float(v[index]) for k, v in inst.features.items()}
+        needles[f"{member} feature values"] = [
+            enc for v in values.values() if v not in (0.0, 1.0) for enc in float_encodings(v)
+        ]
+        needles[f"{member} plaintext partial"] = float_encodings(
+            population.models[member].partial_logit(values))
+        debt = int(inst.exposures["outstanding_debt_cents"][index])
+        needles[f"{member} plaintext debt"] = int_encodings(debt) if debt >= 10_000 else []
+    expected = pooled_result(population, index)
+    needles["decrypted joint logit"] = float_encodings(report["joint_logit"])
+    total_debt = expected.exposures["outstanding_debt_cents"]
+    needles["decrypted total debt"] = int_encodings(total_debt) if total_debt >= 10_000 else []
+    return needles
+
+
+@pytest.fixture(scope="module")
+def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    population = generate(subjects=600, nodes=3, seed=23)
+    alliance: LocalAlliance = build_alliance(population, tmp_path_factory.mktemp("wire"))
+    capture = Capture()
+    proxies = {"coordinator": RecordingProxy("coordinator", lambda: alliance.coordinator_port,
+                                             capture)}
+    for spec in alliance.nodes:
+        member = spec.member_id
+        proxies[member] = RecordingProxy(
+            member, lambda m=member: alliance.node_procs[m].ports["grpc_port"], capture)
+        alliance.node_env_overrides[member] = {
+            "FEDCREDIT_NODE_ADVERTISE_ENDPOINT": f"127.0.0.1:{proxies[member].port}",
+            "FEDCREDIT_NODE_COORDINATOR_ADDRESS": f"127.0.0.1:{proxies['coordinator'].port}",
+        }
+    counts = sum(inst.has_record.astype(int) for inst in population.institutions)
+    indices = [int(i) for i in np.flatnonzero(counts >= 2)[:EVALUATIONS]]
+    reports = []
+    rng = np.random.default_rng(0)
+    with alliance, httpx.Client(timeout=60, headers={"X-API-Key": alliance.api_key}) as http:
+        for k, index in enumerate(indices):
+            requester = alliance.nodes[k % len(alliance.nodes)].member_id
+            response = http.post(f"{alliance.http_url(requester)}/v1/evaluations",
+                                 json=evaluation_body(population, index, rng))
+            assert response.status_code == 201, response.text
+            reports.append(response.json())
+    for proxy in proxies.values():
+        proxy.close()
+    key = SubjectKey.from_hex(alliance.subject_key_hex)
+    yield population, indices, reports, capture, key, alliance
+
+
+def test_the_capture_saw_the_protocol(transcript: tuple) -> None:
+    """Positive controls: the proxies really sat on every link."""
+    population, indices, reports, capture, key, alliance = transcript
+    coordinator_bytes = capture.link("coordinator")
+    assert b"PlanEvaluation" in coordinator_bytes and b"Register" in coordinator_bytes
+    for spec in alliance.nodes:
+        assert b"/fedcredit.v1.Node/Contribute" in capture.link(spec.member_id)
+    pseudonym = pseudonymize(key, "cn_resident_id", population.identifiers[indices[0]]).value
+    assert any(pseudonym in capture.link(s.member_id) for s in alliance.nodes)
+    assert all(r["coverage"]["answered"] == 2 for r in reports)
+
+
+def test_no_raw_identifier_feature_or_plaintext_result_crosses(transcript: tuple) -> None:
+    population, indices, reports, capture, _, _ = transcript
+    wire = capture.everything()
+    assert len(wire) > 50_000
+    print(f"transcript: {len(wire)} bytes")
+    leaks = [
+        f"applicant #{index}: {what}"
+        for index, report in zip(indices, reports, strict=True)
+        for what, needles in secrets_of(population, index, report).items()
+        if any(needle in wire for needle in needles)
+    ]
+    assert leaks == []
+
+
+def test_the_coordinator_never_sees_a_pseudonym(transcript: tuple) -> None:
+    population, indices, _, capture, key, _ = transcript
+    coordinator_bytes = capture.link("coordinator")
+    for index in indices:
+        pseudonym = pseudonymize(key, "cn_resident_id", population.identifiers[index]).value
+        assert pseudonym not in coordinator_bytes
+        assert pseudonym.hex().encode() not in coordinator_bytes
+
+
+def test_the_subject_key_never_crosses(transcript: tuple) -> None:
+    _, _, _, capture, key, _ = transcript
+    wire = capture.everything()
+    assert key.secret not in wire and key.secret.hex().encode() not in wire
+
+
+def test_the_needles_would_catch_a_leak(transcript: tuple) -> None:
+    """A test that would pass with the check deleted is no test: plant a leak and find it."""
+    population, indices, reports, _, _, _ = transcript
+    index, report = indices[0], reports[0]
+    inst = next(i for i in population.institutions if i.has_record[index])
+    value = float(next(iter(inst.features.values()))[index])
+    planted = b"\x00" * 100 + struct.pack("<d", value) + population.identifiers[index].encode()
+    found = {what for what, needles in secrets_of(population, index, report).items()
+             if any(n in planted for n in needles)}
+    assert "raw identifier" in found
+    assert f"{inst.profile.member_id} feature values" in found
+
+
+def test_logs_hold_no_raw_identifier(transcript: tuple) -> None:
+    population, indices, _, _, _, alliance = transcript
+    logs = b"".join(p.read_bytes() for p in Path(alliance.workdir, "logs").glob("*.log"))
+    for index in indices:
+        assert population.identifiers[index].encode() not in logs

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fedcredit.errors import FeatureFileError
+from mpc.pseudonym import SubjectKey, pseudonymize
+from node.feature_loader import load_features
+from node.feature_store import EXPOSURE_COLUMNS, FeatureStore
+
+pytestmark = pytest.mark.integration
+IDS = ["11010519491231002X", "110105194912310037"]
+HEADER = "subject_id,id_type," + ",".join(EXPOSURE_COLUMNS) + ",income,dpd\n"
+
+
+def valid_second_id() -> str:
+    from mpc.pseudonym import cn_check_character
+
+    first17 = "11010519800101003"
+    return first17 + cn_check_character(first17)
+
+
+def write_csv(path: Path, rows: list[str]) -> Path:
+    path.write_text(HEADER + "".join(r + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FeatureStore:
+    return FeatureStore(tmp_path / "features.sqlite3")
+
+
+def test_csv_rows_are_pseudonymized_and_typed(
+    tmp_path: Path, store: FeatureStore, subject_key: SubjectKey
+) -> None:
+    other = valid_second_id()
+    path = write_csv(tmp_path / "f.csv", [
+        f"{IDS[0].lower()},cn_resident_id,150000,2,3,1,0,4,8200.5,",
+        f"{other},cn_resident_id,0,0,1,0,0,0,,3",
+    ])
+    summary = load_features(path, store, subject_key)
+    assert summary.rows == 2 and store.count() == 2
+    record = store.lookup(pseudonymize(subject_key, "cn_resident_id", IDS[0]).value)
+    assert record is not None
+    assert record.exposures["outstanding_debt_cents"] == 150000
+    assert record.features == {"income": 8200.5}  # empty cells are absent, not zero
+    raw = (tmp_path / "features.sqlite3").read_bytes()
+    assert IDS[0].encode() not in raw and other.encode() not in raw
+
+
+def test_parquet_is_loaded_too(tmp_path: Path, store: FeatureStore,
+                               subject_key: SubjectKey) -> None:
+    table = pa.table({
+        "subject_id": [IDS[0]], "id_type": ["cn_resident_id"],
+        **{c: [1] for c in EXPOSURE_COLUMNS}, "income": [1.5],
+    })
+    pq.write_table(table, tmp_path / "f.parquet")
+    assert load_features(tmp_path / "f.parquet", store, subject_key).rows == 1
+
+
+def test_a_bad_file_loads_nothing_and_the_old_data_keeps_serving(
+    tmp_path: Path, store: FeatureStore, subject_key: SubjectKey
+) -> None:
+    load_features(write_csv(tmp_path / "ok.csv", [f"{IDS[0]},cn_resident_id,1,1,1,0,0,0,1,1"]),
+                  store, subject_key)
+    bad = write_csv(tmp_path / "bad.csv", [
+        f"{valid_second_id()},cn_resident_id,1,1,1,0,0,0,1,1",
+        f"{IDS[1]},cn_resident_id,1,1,1,0,0,0,1,1",       # wrong check digit
+        f"{IDS[0]},cn_resident_id,1,1.5,1,0,0,0,1,1",      # fractional count
+        f"{IDS[0]},cn_resident_id,1,1,1,0,0,0,1,1",        # duplicate (after row 3 fails)
+        f"{IDS[0]},us_ssn,1,1,1,0,0,0,1,1",
+    ])
+    with pytest.raises(FeatureFileError) as info:
+        load_features(bad, store, subject_key)
+    message = info.value.detail
+    assert "nothing loaded" in message
+    assert "row 2, column subject_id: cn_resident_id check character" in message
+    assert "row 3, column active_loans" in message
+    assert "row 5, column subject_id" in message
+    assert store.count() == 1
+    assert store.lookup(pseudonymize(subject_key, "cn_resident_id", IDS[0]).value) is not None
+
+
+def test_missing_columns_and_wrong_types(tmp_path: Path, store: FeatureStore,
+                                         subject_key: SubjectKey) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("subject_id,id_type,active_loans\n" + f"{IDS[0]},cn_resident_id,1\n")
+    with pytest.raises(FeatureFileError, match="missing required columns: outstanding_debt"):
+        load_features(path, store, subject_key)
+    text = write_csv(tmp_path / "t.csv", [f"{IDS[0]},cn_resident_id,1,1,1,0,0,0,high,1"])
+    with pytest.raises(FeatureFileError, match="income is not numeric"):
+        load_features(text, store, subject_key)
+    with pytest.raises(FeatureFileError, match="expected a .csv or .parquet"):
+        (tmp_path / "x.json").write_text("{}")
+        load_features(tmp_path / "x.json", store, subject_key)
+    with pytest.raises(FeatureFileError, match="does not exist"):
+        load_features(tmp_path / "nope.csv", store, subject_key)
