@@ -8,7 +8,12 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fedcredit.protocol import Purpose
-from fedcredit.settings_base import Environment, check_secret, check_transport
+from fedcredit.settings_base import (
+    Environment,
+    check_secret,
+    check_transport,
+    reject_unknown_env,
+)
 
 
 class CoordinatorSettings(BaseSettings):
@@ -36,6 +41,7 @@ class CoordinatorSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> CoordinatorSettings:
+        reject_unknown_env("FEDCREDIT_COORDINATOR_", type(self).model_fields)
         check_secret("registration_token", self.registration_token, self.environment)
         check_transport(self.insecure_dev, self.environment)
         if self.stale_after_ms <= self.heartbeat_interval_ms:

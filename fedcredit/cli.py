@@ -99,6 +99,10 @@ def node_serve() -> None:
         runtime = start_node(NodeSettings())
     except (FedCreditError, ValidationError) as exc:
         raise _fail(exc) from None
+    # uvicorn restores the handlers it found and re-raises the signal it caught once it has
+    # shut down; with these in place that re-raise is harmless and the cleanup below runs.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         runtime.serve_http_forever()
     finally:

@@ -3,7 +3,7 @@
 Edges apply it: gRPC servicers abort with :func:`grpc_status` and put the code in trailing
 metadata (key :data:`ERROR_CODE_METADATA_KEY`); FastAPI handlers answer with :func:`http_status`
 and a JSON body ``{"error": {"code", "message", "detail"}}``. ``docs/security.md`` and the
-OpenAPI description are generated from the same table, so they cannot disagree with it.
+OpenAPI error responses come from the same table (a test keeps the docs equal to it).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from pydantic import SecretStr
@@ -30,3 +32,14 @@ def check_secret(name: str, value: SecretStr, environment: Environment) -> None:
 def check_transport(insecure_dev: bool, environment: Environment) -> None:
     if insecure_dev and environment != "dev":
         raise ValueError("insecure_dev (plaintext gRPC) is allowed only with environment=dev")
+
+
+def reject_unknown_env(
+    prefix: str, fields: Iterable[str], environ: Mapping[str, str] | None = None
+) -> None:
+    """A misspelled ``PREFIX_*`` variable is an error naming it, not a silently unused value."""
+    known = {f"{prefix}{name}".upper() for name in fields}
+    env = os.environ if environ is None else environ
+    unknown = sorted(k for k in env if k.upper().startswith(prefix) and k.upper() not in known)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}; see docs/operations.md")

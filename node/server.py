@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -55,7 +56,7 @@ class NodeRuntime:
     grpc_port: int
     app: FastAPI
     membership: Membership
-    closers: list = field(default_factory=list)  # type: ignore[type-arg]
+    closers: list[Callable[[], None]] = field(default_factory=list)
     _http: uvicorn.Server | None = None
     _http_thread: threading.Thread | None = None
     http_port: int = 0

@@ -8,7 +8,12 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fedcredit.protocol import Purpose
-from fedcredit.settings_base import Environment, check_secret, check_transport
+from fedcredit.settings_base import (
+    Environment,
+    check_secret,
+    check_transport,
+    reject_unknown_env,
+)
 from mpc.paillier import DEFAULT_KEY_BITS
 from mpc.pseudonym import SubjectKey
 
@@ -53,6 +58,7 @@ class NodeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> NodeSettings:
+        reject_unknown_env("FEDCREDIT_NODE_", type(self).model_fields)
         check_transport(self.insecure_dev, self.environment)
         check_secret("registration_token", self.registration_token, self.environment)
         if not self.api_keys:

@@ -284,6 +284,10 @@ def start_order(compose: Compose) -> list[Service]:
     return order
 
 
+def is_under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 def port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
@@ -324,6 +328,21 @@ def test_variables_have_dev_defaults_and_secrets_are_variables(compose: Compose)
             "FEDCREDIT_LENDER_API_KEY"} <= compose.variables_used
 
 
+def test_environment_names_are_real_settings(compose: Compose) -> None:
+    # pydantic-settings ignores unknown prefixed variables, so a typo would silently fall
+    # back to the default; check every name against the settings classes.
+    from coordinator.settings import CoordinatorSettings
+    from node.settings import NodeSettings
+
+    known = {f"FEDCREDIT_NODE_{name.upper()}" for name in NodeSettings.model_fields}
+    known |= {f"FEDCREDIT_COORDINATOR_{name.upper()}"
+              for name in CoordinatorSettings.model_fields}
+    for service in compose.services.values():
+        unknown = {key for key in service.environment
+                   if key.startswith("FEDCREDIT_") and key not in known}
+        assert not unknown, f"{service.name}: no such setting {sorted(unknown)}"
+
+
 def test_topology_is_a_coordinator_and_three_isolated_nodes(compose: Compose) -> None:
     nodes = compose.nodes
     assert sorted(n.member_id or "" for n in nodes) == sorted(MEMBERS)
@@ -336,13 +355,13 @@ def test_topology_is_a_coordinator_and_three_isolated_nodes(compose: Compose) ->
         writable = {v for t, v in node.mounts.items() if t not in node.read_only}
         assert writable, f"{node.name} has no volume of its own"
         data_dir = node.environment["FEDCREDIT_NODE_DATA_DIR"]
-        assert any(data_dir.startswith(t) for t in node.mounts if t not in node.read_only)
+        assert any(is_under(data_dir, t) for t in node.mounts if t not in node.read_only)
         for other in [*nodes, coordinator]:
             if other is not node:
                 assert not writable & set(other.mounts.values()), (node.name, other.name)
+    coordinator_data = coordinator.environment["FEDCREDIT_COORDINATOR_DATA_DIR"]
     coordinator_private = {v for t, v in coordinator.mounts.items()
-                           if coordinator.environment["FEDCREDIT_COORDINATOR_DATA_DIR"]
-                           .startswith(t)}
+                           if is_under(coordinator_data, t)}
     assert coordinator_private
     for node in nodes:
         assert not coordinator_private & set(node.mounts.values()), (

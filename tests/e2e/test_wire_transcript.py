@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -76,6 +77,10 @@ def secrets_of(population: Population, index: int, report: dict) -> dict[str, li
     return needles
 
 
+def grpc_port(alliance: LocalAlliance, member: str) -> int:
+    return alliance.node_procs[member].ports["grpc_port"]
+
+
 @pytest.fixture(scope="module")
 def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     population = generate(subjects=600, nodes=3, seed=23)
@@ -85,8 +90,7 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
                                              capture)}
     for spec in alliance.nodes:
         member = spec.member_id
-        proxies[member] = RecordingProxy(
-            member, lambda m=member: alliance.node_procs[m].ports["grpc_port"], capture)
+        proxies[member] = RecordingProxy(member, partial(grpc_port, alliance, member), capture)
         alliance.node_env_overrides[member] = {
             "FEDCREDIT_NODE_ADVERTISE_ENDPOINT": f"127.0.0.1:{proxies[member].port}",
             "FEDCREDIT_NODE_COORDINATOR_ADDRESS": f"127.0.0.1:{proxies['coordinator'].port}",
@@ -104,6 +108,9 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
             reports.append(response.json())
     for proxy in proxies.values():
         proxy.close()
+    exit_codes = {p.name: p.popen.returncode for p in
+                  [alliance.coordinator, *alliance.node_procs.values()] if p is not None}
+    assert exit_codes == dict.fromkeys(exit_codes, 0), "every process shuts down cleanly"
     key = SubjectKey.from_hex(alliance.subject_key_hex)
     yield population, indices, reports, capture, key, alliance
 

@@ -147,3 +147,27 @@ def test_a_hanging_member_times_out_and_the_rest_still_answer(
         sloth.release.set()
         server.stop(0)
         channel.close()
+
+
+def test_coordinator_outage_fails_fast_and_the_alliance_recovers_by_itself(
+    fresh_alliance: InProcessAlliance, population: Population
+) -> None:
+
+    from coordinator.server import start_coordinator
+
+    port = fresh_alliance.coordinator.port
+    fresh_alliance.coordinator.stop(0)
+    started = time.monotonic()
+    response = evaluate(fresh_alliance, population, 3)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "COORDINATOR_UNAVAILABLE"
+    assert time.monotonic() - started < 5
+    # Back on the same address, with its registry lost: members re-register on their own.
+    fresh_alliance.coordinator_settings.registry_path.unlink()
+    settings = fresh_alliance.coordinator_settings.model_copy(
+        update={"bind": f"127.0.0.1:{port}"})
+    fresh_alliance.coordinator = start_coordinator(settings)
+    fresh_alliance.wait_active({"bank", "finco", "shop", "telco"})
+    response = evaluate(fresh_alliance, population, 3)
+    assert response.status_code == 201, response.text
+    assert response.json()["coverage"]["answered"] == 3

@@ -93,7 +93,7 @@ def test_missing_columns_and_wrong_types(tmp_path: Path, store: FeatureStore,
     text = write_csv(tmp_path / "t.csv", [f"{IDS[0]},cn_resident_id,1,1,1,0,0,0,high,1"])
     with pytest.raises(FeatureFileError, match="income is not numeric"):
         load_features(text, store, subject_key)
-    with pytest.raises(FeatureFileError, match="expected a .csv or .parquet"):
+    with pytest.raises(FeatureFileError, match=r"expected a \.csv or \.parquet"):
         (tmp_path / "x.json").write_text("{}")
         load_features(tmp_path / "x.json", store, subject_key)
     with pytest.raises(FeatureFileError, match="does not exist"):

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from coordinator.registry import MemberStatus
 from coordinator.server import RunningCoordinator, start_coordinator
 from coordinator.settings import CoordinatorSettings
@@ -92,7 +94,7 @@ def start_alliance(
         insecure_dev=True,
         bind="127.0.0.1:0",
         data_dir=workdir / "coordinator",
-        registration_token=TOKEN,  # type: ignore[arg-type]
+        registration_token=TOKEN,
         heartbeat_interval_ms=200,
         stale_after_ms=1500,
         probe_interval_ms=500,
@@ -128,5 +130,5 @@ def body(population: Population, index: int, **changes: Any) -> dict[str, Any]:
 
 
 def indices_with_records(population: Population, minimum: int) -> list[int]:
-    counts = sum(inst.has_record.astype(int) for inst in population.institutions)
-    return [int(i) for i in range(len(counts)) if counts[i] >= minimum]
+    counts = np.sum([inst.has_record for inst in population.institutions], axis=0)
+    return [int(i) for i in np.flatnonzero(counts >= minimum)]

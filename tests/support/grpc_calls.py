@@ -69,7 +69,9 @@ def make_request(
 
 
 def error_code(exc: grpc.RpcError) -> str | None:
-    for key, value in exc.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if key == ERROR_CODE_METADATA_KEY:
-            return str(value)
-    return None
+    """The stable fedcredit code a server put in the trailing metadata."""
+    from fedcredit.error_catalog import error_from_rpc
+    from fedcredit.errors import ErrorCode
+
+    assert ERROR_CODE_METADATA_KEY in str(exc.trailing_metadata())
+    return error_from_rpc(exc, default=ErrorCode.INTERNAL).code.value

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -23,19 +24,19 @@ def test_every_error_code_has_one_catalog_entry() -> None:
 @pytest.mark.parametrize("token", ["", "changeme", "dev-token", "short"])
 def test_coordinator_refuses_placeholder_tokens_outside_dev(token: str) -> None:
     with pytest.raises(ValidationError, match="registration_token"):
-        CoordinatorSettings(environment="prod", registration_token=token)  # type: ignore[arg-type]
+        CoordinatorSettings(environment="prod", registration_token=token)
     assert CoordinatorSettings(environment="dev", insecure_dev=True,
-                               registration_token=token)  # type: ignore[arg-type]
+                               registration_token=token)
 
 
 def test_plaintext_transport_is_dev_only() -> None:
     with pytest.raises(ValidationError, match="insecure_dev"):
         CoordinatorSettings(environment="prod", insecure_dev=True,
-                            registration_token=STRONG)  # type: ignore[arg-type]
+                            registration_token=STRONG)
 
 
 def node_settings(**overrides: object) -> NodeSettings:
-    base: dict[str, object] = {
+    base: dict[str, Any] = {
         "environment": "prod",
         "member_id": "bank",
         "coordinator_verify_key_file": Path("k.pem"),
@@ -43,7 +44,7 @@ def node_settings(**overrides: object) -> NodeSettings:
         "registration_token": STRONG,
         "api_keys": [STRONG],
     }
-    return NodeSettings(**{**base, **overrides})  # type: ignore[arg-type]
+    return NodeSettings(**{**base, **overrides})
 
 
 def test_node_settings_refuse_placeholders_and_bad_subject_keys() -> None:
@@ -62,7 +63,7 @@ def test_node_settings_come_from_prefixed_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("FEDCREDIT_NODE_MEMBER_ID", "finco")
     monkeypatch.setenv("FEDCREDIT_NODE_API_KEYS", f'["{STRONG}"]')
     settings = NodeSettings(environment="prod", coordinator_verify_key_file=Path("k.pem"),
-                            subject_key="11" * 32, registration_token=STRONG)  # type: ignore[arg-type]
+                            subject_key="11" * 32, registration_token=STRONG)
     assert settings.member_id == "finco"
 
 
@@ -81,3 +82,9 @@ def test_plaintext_refuses_non_loopback_and_non_dev() -> None:
         with pytest.raises(FedCreditError) as info:
             require_plaintext_allowed(insecure, addresses)
         assert info.value.code is ErrorCode.INSECURE_TRANSPORT_REFUSED
+
+
+def test_misspelled_settings_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDCREDIT_COORDINATOR_MIN_ANSWERD", "1")
+    with pytest.raises(ValidationError, match="FEDCREDIT_COORDINATOR_MIN_ANSWERD"):
+        CoordinatorSettings(environment="dev", insecure_dev=True)
