@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,8 @@ def generate(out_root: Path) -> list[Path]:
     include = Path(protoc.__file__).parent / "_proto"
     plugin_dir = Path(sys.executable).parent
     args = [
+        sys.executable,
+        "-m",
         "grpc_tools.protoc",
         f"-I{ROOT}",
         f"-I{include}",
@@ -36,8 +39,9 @@ def generate(out_root: Path) -> list[Path]:
         f"--mypy_grpc_out={out_root}",
         *(str(s.relative_to(ROOT)) for s in sources),
     ]
-    if protoc.main(args) != 0:
-        raise SystemExit("protoc failed")
+    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"protoc failed:\n{result.stdout}{result.stderr}")
     out_dir = out_root / "proto" / "v1"
     return sorted(p for p in out_dir.iterdir() if p.name.endswith(GENERATED_SUFFIXES))
 
