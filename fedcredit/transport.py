@@ -64,9 +64,13 @@ def require_plaintext_allowed(insecure_dev: bool, addresses: Iterable[str]) -> N
 
 
 def create_server(
-    bind: str, *, max_workers: int = 16
+    bind: str, *, max_workers: int = 64
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """A server bound to ``bind`` (port 0 picks one) with gRPC health checking registered."""
+    """A server bound to ``bind`` (port 0 picks one) with gRPC health checking registered.
+
+    In a CHAIN each hop's handler thread waits while the rest of the route works, so a node
+    serves at most ``max_workers`` concurrent evaluations passing through it.
+    """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=_OPTIONS)
     port = server.add_insecure_port(bind)
     if port == 0:
