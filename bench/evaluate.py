@@ -31,7 +31,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -46,59 +45,17 @@ from typing import Any
 
 import httpx
 import numpy as np
-import phe
+from baselines import crypto_baselines, pooled_plaintext_ms
+from machine import CpuSnapshot, cpu_usage, load_average, machine_info, usable_cores
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fedcredit.demo.population import MAX_NODES, Population, generate, pooled_result
+from fedcredit.demo.population import MAX_NODES, Population, generate
 from fedcredit.demo.runner import build_alliance, evaluation_body, matches_pooled
 from fedcredit.launcher import LocalAlliance
-from mpc.contribution import FIELDS, ContributionVector
-from mpc.paillier import DEFAULT_KEY_BITS, PaillierKeyPair
-from mpc.secure_sum import accumulate, decrypt_total
-from node.contribution import contribution_for
-from node.feature_store import EXPOSURE_COLUMNS, SubjectRecord
-from scoring.assessment import assess
 
 REQUEST_TIMEOUT_S = 60.0
-LOGIT_TOLERANCE = 1e-6
-
-
-# -- machine ---------------------------------------------------------------------------------
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-                break
-    except OSError:
-        pass
-    os_name = platform.system()
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "cpu_model": cpu,
-        "ram_gib": ram_gib,
-        "python": platform.python_version(),
-        "os": f"{os_name} (kernel {platform.release()}, {platform.machine()})",
-        "phe_gmpy2": bool(getattr(phe.util, "HAVE_GMP", False)),
-    }
 
 
 # -- load phase ------------------------------------------------------------------------------
@@ -157,7 +114,7 @@ def one_evaluation(
 def run_load(
     alliance: LocalAlliance, population: Population, seconds: float, concurrency: int,
     warmup: int, seed: int, check: bool, console: Console,
-) -> tuple[list[Sample], float]:
+) -> tuple[list[Sample], float, dict[str, float] | None]:
     members = [n.member_id for n in alliance.nodes]
     headers = {"X-API-Key": alliance.api_key}
     turn = itertools.count()
@@ -180,6 +137,9 @@ def run_load(
                 console.print(f"[yellow]warm-up request failed: {sample.error}[/]")
 
     state = LoadState()
+    pids = [os.getpid(), *(p.popen.pid for p in alliance.node_procs.values())]
+    if alliance.coordinator is not None:
+        pids.append(alliance.coordinator.popen.pid)
 
     def worker(worker_id: int, deadline: float) -> None:
         rng = np.random.default_rng([seed, worker_id])
@@ -194,6 +154,7 @@ def run_load(
         TextColumn("{task.fields[ok]} ok · {task.fields[errors]} errors · p50 {task.fields[p50]}"),
         console=console, transient=False,
     )
+    cpu_before = CpuSnapshot.take(pids)
     started = time.perf_counter()
     deadline = started + seconds
     with progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -216,138 +177,11 @@ def run_load(
             f.result()
         elapsed = time.perf_counter() - started
         progress.update(task, completed=seconds)
-    return state.samples, elapsed
+    cpu = cpu_usage(cpu_before, CpuSnapshot.take(pids), elapsed, usable_cores())
+    return state.samples, elapsed, cpu
 
 
 # -- baselines -------------------------------------------------------------------------------
-def member_vectors(population: Population, index: int) -> dict[str, ContributionVector]:
-    """Each member's contribution for one subject, computed as the node does."""
-    out: dict[str, ContributionVector] = {}
-    for inst in population.institutions:
-        member = inst.profile.member_id
-        record = None
-        if inst.has_record[index]:
-            record = SubjectRecord(
-                exposures={c: int(inst.exposures[c][index]) for c in EXPOSURE_COLUMNS},
-                features={k: float(v[index]) for k, v in inst.features.items()},
-            )
-        out[member] = contribution_for(record, population.models[member])
-    return out
-
-
-def pooled_plaintext_ms(population: Population, indices: list[int]) -> dict[str, Any]:
-    """Per evaluation: the joint result (logit, exposures, score, grade) over pooled data."""
-    model = next(iter(population.models.values()))
-    rounds = max(1, 2000 // len(indices))
-    started = time.perf_counter()
-    for _ in range(rounds):
-        for index in indices:
-            pooled = pooled_result(population, index)
-            total = ContributionVector(
-                model_partial=pooled.joint_logit - model.intercept,
-                has_record=pooled.institutions_with_records,
-                **pooled.exposures,
-            )
-            assess(total, model.intercept, model.scale)
-    evals = rounds * len(indices)
-    return {"per_eval_ms": (time.perf_counter() - started) * 1000 / evals, "evals": evals}
-
-
-def _recipe(
-    keypair: PaillierKeyPair, contributors: list[ContributionVector], own: ContributionVector
-) -> tuple[ContributionVector, float, float]:
-    started = time.perf_counter()
-    accumulator = None
-    for vector in contributors:
-        accumulator = accumulate(accumulator, vector, keypair.public)
-    assert accumulator is not None
-    routed = time.perf_counter()
-    total = decrypt_total(accumulator, keypair) + own
-    done = time.perf_counter()
-    return total, (routed - started) * 1000, (done - routed) * 1000
-
-
-def _naive_phe(
-    public: phe.PaillierPublicKey, private: phe.PaillierPrivateKey,
-    contributors: list[ContributionVector], own: ContributionVector,
-) -> tuple[ContributionVector, float, float]:
-    started = time.perf_counter()
-    accumulator: list[phe.EncryptedNumber] | None = None
-    for vector in contributors:
-        encrypted = [public.encrypt(getattr(vector, name)) for name in FIELDS]
-        accumulator = encrypted if accumulator is None else [
-            a + b for a, b in zip(accumulator, encrypted, strict=True)
-        ]
-    assert accumulator is not None
-    routed = time.perf_counter()
-    values = [private.decrypt(c) for c in accumulator]
-    total = ContributionVector(
-        model_partial=float(values[0]), **{n: int(v) for n, v in zip(FIELDS[1:], values[1:],
-                                                                    strict=True)}
-    ) + own
-    done = time.perf_counter()
-    return total, (routed - started) * 1000, (done - routed) * 1000
-
-
-def _summary(encrypt_add: list[float], decrypt: list[float]) -> dict[str, float]:
-    totals = [a + b for a, b in zip(encrypt_add, decrypt, strict=True)]
-    return {
-        "encrypt_add_ms": float(np.median(encrypt_add)),
-        "decrypt_ms": float(np.median(decrypt)),
-        "total_ms": float(np.median(totals)),
-        "total_mean_ms": float(np.mean(totals)),
-    }
-
-
-def crypto_baselines(
-    population: Population, indices: list[int], console: Console
-) -> dict[str, Any]:
-    members = [inst.profile.member_id for inst in population.institutions]
-    with console.status(f"generating a {DEFAULT_KEY_BITS}-bit Paillier key…"):
-        public, private = phe.generate_paillier_keypair(n_length=DEFAULT_KEY_BITS)
-        keypair = PaillierKeyPair.from_primes(private.p, private.q)
-    times: dict[str, tuple[list[float], list[float]]] = {
-        "recipe": ([], []), "naive_phe": ([], [])}
-    disagreements = 0
-    with Progress(TextColumn("[bold]crypto baselines[/]"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console) as progress:
-        task = progress.add_task("crypto", total=len(indices))
-        for k, index in enumerate(indices):
-            vectors = member_vectors(population, index)
-            requester = members[k % len(members)]
-            contributors = [v for m, v in vectors.items() if m != requester]
-            own = vectors[requester]
-            # Interleave, alternating which goes first, so drift hits both alike.
-            order = ("recipe", "naive_phe") if k % 2 == 0 else ("naive_phe", "recipe")
-            results = {}
-            for name in order:
-                if name == "recipe":
-                    total, enc, dec = _recipe(keypair, contributors, own)
-                else:
-                    total, enc, dec = _naive_phe(public, private, contributors, own)
-                times[name][0].append(enc)
-                times[name][1].append(dec)
-                results[name] = total
-            a, b = results["recipe"], results["naive_phe"]
-            if abs(a.model_partial - b.model_partial) > LOGIT_TOLERANCE or any(
-                getattr(a, n) != getattr(b, n) for n in FIELDS[1:]
-            ):
-                disagreements += 1
-            progress.advance(task)
-    return {
-        "key_bits": keypair.public.bits,
-        "members": len(members),
-        "contributors_per_eval": len(members) - 1,
-        "fields": len(FIELDS),
-        "ciphertexts_encrypted_per_eval": (len(members) - 1) * len(FIELDS),
-        "evals": len(indices),
-        "disagreements": disagreements,
-        "recipe": _summary(*times["recipe"]),
-        "naive_phe": _summary(*times["naive_phe"]),
-    }
-
-
 # -- report ----------------------------------------------------------------------------------
 def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
@@ -404,6 +238,14 @@ def render(console: Console, result: dict[str, Any]) -> None:
         table.add_row("server p50: plan / route / decrypt",
                       " / ".join(fmt(server.get(k), " ms") for k in
                                  ("plan_ms", "route_ms", "decrypt_ms")))
+    cpu = result.get("cpu_during_load")
+    if cpu:
+        table.add_row("CPU cores busy: ours / other processes",
+                      f"{cpu['alliance_and_bench_cores']:.2f} / "
+                      f"{cpu['other_processes_cores']:.2f} of {cpu['cores']}")
+    if result.get("loadavg_before") and result.get("loadavg_after"):
+        table.add_row("machine load avg (1 min) before / after",
+                      f"{result['loadavg_before'][0]:.2f} / {result['loadavg_after'][0]:.2f}")
     console.print(table)
     if result["error_kinds"]:
         console.print(f"[red]errors by kind:[/] {result['error_kinds']}")
@@ -465,7 +307,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     temp = None
     workdir = args.workdir
     if workdir is None:
@@ -489,19 +331,27 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with console.status(f"starting the coordinator and {args.nodes} nodes…"):
                 alliance.start()
-            samples, elapsed = run_load(alliance, population, args.seconds, args.concurrency,
+            result["loadavg_before"] = load_average()
+            samples, elapsed, cpu = run_load(alliance, population, args.seconds, args.concurrency,
                                         args.warmup, args.seed, not args.no_check, console)
         finally:
             with console.status("stopping the alliance…"):
                 alliance.stop()
+        result["loadavg_after"] = load_average()
         result.update(summarize(samples, elapsed))
+        result["cpu_during_load"] = cpu
 
         if args.baseline_evals:
             rng = np.random.default_rng(args.seed + 200)
             indices = [int(i) for i in rng.choice(len(population.identifiers),
                                                   size=args.baseline_evals, replace=False)]
+            cpu_before = CpuSnapshot.take([os.getpid()])
+            started = time.perf_counter()
             pooled = pooled_plaintext_ms(population, indices)
             crypto = crypto_baselines(population, indices, console)
+            crypto["cpu_during_baselines"] = cpu_usage(
+                cpu_before, CpuSnapshot.take([os.getpid()]), time.perf_counter() - started,
+                usable_cores())
             result["baselines"] = {"pooled_plaintext": pooled, "crypto": crypto}
             p50 = result["p50_ms"]
             result["ratios"] = {
