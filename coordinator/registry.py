@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from fedcredit.errors import ErrorCode, FedCreditError
+from fedcredit.sqlite import SqliteDatabase
 from mpc.paillier import PaillierPublicKey
 
 _SCHEMA = """
@@ -44,17 +43,11 @@ class MemberRecord:
 
 class MemberRegistry:
     def __init__(self, path: Path, stale_after_ms: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
-        self._lock = threading.Lock()
+        self._db = SqliteDatabase(path, _SCHEMA)
         self._stale_after_ms = stale_after_ms
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def register(
         self,
@@ -65,42 +58,37 @@ class MemberRegistry:
         now_ms: int,
     ) -> None:
         """Insert or update a member; re-registration replaces endpoint and key."""
-        with self._lock:
-            self._db.execute(
-                """INSERT INTO members
-                   (member_id, display_name, endpoint, paillier_n, registered_ms,
-                    last_heartbeat_ms)
-                   VALUES (?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(member_id) DO UPDATE SET
-                     display_name=excluded.display_name, endpoint=excluded.endpoint,
-                     paillier_n=excluded.paillier_n, last_heartbeat_ms=excluded.last_heartbeat_ms,
-                     latency_ms=0""",
-                (member_id, display_name, endpoint, public_key.to_bytes(), now_ms, now_ms),
-            )
+        self._db.execute(
+            """INSERT INTO members
+               (member_id, display_name, endpoint, paillier_n, registered_ms, last_heartbeat_ms)
+               VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT(member_id) DO UPDATE SET
+                 display_name=excluded.display_name, endpoint=excluded.endpoint,
+                 paillier_n=excluded.paillier_n, last_heartbeat_ms=excluded.last_heartbeat_ms,
+                 latency_ms=0""",
+            (member_id, display_name, endpoint, public_key.to_bytes(), now_ms, now_ms),
+        )
 
     def heartbeat(self, member_id: str, now_ms: int) -> None:
-        with self._lock:
-            cur = self._db.execute(
-                "UPDATE members SET last_heartbeat_ms=? WHERE member_id=?", (now_ms, member_id)
-            )
-        if cur.rowcount == 0:
+        changed = self._db.execute(
+            "UPDATE members SET last_heartbeat_ms=? WHERE member_id=?", (now_ms, member_id)
+        )
+        if changed == 0:
             raise FedCreditError(f"member {member_id!r} is not registered",
                                  code=ErrorCode.UNKNOWN_MEMBER)
 
     def record_latency(self, member_id: str, rtt_ms: float) -> None:
-        with self._lock:
-            self._db.execute(
-                """UPDATE members SET latency_ms = CASE WHEN latency_ms = 0 THEN ?
-                   ELSE ? * ? + (1 - ?) * latency_ms END WHERE member_id=?""",
-                (rtt_ms, LATENCY_EWMA_ALPHA, rtt_ms, LATENCY_EWMA_ALPHA, member_id),
-            )
+        self._db.execute(
+            """UPDATE members SET latency_ms = CASE WHEN latency_ms = 0 THEN ?
+               ELSE ? * ? + (1 - ?) * latency_ms END WHERE member_id=?""",
+            (rtt_ms, LATENCY_EWMA_ALPHA, rtt_ms, LATENCY_EWMA_ALPHA, member_id),
+        )
 
     def members(self, now_ms: int) -> list[MemberRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                """SELECT member_id, display_name, endpoint, paillier_n, last_heartbeat_ms,
-                          latency_ms FROM members ORDER BY member_id"""
-            ).fetchall()
+        rows = self._db.all(
+            """SELECT member_id, display_name, endpoint, paillier_n, last_heartbeat_ms,
+                      latency_ms FROM members ORDER BY member_id"""
+        )
         return [
             MemberRecord(
                 member_id=row[0],

@@ -87,12 +87,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request: coordinator_pb2.PlanRequest, context: grpc.ServicerContext
     ) -> plan_pb2.SignedPlan:
         self._authenticate(request.registration_token)
-        try:
-            purpose = Purpose(request.purpose)
-        except ValueError as exc:
-            raise FedCreditError(
-                f"unknown purpose {request.purpose!r}", code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED
-            ) from exc
+        purpose = Purpose.parse(request.purpose)
         if not request.model_version:
             raise InvalidRequestError("model_version is required")
         now = self._clock()

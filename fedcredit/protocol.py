@@ -25,6 +25,16 @@ class Purpose(StrEnum):
     ACCOUNT_REVIEW = "account_review"
     COLLECTIONS = "collections"
 
+    @classmethod
+    def parse(cls, text: str) -> Purpose:
+        """The purpose named by a peer, or a typed error (it is policy, not syntax)."""
+        try:
+            return cls(text)
+        except ValueError:
+            raise ConsentError(
+                f"unknown purpose {text!r}", code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED
+            ) from None
+
 
 @dataclass(frozen=True)
 class Hop:

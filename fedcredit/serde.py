@@ -135,13 +135,11 @@ def consent_to_pb(consent: Consent) -> node_pb2.Consent:
 def consent_from_pb(msg: node_pb2.Consent) -> Consent:
     if not msg.purpose:
         raise InvalidRequestError("consent is missing", code=ErrorCode.CONSENT_MISSING)
-    try:
-        purpose = Purpose(msg.purpose)
-    except ValueError as exc:
-        raise InvalidRequestError(
-            f"unknown consent purpose {msg.purpose!r}", code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED
-        ) from exc
-    return Consent(purpose=purpose, expires_unix_ms=msg.expires_unix_ms, reference=msg.reference)
+    return Consent(
+        purpose=Purpose.parse(msg.purpose),
+        expires_unix_ms=msg.expires_unix_ms,
+        reference=msg.reference,
+    )
 
 
 def outcome_to_pb(outcome: HopOutcome) -> node_pb2.HopOutcome:

@@ -7,11 +7,11 @@ contents until the new ones are complete (the data-plane issue adds versioned sn
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from fedcredit.sqlite import SqliteDatabase
 
 EXPOSURE_COLUMNS: tuple[str, ...] = (
     "outstanding_debt_cents",
@@ -55,22 +55,16 @@ class LoadSummary:
 
 class FeatureStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._db = SqliteDatabase(path, _SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def lookup(self, pseudonym: bytes) -> SubjectRecord | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {', '.join(EXPOSURE_COLUMNS)}, features FROM subjects WHERE pseudonym=?",
-                (pseudonym,),
-            ).fetchone()
+        row = self._db.one(
+            f"SELECT {', '.join(EXPOSURE_COLUMNS)}, features FROM subjects WHERE pseudonym=?",
+            (pseudonym,),
+        )
         if row is None:
             return None
         return SubjectRecord(
@@ -83,38 +77,31 @@ class FeatureStore:
     ) -> None:
         """Atomically replace every subject: all rows or none become visible."""
         placeholders = ", ".join("?" for _ in range(len(EXPOSURE_COLUMNS) + 2))
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM subjects")
-                self._db.executemany(
-                    f"INSERT INTO subjects VALUES ({placeholders})",
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM subjects")
+            conn.executemany(
+                f"INSERT INTO subjects VALUES ({placeholders})",
+                (
                     (
-                        (
-                            pseudonym,
-                            *(record.exposures[c] for c in EXPOSURE_COLUMNS),
-                            json.dumps(dict(record.features), sort_keys=True),
-                        )
-                        for pseudonym, record in rows
-                    ),
-                )
-                self._db.execute(
-                    "INSERT INTO load_history VALUES (?, ?, ?, ?)",
-                    (summary.loaded_ms, summary.source, summary.source_sha256, summary.rows),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                        pseudonym,
+                        *(record.exposures[c] for c in EXPOSURE_COLUMNS),
+                        json.dumps(dict(record.features), sort_keys=True),
+                    )
+                    for pseudonym, record in rows
+                ),
+            )
+            conn.execute(
+                "INSERT INTO load_history VALUES (?, ?, ?, ?)",
+                (summary.loaded_ms, summary.source, summary.source_sha256, summary.rows),
+            )
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM subjects").fetchone()[0])
+        row = self._db.one("SELECT COUNT(*) FROM subjects")
+        return int(row[0]) if row else 0
 
     def last_load(self) -> LoadSummary | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT rows, source, source_sha256, loaded_ms FROM load_history "
-                "ORDER BY rowid DESC LIMIT 1"
-            ).fetchone()
+        row = self._db.one(
+            "SELECT rows, source, source_sha256, loaded_ms FROM load_history "
+            "ORDER BY rowid DESC LIMIT 1"
+        )
         return None if row is None else LoadSummary(*row)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from fedcredit.errors import NotFoundError
+from fedcredit.sqlite import SqliteDatabase
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -95,33 +94,23 @@ class EvaluationStore:
     """Reports are committed (synchronous=FULL) before the API answers."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
-        self._lock = threading.Lock()
+        self._db = SqliteDatabase(path, _SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
     def save(self, report: EvaluationReport, pseudonym: bytes) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO evaluations VALUES (?, ?, ?, ?)",
-                (report.query_id, report.created_at_ms, pseudonym, json.dumps(report.to_dict())),
-            )
+        self._db.execute(
+            "INSERT INTO evaluations VALUES (?, ?, ?, ?)",
+            (report.query_id, report.created_at_ms, pseudonym, json.dumps(report.to_dict())),
+        )
 
     def get(self, query_id: str) -> EvaluationReport:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT report FROM evaluations WHERE query_id=?", (query_id,)
-            ).fetchone()
+        row = self._db.one("SELECT report FROM evaluations WHERE query_id=?", (query_id,))
         if row is None:
             raise NotFoundError(f"no evaluation {query_id} at this node")
         return EvaluationReport.from_dict(json.loads(row[0]))
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0])
+        row = self._db.one("SELECT COUNT(*) FROM evaluations")
+        return int(row[0]) if row else 0
