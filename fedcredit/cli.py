@@ -105,6 +105,8 @@ def node_serve() -> None:
         signal.signal(sig, lambda *_: None)
     try:
         runtime.serve_http_forever()
+    except FedCreditError as exc:
+        raise _fail(exc) from None
     finally:
         runtime.stop()
 

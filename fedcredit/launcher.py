@@ -35,15 +35,16 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self, grace_s: float = 8.0) -> None:
-        if self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(5)
+    def stop(self, grace_s: float = 8.0) -> int:
+        """SIGTERM, then SIGKILL after ``grace_s``; the exit code (negative: killed by signal)."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        return self.popen.returncode
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -214,11 +215,12 @@ class LocalAlliance:
             time.sleep(0.1)
         raise ConfigurationError(f"{member_id} still active after {timeout_s}s")
 
-    def stop(self) -> None:
-        for proc in self.node_procs.values():
-            proc.stop()
+    def stop(self) -> dict[str, int]:
+        """Stop every process (nodes first); each one's exit code, 0 when it shut down cleanly."""
+        codes = {name: proc.stop() for name, proc in self.node_procs.items()}
         if self.coordinator is not None:
-            self.coordinator.stop()
+            codes["coordinator"] = self.coordinator.stop()
+        return codes
 
     def __enter__(self) -> LocalAlliance:
         try:

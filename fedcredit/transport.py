@@ -29,6 +29,8 @@ _OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.enable_retries", 0),
 ]
+#: Without this, a second server on a taken port silently shares it with the first.
+_SERVER_OPTIONS = [*_OPTIONS, ("grpc.so_reuseport", 0)]
 
 
 def host_of(address: str) -> str:
@@ -71,10 +73,15 @@ def create_server(
     In a CHAIN each hop's handler thread waits while the rest of the route works, so a node
     serves at most ``max_workers`` concurrent evaluations passing through it.
     """
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=_OPTIONS)
-    port = server.add_insecure_port(bind)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers), options=_SERVER_OPTIONS
+    )
+    try:
+        port = server.add_insecure_port(bind)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise ConfigurationError(f"cannot bind gRPC server to {bind}")
+        raise ConfigurationError(f"cannot bind gRPC server to {bind} (in use or invalid)")
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server, port, health_servicer

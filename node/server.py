@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ from node.settings import NodeSettings
 from proto.v1 import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
+HTTP_STARTUP_TIMEOUT_S = 10.0
 SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["Node"].full_name
 
 
@@ -62,9 +64,15 @@ class NodeRuntime:
     http_port: int = 0
 
     def bind_http(self) -> socket.socket:
+        host, port = self.settings.http_host, self.settings.http_port
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.settings.http_host, self.settings.http_port))
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigurationError(f"cannot bind the lender API to {host}:{port}: "
+                                     f"{exc.strerror}") from None
         self.http_port = sock.getsockname()[1]
         return sock
 
@@ -88,8 +96,11 @@ class NodeRuntime:
             target=server.run, kwargs={"sockets": [sock]}, daemon=True
         )
         self._http_thread.start()
+        deadline = time.monotonic() + HTTP_STARTUP_TIMEOUT_S
         while not server.started:
-            threading.Event().wait(0.01)
+            if not self._http_thread.is_alive() or time.monotonic() > deadline:
+                raise ConfigurationError("the lender API did not start")
+            time.sleep(0.01)
         return self.http_port
 
     def write_ready_file(self) -> None:

@@ -169,10 +169,15 @@ def run_demo(
                 rows = run_evaluations(alliance, population, evaluations, seed)
         finally:
             with console.status("shutting down…"):
-                alliance.stop()
+                exit_codes = alliance.stop()
         render(console, rows)
-        console.print("All processes stopped cleanly.")
-        return 0 if all(r.exact for r in rows) else 1
+        unclean = {name: code for name, code in exit_codes.items() if code != 0}
+        if unclean:
+            console.print(f"[red]processes that did not stop cleanly (exit codes): {unclean}; "
+                          f"see {workdir / 'logs'}[/]")
+        else:
+            console.print("All processes stopped cleanly.")
+        return 0 if all(r.exact for r in rows) and not unclean else 1
     finally:
         if temp is not None:
             temp.cleanup()

@@ -118,3 +118,18 @@ def test_load_features_reports_bad_rows_and_loads_nothing(tmp_path: Path) -> Non
     assert "INVALID_FEATURE_FILE" in result.stderr
     assert "row 2" in result.stderr and "row 3" in result.stderr
     assert "110105194912310021" not in result.stderr  # errors name rows, never values
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(["coordinator", "serve"], {
+            "FEDCREDIT_COORDINATOR_ENVIRONMENT": "dev",
+            "FEDCREDIT_COORDINATOR_INSECURE_DEV": "true",
+            "FEDCREDIT_COORDINATOR_DATA_DIR": str(tmp_path),
+            "FEDCREDIT_COORDINATOR_BIND": f"127.0.0.1:{port}",
+        })
+    assert result.returncode == 1
+    assert "CONFIGURATION_INVALID" in result.stderr and f"127.0.0.1:{port}" in result.stderr

@@ -108,9 +108,8 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
             reports.append(response.json())
     for proxy in proxies.values():
         proxy.close()
-    exit_codes = {p.name: p.popen.returncode for p in
-                  [alliance.coordinator, *alliance.node_procs.values()] if p is not None}
-    assert exit_codes == dict.fromkeys(exit_codes, 0), "every process shuts down cleanly"
+    exit_codes = alliance.stop()  # already stopped by the with-block: reports the exit codes
+    assert exit_codes == dict.fromkeys(["bank", "finco", "shop", "coordinator"], 0)
     key = SubjectKey.from_hex(alliance.subject_key_hex)
     yield population, indices, reports, capture, key, alliance
 
