@@ -160,9 +160,10 @@ def run_demo(
         console.print(f"[bold]{subjects} people[/], customers per member: {shares}; "
                       f"default rate {population.defaulted.mean():.1%}")
         alliance = build_alliance(population, workdir)
-        with console.status("starting the coordinator and member nodes (separate processes)…"):
-            alliance.start()
         try:
+            with console.status("starting the coordinator and member nodes "
+                                "(separate processes)…"):
+                alliance.start()
             console.print(f"coordinator and {nodes} nodes up on loopback (logs: "
                           f"{workdir / 'logs'})")
             with console.status(f"running {evaluations} joint evaluations…"):

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 def fresh_alliance(
     tmp_path: Path, population: Population, subject_key: SubjectKey
 ) -> Iterator[InProcessAlliance]:
-    running = start_alliance(tmp_path, population, subject_key, hop_timeout_ms=400)
+    running = start_alliance(tmp_path, population, subject_key, hop_timeout_ms=600)
     yield running
     running.stop()
 
