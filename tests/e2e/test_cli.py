@@ -39,12 +39,43 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_ctrl_c_shuts_everything_down(tmp_path: Path) -> None:
+def processes_using(workdir: Path) -> list[int]:
+    """Live processes whose environment names ``workdir`` (the demo's children do)."""
+    needle = str(workdir).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def start_demo(workdir: Path) -> subprocess.Popen[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FEDCREDIT_")}
-    proc = subprocess.Popen(
-        [*CLI, "demo", "--evaluations", "500", "--subjects", "800", "--workdir", str(tmp_path)],
+    return subprocess.Popen(
+        [*CLI, "demo", "--evaluations", "500", "--subjects", "800", "--workdir", str(workdir)],
         env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def test_ctrl_c_during_start_up_leaves_no_process_behind(tmp_path: Path) -> None:
+    proc = start_demo(tmp_path)
+    deadline = time.monotonic() + 90
+    while not (tmp_path / "coordinator" / "ready.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    time.sleep(0.5)
+    assert processes_using(tmp_path) == []
+
+
+def test_ctrl_c_shuts_everything_down(tmp_path: Path) -> None:
+    proc = start_demo(tmp_path)
     ready = [tmp_path / m / "ready.json" for m in ("bank", "finco", "shop")]
     deadline = time.monotonic() + 90
     while not all(p.exists() for p in ready):
@@ -59,6 +90,7 @@ def test_ctrl_c_shuts_everything_down(tmp_path: Path) -> None:
     assert "interrupted" in err
     time.sleep(0.5)
     assert not any(listening(port) for port in ports)
+    assert processes_using(tmp_path) == []
 
 
 def test_node_refuses_to_start_without_configuration() -> None:
