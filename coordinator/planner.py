@@ -14,6 +14,7 @@ from fedcredit.protocol import FallbackPolicy, Hop, Plan, Purpose, RouteMode
 @dataclass(frozen=True)
 class PlanningPolicy:
     plan_ttl_ms: int
+    max_plan_ttl_ms: int
     hop_timeout_ms: int
     min_answered: int
     allowed_purposes: frozenset[Purpose]
@@ -65,8 +66,11 @@ class RoutePlanner:
             hop_timeout_ms=self._policy.hop_timeout_ms,
             min_answered=self._policy.min_answered,
         )
-        # Long enough for the whole route's call budget, plus time to decrypt and answer.
-        ttl_ms = max(self._policy.plan_ttl_ms, fallback.call_budget_ms(len(route)) + 1_000)
+        # Long enough for the route's call budgets, but never longer than the policy's cap.
+        ttl_ms = min(
+            max(self._policy.plan_ttl_ms, fallback.route_lifetime_ms(len(route))),
+            self._policy.max_plan_ttl_ms,
+        )
         return Plan(
             query_id=self._new_query_id(),
             requester_id=requester.member_id,

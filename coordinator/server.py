@@ -57,6 +57,7 @@ def start_coordinator(
     planner = RoutePlanner(
         PlanningPolicy(
             plan_ttl_ms=settings.plan_ttl_ms,
+            max_plan_ttl_ms=settings.max_plan_ttl_ms,
             hop_timeout_ms=settings.hop_timeout_ms,
             min_answered=settings.min_answered,
             allowed_purposes=settings.allowed_purposes,

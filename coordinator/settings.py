@@ -30,8 +30,11 @@ class CoordinatorSettings(BaseSettings):
     #: A member whose last heartbeat is older than this is STALE and left out of plans.
     stale_after_ms: int = Field(default=6_000, ge=200)
     probe_interval_ms: int = Field(default=2_000, ge=100)
+    #: Minimum plan lifetime; raised to cover the route's call budgets, up to the cap below.
     plan_ttl_ms: int = Field(default=20_000, ge=1_000)
-    hop_timeout_ms: int = Field(default=3_000, ge=100)
+    #: No plan lives longer than this (it bounds the window in which a plan can be replayed).
+    max_plan_ttl_ms: int = Field(default=60_000, ge=1_000)
+    hop_timeout_ms: int = Field(default=2_000, ge=100)
     #: Fewer answering members than this fails the evaluation. 2 keeps any single member's
     #: contribution hidden inside a sum (see docs/security.md).
     min_answered: int = Field(default=2, ge=1)
@@ -46,6 +49,13 @@ class CoordinatorSettings(BaseSettings):
         check_transport(self.insecure_dev, self.environment)
         if self.stale_after_ms <= self.heartbeat_interval_ms:
             raise ValueError("stale_after_ms must exceed heartbeat_interval_ms")
+        if self.max_plan_ttl_ms < self.plan_ttl_ms:
+            raise ValueError("max_plan_ttl_ms must be at least plan_ttl_ms")
+        if self.min_answered < 2 and self.environment != "dev":
+            raise ValueError(
+                "min_answered below 2 lets a requester decrypt one member's exact share; "
+                "allowed only with environment=dev"
+            )
         return self
 
     @property

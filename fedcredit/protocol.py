@@ -50,7 +50,9 @@ def budget_units(hops_left: int) -> int:
     A CHAIN call to hop i returns only after every later hop did, so a hop that hangs eats its
     caller's whole wait. Sizing each budget like this leaves every callee room to wait out one
     hanging successor (f(m-1)) and still run the rest of the route after it (f(m-2)).
-    Growth is Fibonacci-like (1, 2, 4, 7, 12, 20, ...); the plan's expiry caps it.
+    Growth is Fibonacci-like (1, 2, 4, 7, 12, 20, ...); the coordinator caps plan lifetimes
+    (``max_plan_ttl_ms``), and every budget is capped by the plan's expiry, so long chains lose
+    this guarantee first. Large alliances are what TREE mode is for.
     """
     previous, current = 0, 0
     for step in range(1, hops_left + 1):
@@ -66,6 +68,11 @@ class FallbackPolicy:
 
     def call_budget_ms(self, hops_left: int) -> int:
         return self.hop_timeout_ms * budget_units(hops_left)
+
+    def route_lifetime_ms(self, hops: int) -> int:
+        """What a plan over ``hops`` needs: the requester, too, may wait out a hung first hop
+        (one more budget level), plus a second to decrypt, score and answer."""
+        return self.call_budget_ms(hops + 1) + 1_000
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fedcredit.clock import Clock
-from fedcredit.errors import ErrorCode, FedCreditError, InvalidRequestError
+from fedcredit.errors import CoverageError, ErrorCode, FedCreditError, InvalidRequestError
 from fedcredit.plans import verify_plan
 from fedcredit.protocol import Consent, HopOutcome, Plan, Purpose, RouteMode
 from mpc.contribution import ContributionVector
@@ -78,6 +78,18 @@ class ContributionService:
         later = self._forwarder.forward(
             plan, call.plan, call.pseudonym, call.consent, call.hop_index + 1, accumulator, deadline
         )
-        return RouteResult(
-            later.accumulator, (HopOutcome(self._member_id, True), *later.outcomes), later.key
-        )
+        outcomes = (HopOutcome(self._member_id, True), *later.outcomes)
+        if incoming is None:
+            # This member started the sum, so its reply goes straight back to the requester:
+            # never let a ciphertext holding fewer than min_answered shares reach the key holder.
+            self._require_coverage(outcomes, plan.fallback.min_answered)
+        return RouteResult(later.accumulator, outcomes, later.key)
+
+    def _require_coverage(self, outcomes: tuple[HopOutcome, ...], minimum: int) -> None:
+        answered = sum(1 for o in outcomes if o.answered)
+        if answered < minimum:
+            skipped = ", ".join(f"{o.member_id} {o.error_code}" for o in outcomes if not o.answered)
+            raise CoverageError(
+                f"{answered} member(s) answered, policy requires {minimum}; the sum was withheld"
+                + (f" (skipped: {skipped})" if skipped else "")
+            )

@@ -15,27 +15,22 @@ import grpc
 
 from fedcredit.clock import Clock
 from fedcredit.error_catalog import error_from_rpc
-from fedcredit.errors import ErrorCode
+from fedcredit.errors import ErrorCode, FedCreditError
 from fedcredit.protocol import Consent, HopOutcome, Plan, SignedPlan
 from fedcredit.transport import create_channel
 from mpc.paillier import PaillierPublicKey
-from mpc.secure_sum import EncryptedContribution
+from mpc.secure_sum import EncryptedContribution, rerandomize
 from node.serde import contribute_reply_from_pb, contribute_request_to_pb
 from proto.v1 import node_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-#: A failed hop with one of these codes is skipped (the rest of the route still runs).
-#: Anything else means the request itself is bad and would fail at every hop: it propagates.
-SKIPPABLE = frozenset(
-    {
-        ErrorCode.NODE_UNAVAILABLE,
-        ErrorCode.DEADLINE_EXCEEDED,
-        ErrorCode.MODEL_VERSION_UNAVAILABLE,
-        ErrorCode.INTERNAL,
-        ErrorCode.NOT_ON_ROUTE,
-    }
-)
+#: A hop that fails is skipped and recorded, whatever its reason: the requester checked the
+#: request itself (identifier, consent, plan, key) before routing, so what a hop refuses is that
+#: member's own state or policy (down, clock skew, a stale key, a purpose it does not serve),
+#: and one member must not fail everyone's evaluations. The exception is a starting hop's
+#: refusal to return a sum with too few contributions: retrying further hops cannot help.
+NOT_SKIPPABLE = frozenset({ErrorCode.INSUFFICIENT_COVERAGE})
 #: Kept back from each call's budget for this hop's own reply.
 RETURN_MARGIN_MS = 50
 
@@ -102,11 +97,18 @@ class RouteForwarder:
                 reply = self._peers.stub(hop.endpoint).Contribute(request, timeout=budget_ms / 1000)
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc, default=ErrorCode.NODE_UNAVAILABLE)
-                if error.code not in SKIPPABLE or not plan.fallback.skip_unreachable:
+                if error.code in NOT_SKIPPABLE or not plan.fallback.skip_unreachable:
+                    if skipped:
+                        before = ", ".join(f"{o.member_id} {o.error_code}" for o in skipped)
+                        error = FedCreditError(f"{error.detail}; skipped before {hop.member_id}: "
+                                               f"{before}", code=error.code)
                     raise error from None
                 log.warning("query %s: skipping %s (%s)", plan.query_id, hop.member_id, error.code)
                 skipped.append(HopOutcome(hop.member_id, False, error.code.value))
                 continue
             final, later = contribute_reply_from_pb(reply, plan.requester_key)
             return RouteResult(final, (*skipped, *later), plan.requester_key)
+        if accumulator is not None and skipped:
+            # The failed hops may have seen this very ciphertext: send back a fresh-looking one.
+            accumulator = rerandomize(accumulator, plan.requester_key)
         return RouteResult(accumulator, tuple(skipped), plan.requester_key)

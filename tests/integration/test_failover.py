@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -11,11 +12,16 @@ import grpc
 import httpx
 import pytest
 
+from fedcredit.clock import system_clock
 from fedcredit.demo.population import Population, pooled_result
+from fedcredit.plans import sign_plan
+from fedcredit.protocol import Consent, Hop, Purpose
 from fedcredit.serde import public_key_to_pb
 from fedcredit.transport import create_channel, create_server, set_serving
 from mpc.paillier import PaillierKeyPair
-from mpc.pseudonym import SubjectKey
+from mpc.pseudonym import SubjectKey, pseudonymize
+from mpc.secure_sum import decrypt_total
+from node.route import PeerChannels, RouteForwarder
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 from tests.support.alliance import (
     TOKEN,
@@ -24,6 +30,7 @@ from tests.support.alliance import (
     indices_with_records,
     start_alliance,
 )
+from tests.support.grpc_calls import coordinator_signer, make_plan, now_ms, requester_keypair
 
 pytestmark = pytest.mark.integration
 
@@ -117,36 +124,68 @@ class Sloth(node_pb2_grpc.NodeServicer):
         return node_pb2.ContributeReply()
 
 
-def test_a_hanging_member_times_out_and_the_rest_still_answer(
-    fresh_alliance: InProcessAlliance, population: Population, other_keypair: PaillierKeyPair
-) -> None:
-    sloth = Sloth()
+@pytest.fixture
+def sloth(fresh_alliance: InProcessAlliance, other_keypair: PaillierKeyPair) -> Iterator[int]:
+    """A hanging member, registered with the coordinator; yields its gRPC port."""
+    servicer = Sloth()
     server, port, health = create_server("127.0.0.1:0")
-    node_pb2_grpc.add_NodeServicer_to_server(sloth, server)
+    node_pb2_grpc.add_NodeServicer_to_server(servicer, server)
     server.start()
     set_serving(health, ["fedcredit.v1.Node"])
-    channel = create_channel(f"127.0.0.1:{fresh_alliance.coordinator.port}")
-    stub = coordinator_pb2_grpc.CoordinatorStub(channel)
-    stub.Register(coordinator_pb2.RegisterRequest(
-        member_id="sloth", endpoint=f"127.0.0.1:{port}", registration_token=TOKEN,
-        paillier_public_key=public_key_to_pb(other_keypair.public)), timeout=5)
-    try:
-        index = indices_with_records(population, 3)[1]
-        started = time.monotonic()
-        response = evaluate(fresh_alliance, population, index)
-        elapsed = time.monotonic() - started
-        assert response.status_code == 201, response.text
-        report = response.json()
-        assert report["coverage"]["answered"] == 3
-        assert report["coverage"]["skipped"] == [
-            {"member_id": "sloth", "error_code": "DEADLINE_EXCEEDED"}]
-        assert report["joint_logit"] == pytest.approx(
-            pooled_result(population, index).joint_logit, abs=1e-6)
-        assert elapsed < 10  # bounded by hop budgets, not by the sloth
-    finally:
-        sloth.release.set()
-        server.stop(0)
-        channel.close()
+    with create_channel(f"127.0.0.1:{fresh_alliance.coordinator.port}") as channel:
+        coordinator_pb2_grpc.CoordinatorStub(channel).Register(coordinator_pb2.RegisterRequest(
+            member_id="sloth", endpoint=f"127.0.0.1:{port}", registration_token=TOKEN,
+            paillier_public_key=public_key_to_pb(other_keypair.public)), timeout=5)
+    yield port
+    servicer.release.set()
+    server.stop(0)
+
+
+def test_a_hanging_member_times_out_and_the_rest_still_answer(
+    fresh_alliance: InProcessAlliance, population: Population, sloth: int
+) -> None:
+    index = indices_with_records(population, 3)[1]
+    started = time.monotonic()
+    response = evaluate(fresh_alliance, population, index)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 201, response.text
+    report = response.json()
+    assert report["coverage"]["answered"] == 3
+    assert report["coverage"]["skipped"] == [
+        {"member_id": "sloth", "error_code": "DEADLINE_EXCEEDED"}]
+    assert report["joint_logit"] == pytest.approx(
+        pooled_result(population, index).joint_logit, abs=1e-6)
+    assert elapsed < 10  # bounded by hop budgets, not by the sloth
+
+
+def test_the_requester_waits_out_a_hung_first_hop_within_the_plan_lifetime(
+    fresh_alliance: InProcessAlliance, population: Population, subject_key: SubjectKey,
+    sloth: int,
+) -> None:
+    """The worst place to hang is the first hop: it eats the requester's whole first wait.
+    A plan lives exactly as long as the planner allows (route_lifetime_ms), and that must be
+    enough for the rest of the route afterwards."""
+    index = indices_with_records(population, 3)[2]
+    base = make_plan(fresh_alliance, ("finco", "shop", "telco"))
+    fallback = base.fallback
+    route = (Hop("sloth", f"127.0.0.1:{sloth}"), *base.route)
+    now = now_ms()
+    plan = dataclasses.replace(base, route=route, issued_unix_ms=now,
+                               expires_unix_ms=now + fallback.route_lifetime_ms(len(route)))
+    signed = sign_plan(plan, coordinator_signer(fresh_alliance))
+    pseudonym = pseudonymize(subject_key, "cn_resident_id", population.identifiers[index]).value
+    forwarder = RouteForwarder(PeerChannels(), system_clock)
+    result = forwarder.forward(plan, signed, pseudonym,
+                               Consent(Purpose.ORIGINATION, now + 60_000, "c"), 0, None,
+                               plan.expires_unix_ms)
+    assert [(o.member_id, o.answered) for o in result.outcomes] == [
+        ("sloth", False), ("finco", True), ("shop", True), ("telco", True)]
+    assert result.accumulator is not None
+    total = decrypt_total(result.accumulator, requester_keypair(fresh_alliance, "bank"))
+    bank_partial, _, _ = member_share(population, "bank", index)
+    expected = pooled_result(population, index).joint_logit - bank_partial
+    assert total.model_partial + population.models["bank"].intercept == pytest.approx(
+        expected, abs=1e-6)
 
 
 def test_coordinator_outage_fails_fast_and_the_alliance_recovers_by_itself(

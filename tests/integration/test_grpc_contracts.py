@@ -246,3 +246,20 @@ def test_plans_from_the_coordinator_are_signed_and_exclude_the_requester(
     assert {h.member_id for h in plan.route} == {"bank", "finco", "telco"}
     assert plan.expires_unix_ms - plan.issued_unix_ms == alliance.coordinator_settings.plan_ttl_ms
     assert signed_plan_to_pb(sign_plan(plan, coordinator_signer(alliance))).plan == signed.plan
+
+
+def test_a_hop_that_starts_the_sum_never_returns_a_single_share(
+    alliance: InProcessAlliance, pseudonym: bytes
+) -> None:
+    """Calling the last hop directly with no accumulator would hand the requester one member's
+    exact share; the starting hop withholds any sum with fewer than min_answered shares."""
+    plan = make_plan(alliance, ROUTE)
+    with create_channel(f"127.0.0.1:{alliance.nodes['telco'].grpc_port}") as channel:
+        telco = node_pb2_grpc.NodeStub(channel)
+        expect(grpc.StatusCode.UNAVAILABLE, "INSUFFICIENT_COVERAGE", telco.Contribute,
+               make_request(alliance, plan, pseudonym, hop_index=2))
+    # Two hops from the middle are enough for min_answered = 2.
+    with create_channel(f"127.0.0.1:{alliance.nodes['shop'].grpc_port}") as channel:
+        reply = node_pb2_grpc.NodeStub(channel).Contribute(
+            make_request(alliance, plan, pseudonym, hop_index=1), timeout=10)
+    assert [o.member_id for o in reply.outcomes] == ["shop", "telco"]

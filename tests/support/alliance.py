@@ -13,6 +13,7 @@ import numpy as np
 from coordinator.registry import MemberStatus
 from coordinator.server import RunningCoordinator, start_coordinator
 from coordinator.settings import CoordinatorSettings
+from fedcredit.clock import Clock, system_clock
 from fedcredit.demo.population import Population, write_member_files
 from mpc.pseudonym import SubjectKey
 from node.feature_loader import load_features
@@ -55,7 +56,9 @@ class InProcessAlliance:
         doc.update(overrides)
         return NodeSettings(**doc)
 
-    def start_node(self, member_id: str, **overrides: Any) -> NodeRuntime:
+    def start_node(
+        self, member_id: str, clock: Clock = system_clock, **overrides: Any
+    ) -> NodeRuntime:
         settings = self.node_settings(member_id, **overrides)
         store = FeatureStore(settings.feature_store_path)
         try:
@@ -63,7 +66,7 @@ class InProcessAlliance:
                           self.subject_key)
         finally:
             store.close()
-        runtime = start_node(settings)
+        runtime = start_node(settings, clock)
         runtime.start_http_in_thread()
         self.nodes[member_id] = runtime
         return runtime
@@ -86,8 +89,14 @@ class InProcessAlliance:
 
 
 def start_alliance(
-    workdir: Path, population: Population, subject_key: SubjectKey, **coordinator: Any
+    workdir: Path,
+    population: Population,
+    subject_key: SubjectKey,
+    nodes: dict[str, dict[str, Any]] | None = None,
+    **coordinator: Any,
 ) -> InProcessAlliance:
+    """Every member of ``population`` as a real node; ``nodes`` holds per-member keyword
+    arguments for :meth:`InProcessAlliance.start_node` (settings overrides, a ``clock``)."""
     write_member_files(population, workdir / "inputs")
     settings = CoordinatorSettings(
         environment="dev",
@@ -105,7 +114,8 @@ def start_alliance(
     alliance = InProcessAlliance(workdir, population, subject_key, running, settings)
     try:
         for inst in population.institutions:
-            alliance.start_node(inst.profile.member_id)
+            member = inst.profile.member_id
+            alliance.start_node(member, **(nodes or {}).get(member, {}))
         alliance.wait_active({i.profile.member_id for i in population.institutions})
     except BaseException:
         alliance.stop()

@@ -21,8 +21,8 @@ def planner(
     min_answered: int = 2, purposes: frozenset[Purpose] = frozenset(Purpose)
 ) -> RoutePlanner:
     return RoutePlanner(
-        PlanningPolicy(plan_ttl_ms=5000, hop_timeout_ms=1000, min_answered=min_answered,
-                       allowed_purposes=purposes),
+        PlanningPolicy(plan_ttl_ms=5000, max_plan_ttl_ms=30_000, hop_timeout_ms=1000,
+                       min_answered=min_answered, allowed_purposes=purposes),
         new_query_id=lambda: "q",
     )
 
@@ -42,7 +42,8 @@ def test_route_excludes_requester_and_stale_members_and_orders_by_latency(
                           now_ms=1000)
     assert [h.member_id for h in plan.route] == ["fast", "slow", "unmeasured"]
     assert plan.mode is RouteMode.CHAIN
-    assert plan.expires_unix_ms == 6000
+    # 3 hops: the requester's budget level is f(4) = 7 units of 1000 ms, plus a second
+    assert plan.expires_unix_ms == 1000 + 8000
     assert plan.requester_key == keypair.public
     assert plan.fallback.min_answered == 2
 
@@ -83,7 +84,15 @@ def test_call_budgets_leave_room_to_skip_one_hanging_successor() -> None:
 def test_plan_lifetime_covers_the_route_budget(keypair: PaillierKeyPair) -> None:
     bank = member(keypair, "bank", 1.0)
     others = [member(keypair, f"m{i}", 1.0) for i in range(5)]
+    plan = planner(min_answered=1).plan(bank, [bank, others[0]], model_version="v1",
+                                        purpose=Purpose.ORIGINATION, now_ms=0)
+    assert plan.expires_unix_ms == 5000  # 1 hop: f(2) + 1 s = 3 s, below the 5 s minimum
     plan = planner().plan(bank, [bank, *others], model_version="v1",
                           purpose=Purpose.ORIGINATION, now_ms=0)
-    # 5 hops: 12 units of 1000 ms, plus a second to decrypt and answer
-    assert plan.expires_unix_ms == 13_000
+    assert plan.expires_unix_ms == 21_000  # 5 hops: f(6) = 20 units + 1 s
+    capped = RoutePlanner(PlanningPolicy(plan_ttl_ms=5000, max_plan_ttl_ms=12_000,
+                                         hop_timeout_ms=1000, min_answered=2,
+                                         allowed_purposes=frozenset(Purpose)))
+    plan = capped.plan(bank, [bank, *others], model_version="v1",
+                       purpose=Purpose.ORIGINATION, now_ms=0)
+    assert plan.expires_unix_ms == 12_000  # never beyond the policy's cap

@@ -1,0 +1,112 @@
+"""One member's own state or policy (a skewed clock, a stale verification key, a purpose it
+does not serve) must not fail everyone's evaluations; as a requester, it gets a clear error."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fedcredit.demo.population import Population, generate, pooled_result
+from fedcredit.files import write_atomic
+from mpc.pseudonym import SubjectKey
+from mpc.signing import Signer
+from tests.support.alliance import API_KEY, InProcessAlliance, body, consent, start_alliance
+
+pytestmark = pytest.mark.integration
+TEN_MINUTES_MS = 600_000
+
+
+@pytest.fixture(scope="module")
+def population5() -> Population:
+    return generate(subjects=300, nodes=5, seed=5)
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory, population5: Population,
+           subject_key: SubjectKey) -> Iterator[InProcessAlliance]:
+    workdir = tmp_path_factory.mktemp("faults")
+    stale_key = workdir / "stale-verify-key.pem"
+    write_atomic(stale_key, Signer.generate().verifier.to_pem())
+    running = start_alliance(workdir, population5, subject_key, nodes={
+        "shop": {"clock": lambda: time.time_ns() // 1_000_000 + TEN_MINUTES_MS},
+        "telco": {"coordinator_verify_key_file": stale_key},
+        "union": {"allowed_purposes": ["origination"]},
+    })
+    yield running
+    running.stop()
+
+
+def post(alliance: InProcessAlliance, requester: str, doc: dict[str, object]) -> httpx.Response:
+    return httpx.post(f"{alliance.url(requester)}/v1/evaluations", json=doc,
+                      headers={"X-API-Key": API_KEY}, timeout=30)
+
+
+def share(population: Population, member: str, index: int) -> tuple[float, int]:
+    inst = next(i for i in population.institutions if i.profile.member_id == member)
+    if not inst.has_record[index]:
+        return 0.0, 0
+    values = {k: float(v[index]) for k, v in inst.features.items()}
+    return (population.models[member].partial_logit(values),
+            int(inst.exposures["outstanding_debt_cents"][index]))
+
+
+def stored(alliance: InProcessAlliance, member: str) -> int:
+    return alliance.nodes[member].app.state.context.evaluations._reports.count()
+
+
+def test_faulty_members_are_skipped_and_the_rest_answer_exactly(
+    faulty: InProcessAlliance, population5: Population
+) -> None:
+    index = 17
+    response = post(faulty, "bank", body(population5, index))
+    assert response.status_code == 201, response.text
+    report = response.json()
+    skipped = {s["member_id"]: s["error_code"] for s in report["coverage"]["skipped"]}
+    assert skipped == {"shop": "PLAN_EXPIRED", "telco": "PLAN_INVALID"}
+    assert (report["coverage"]["asked"], report["coverage"]["answered"]) == (4, 2)
+    expected = pooled_result(population5, index)
+    missing = [share(population5, m, index) for m in ("shop", "telco")]
+    assert report["joint_logit"] == pytest.approx(
+        expected.joint_logit - sum(p for p, _ in missing), abs=1e-6)
+    assert round(report["exposures"]["outstanding_debt"] * 100) == (
+        expected.exposures["outstanding_debt_cents"] - sum(d for _, d in missing))
+
+
+def test_a_purpose_one_member_declines_only_removes_that_member(
+    faulty: InProcessAlliance, population5: Population
+) -> None:
+    before = stored(faulty, "bank")
+    response = post(faulty, "bank", body(population5, 3, consent=consent(purpose="collections")))
+    # finco alone is left: its share would be the whole sum, so it withholds it.
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "INSUFFICIENT_COVERAGE"
+    assert "withheld" in error["detail"] and "union CONSENT_PURPOSE_NOT_ALLOWED" in error["detail"]
+    assert stored(faulty, "bank") == before
+
+
+def test_a_requester_with_a_stale_verification_key_gets_plan_invalid(
+    faulty: InProcessAlliance, population5: Population
+) -> None:
+    response = post(faulty, "telco", body(population5, 4))
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "PLAN_INVALID"
+    assert response.json()["error"]["detail"] == "signature verification failed"
+    assert stored(faulty, "telco") == 0
+
+
+def test_a_requester_whose_clock_runs_ahead_gets_plan_expired(
+    faulty: InProcessAlliance, population5: Population
+) -> None:
+    response = post(faulty, "shop", body(population5, 4))
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "PLAN_EXPIRED"
+    assert stored(faulty, "shop") == 0
+
+
+def test_workdir_is_real(faulty: InProcessAlliance) -> None:
+    assert Path(faulty.workdir, "coordinator", "registry.sqlite3").exists()
