@@ -14,7 +14,12 @@ Environment = Literal["dev", "prod"]
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "password", "dev", "dev-token", "test", "token"}
 )
+#: A secret containing any of these is a placeholder, e.g. the dev defaults in
+#: docker-compose.yml ("...-override-me").
+PLACEHOLDER_MARKERS = ("override-me", "change-me", "changeme", "placeholder", "example")
 MIN_SECRET_CHARS = 16
+#: A random 32-byte key has ~31 distinct byte values; a typed-in pattern has few.
+MIN_DISTINCT_KEY_BYTES = 16
 
 
 def check_secret(name: str, value: SecretStr, environment: Environment) -> None:
@@ -22,10 +27,23 @@ def check_secret(name: str, value: SecretStr, environment: Environment) -> None:
     if environment == "dev":
         return
     raw = value.get_secret_value()
-    if raw.strip().lower() in PLACEHOLDER_SECRETS or len(raw) < MIN_SECRET_CHARS:
+    lowered = raw.strip().lower()
+    if (
+        lowered in PLACEHOLDER_SECRETS
+        or any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+        or len(raw) < MIN_SECRET_CHARS
+    ):
         raise ValueError(
             f"{name} is a placeholder or shorter than {MIN_SECRET_CHARS} characters; "
             "set a real secret (placeholders are accepted only with environment=dev)"
+        )
+
+
+def check_key_bytes(name: str, key: bytes, environment: Environment) -> None:
+    """Refuse patterned (typed-in, documented) keys outside dev: real keys come from a CSPRNG."""
+    if environment != "dev" and len(set(key)) < MIN_DISTINCT_KEY_BYTES:
+        raise ValueError(
+            f"{name} looks hand-made, not random; generate one (`fedcredit alliance subject-key`)"
         )
 
 

@@ -11,9 +11,10 @@ Encoding v1, one Paillier plaintext per field, in :data:`FIELDS` order:
   Negative values are encoded as ``n - |v|``; decoding maps residues above n/2 back.
 * exposures — exact non-negative integers (money in minor units, i.e. cents).
 
-Each field is bounded (:data:`MAX_ABS_PARTIAL`, :data:`MAX_EXPOSURE`) so that sums over any
-realistic alliance (< 2**20 members) stay far below n/2 for n ≥ 2048 bits; that headroom is
-what lets a later encoding pack several fields into one plaintext without changing callers.
+A member's share is bounded when it is encoded (:data:`MAX_ABS_PARTIAL`, :data:`MAX_EXPOSURE`)
+so that sums over any alliance of up to :data:`MAX_MEMBERS` stay far below n/2 for n ≥ 2048
+bits; decoded totals are checked against those sums' bounds. That headroom is what lets a
+later encoding pack several fields into one plaintext without changing callers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ ENCODING_VERSION = 1
 FIXED_POINT_SCALE = 10**9
 MAX_ABS_PARTIAL = 1e6
 MAX_EXPOSURE = 2**53
+MAX_MEMBERS = 2**20
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,12 @@ class ContributionVector:
     has_record: int = 0
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.model_partial) or abs(self.model_partial) > MAX_ABS_PARTIAL:
-            raise ValueError("model_partial out of range")
+        if not math.isfinite(self.model_partial):
+            raise ValueError("model_partial must be finite")
         for name in EXPOSURE_FIELDS:
             value = getattr(self, name)
-            if not isinstance(value, int) or not 0 <= value < MAX_EXPOSURE:
-                raise ValueError(f"{name} must be an integer in [0, 2**53)")
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer")
 
     def __add__(self, other: ContributionVector) -> ContributionVector:
         return ContributionVector(
@@ -65,7 +67,15 @@ EXPOSURE_FIELDS: tuple[str, ...] = FIELDS[1:]
 
 
 def encode(vector: ContributionVector) -> tuple[int, ...]:
-    """Signed integers, one per field: the plaintexts before reduction modulo n."""
+    """Signed integers, one per field: the plaintexts before reduction modulo n.
+
+    Raises ValueError for a share outside the per-member bounds.
+    """
+    if abs(vector.model_partial) > MAX_ABS_PARTIAL:
+        raise ValueError("model_partial out of range")
+    for name in EXPOSURE_FIELDS:
+        if getattr(vector, name) >= MAX_EXPOSURE:
+            raise ValueError(f"{name} must be below 2**53")
     partial = round(vector.model_partial * FIXED_POINT_SCALE)
     return (partial, *(getattr(vector, name) for name in EXPOSURE_FIELDS))
 
@@ -75,6 +85,10 @@ def decode(values: tuple[int, ...]) -> ContributionVector:
     if len(values) != len(FIELDS):
         raise ValueError("wrong number of fields")
     partial, *exposures = values
+    if abs(partial) > MAX_ABS_PARTIAL * FIXED_POINT_SCALE * MAX_MEMBERS:
+        raise ValueError("model_partial total out of range")
+    if any(not 0 <= e < MAX_EXPOSURE * MAX_MEMBERS for e in exposures):
+        raise ValueError("exposure total out of range")
     return ContributionVector(
         model_partial=partial / FIXED_POINT_SCALE,
         **dict(zip(EXPOSURE_FIELDS, exposures, strict=True)),

@@ -6,7 +6,7 @@ from fedcredit.clock import Clock
 from fedcredit.errors import CoverageError, ErrorCode, FedCreditError, InvalidRequestError
 from fedcredit.plans import verify_plan
 from fedcredit.protocol import Consent, HopOutcome, Plan, Purpose, RouteMode
-from mpc.contribution import ContributionVector
+from mpc.contribution import MAX_ABS_PARTIAL, ContributionVector
 from mpc.secure_sum import accumulate
 from mpc.signing import Verifier
 from node.feature_store import FeatureStore, SubjectRecord
@@ -17,11 +17,17 @@ from scoring.model import ModelSlice
 
 
 def contribution_for(record: SubjectRecord | None, model: ModelSlice) -> ContributionVector:
-    """This member's additive share; zero (with has_record=0) when it has no record."""
+    """This member's additive share; zero (with has_record=0) when it has no record.
+
+    The partial logit is clamped to ±MAX_ABS_PARTIAL: beyond |logit| ≈ 40 the probability is
+    already 0 or 1, and failing instead would skip this member, which would tell the requester
+    that it holds a record.
+    """
     if record is None:
         return ContributionVector.zero()
+    partial = model.partial_logit(record.features)
     return ContributionVector(
-        model_partial=model.partial_logit(record.features),
+        model_partial=max(-MAX_ABS_PARTIAL, min(MAX_ABS_PARTIAL, partial)),
         has_record=1,
         **record.exposures,
     )

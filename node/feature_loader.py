@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +23,12 @@ import pyarrow.parquet as pq
 
 from fedcredit.clock import Clock, system_clock
 from fedcredit.errors import FeatureFileError, MalformedIdentifierError
+from mpc.contribution import MAX_EXPOSURE
 from mpc.pseudonym import SubjectKey, pseudonymize
 from node.feature_store import EXPOSURE_COLUMNS, FeatureStore, LoadSummary, SubjectRecord
 
 ID_COLUMNS = ("subject_id", "id_type")
+MAX_ABS_FEATURE = 1e15
 MAX_REPORTED_PROBLEMS = 10
 
 
@@ -54,7 +57,10 @@ def read_table(path: Path) -> pa.Table:
                 ),
             )
     except (pa.ArrowInvalid, OSError) as exc:
-        raise FeatureFileError(f"{path.name} cannot be read: {exc}") from exc
+        # Arrow's messages quote the offending row: keep only its shape, never its values.
+        shape = re.search(r"Expected \d+ columns, got \d+", str(exc))
+        reason = shape.group(0) if shape else "malformed file"
+        raise FeatureFileError(f"{path.name} cannot be read ({reason})") from None
     raise FeatureFileError(f"{path.name}: expected a .csv or .parquet file")
 
 
@@ -67,10 +73,11 @@ def parse_rows(
     feature_columns = [
         c for c in table.column_names if c not in ID_COLUMNS and c not in EXPOSURE_COLUMNS
     ]
-    for name in feature_columns:
+    for name in (*EXPOSURE_COLUMNS, *feature_columns):
         kind = table.schema.field(name).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
-            raise FeatureFileError(f"feature column {name} is not numeric")
+            what = "exposure" if name in EXPOSURE_COLUMNS else "feature"
+            raise FeatureFileError(f"{what} column {name} is not numeric")
     columns = {name: table.column(name).to_pylist() for name in table.column_names}
     problems: list[Problem] = []
     seen: dict[bytes, int] = {}
@@ -93,8 +100,10 @@ def parse_rows(
             value = columns[name][i]
             if value is None:
                 exposures[name] = 0
-            elif isinstance(value, bool) or not float(value).is_integer() or value < 0:
+            elif not math.isfinite(value) or not float(value).is_integer() or value < 0:
                 problems.append(Problem(row, name, "must be a non-negative integer"))
+            elif value >= MAX_EXPOSURE:
+                problems.append(Problem(row, name, "must be below 2**53"))
             else:
                 exposures[name] = int(value)
         features: dict[str, float] = {}
@@ -102,8 +111,8 @@ def parse_rows(
             value = columns[name][i]
             if value is None:
                 continue
-            if not math.isfinite(float(value)):
-                problems.append(Problem(row, name, "must be finite"))
+            if not math.isfinite(float(value)) or abs(value) > MAX_ABS_FEATURE:
+                problems.append(Problem(row, name, "must be finite and at most 1e15 in size"))
             else:
                 features[name] = float(value)
         if len(exposures) == len(EXPOSURE_COLUMNS):

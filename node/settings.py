@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fedcredit.protocol import Purpose
 from fedcredit.settings_base import (
     Environment,
+    check_key_bytes,
     check_secret,
     check_transport,
     reject_unknown_env,
@@ -61,6 +62,11 @@ class NodeSettings(BaseSettings):
         reject_unknown_env("FEDCREDIT_NODE_", type(self).model_fields)
         check_transport(self.insecure_dev, self.environment)
         check_secret("registration_token", self.registration_token, self.environment)
+        check_key_bytes(
+            "subject_key",
+            SubjectKey.from_hex(self.subject_key.get_secret_value()).secret,
+            self.environment,
+        )
         if not self.api_keys:
             raise ValueError("at least one API key is required (FEDCREDIT_NODE_API_KEYS)")
         for key in self.api_keys:

@@ -104,7 +104,7 @@ def test_plaintext_grpc_is_refused_outside_dev_and_off_loopback(tmp_path: Path) 
         "FEDCREDIT_NODE_MEMBER_ID": "bank",
         "FEDCREDIT_NODE_DATA_DIR": str(tmp_path),
         "FEDCREDIT_NODE_COORDINATOR_VERIFY_KEY_FILE": str(tmp_path / "k.pem"),
-        "FEDCREDIT_NODE_SUBJECT_KEY": "ab" * 32,
+        "FEDCREDIT_NODE_SUBJECT_KEY": bytes(range(32)).hex(),
         "FEDCREDIT_NODE_API_KEYS": '["a-long-enough-api-key-value"]',
         "FEDCREDIT_NODE_REGISTRATION_TOKEN": "a-long-enough-registration-token",
     }

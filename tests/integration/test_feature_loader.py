@@ -98,3 +98,33 @@ def test_missing_columns_and_wrong_types(tmp_path: Path, store: FeatureStore,
         load_features(tmp_path / "x.json", store, subject_key)
     with pytest.raises(FeatureFileError, match="does not exist"):
         load_features(tmp_path / "nope.csv", store, subject_key)
+
+
+def test_malformed_rows_are_reported_without_their_contents(
+    tmp_path: Path, store: FeatureStore, subject_key: SubjectKey
+) -> None:
+    path = tmp_path / "short.csv"
+    path.write_text(HEADER + f"{IDS[0]},cn_resident_id,1,1,1,0,0,0,1,1\n"
+                    f"{valid_second_id()},cn_resident_id,1,1\n")
+    with pytest.raises(FeatureFileError) as info:
+        load_features(path, store, subject_key)
+    assert "Expected 10 columns, got 4" in info.value.detail
+    assert valid_second_id() not in info.value.detail and IDS[0] not in info.value.detail
+
+
+@pytest.mark.parametrize(
+    ("cells", "message"),
+    [
+        ("abc,1,1,0,0,0,1,1", "exposure column outstanding_debt_cents is not numeric"),
+        ("100000000000000000000,1,1,0,0,0,1,1", "row 1, column outstanding_debt_cents"),
+        ("9007199254740993,1,1,0,0,0,1,1", "must be below 2\\*\\*53"),
+        ("1,1,1,0,0,0,1e300,1", "row 1, column income: must be finite"),
+    ],
+)
+def test_out_of_range_and_mistyped_values_are_typed_errors(
+    tmp_path: Path, store: FeatureStore, subject_key: SubjectKey, cells: str, message: str
+) -> None:
+    path = write_csv(tmp_path / "bad.csv", [f"{IDS[0]},cn_resident_id,{cells}"])
+    with pytest.raises(FeatureFileError, match=message):
+        load_features(path, store, subject_key)
+    assert store.count() == 0

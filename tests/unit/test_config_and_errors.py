@@ -40,7 +40,7 @@ def node_settings(**overrides: object) -> NodeSettings:
         "environment": "prod",
         "member_id": "bank",
         "coordinator_verify_key_file": Path("k.pem"),
-        "subject_key": "00" * 32,
+        "subject_key": bytes(range(100, 132)).hex(),
         "registration_token": STRONG,
         "api_keys": [STRONG],
     }
@@ -63,7 +63,8 @@ def test_node_settings_come_from_prefixed_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("FEDCREDIT_NODE_MEMBER_ID", "finco")
     monkeypatch.setenv("FEDCREDIT_NODE_API_KEYS", f'["{STRONG}"]')
     settings = NodeSettings(environment="prod", coordinator_verify_key_file=Path("k.pem"),
-                            subject_key="11" * 32, registration_token=STRONG)
+                            subject_key=bytes(range(32)).hex(),
+                            registration_token=STRONG)
     assert settings.member_id == "finco"
 
 
@@ -88,3 +89,21 @@ def test_misspelled_settings_are_errors(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("FEDCREDIT_COORDINATOR_MIN_ANSWERD", "1")
     with pytest.raises(ValidationError, match="FEDCREDIT_COORDINATOR_MIN_ANSWERD"):
         CoordinatorSettings(environment="dev", insecure_dev=True)
+
+
+@pytest.mark.parametrize("secret", ["dev-registration-token-override-me",
+                                    "dev-lender-api-key-override-me", "PLACEHOLDER-0123456789"])
+def test_documented_placeholders_are_refused_in_prod(secret: str) -> None:
+    with pytest.raises(ValidationError):
+        node_settings(registration_token=secret)
+    with pytest.raises(ValidationError):
+        node_settings(api_keys=[secret])
+
+
+def test_patterned_subject_keys_are_refused_in_prod() -> None:
+    compose_default = "0123456789abcdef" * 4
+    with pytest.raises(ValidationError, match="subject_key looks hand-made"):
+        node_settings(subject_key=compose_default)
+    with pytest.raises(ValidationError, match="hand-made"):
+        node_settings(subject_key="00" * 32)
+    assert node_settings(environment="dev", subject_key=compose_default)

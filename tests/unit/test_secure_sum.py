@@ -118,8 +118,8 @@ def test_wire_form_is_validated(keypair: PaillierKeyPair) -> None:
 def test_a_corrupted_accumulator_fails_opaquely(keypair: PaillierKeyPair) -> None:
     key = keypair.public
     acc = encrypt_contribution(ContributionVector.zero(), key)
-    # An exposure that decrypts to a huge value is not a valid encoding.
-    bad = key.raw_encrypt(2**60)
+    # An exposure that decrypts to a negative count is not a valid encoding.
+    bad = key.raw_encrypt(-1)
     corrupted = EncryptedContribution(acc.key_fingerprint, (acc.ciphertexts[0], bad,
                                                             *acc.ciphertexts[2:]))
     with pytest.raises(DecryptionError) as info:
@@ -127,18 +127,24 @@ def test_a_corrupted_accumulator_fails_opaquely(keypair: PaillierKeyPair) -> Non
     assert str(info.value) == "decryption failed"
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"model_partial": float("nan")},
-        {"model_partial": 2e6},
-        {"active_loans": -1},
-        {"outstanding_debt_cents": 2**53},
-    ],
-)
-def test_out_of_range_vectors_are_refused(kwargs: dict[str, float]) -> None:
+@pytest.mark.parametrize("kwargs", [{"model_partial": float("nan")}, {"active_loans": -1}])
+def test_invalid_vectors_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         ContributionVector(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs", [{"model_partial": 2e6}, {"outstanding_debt_cents": 2**53}])
+def test_shares_beyond_the_per_member_bounds_are_not_encoded(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        encode(ContributionVector(**kwargs))  # type: ignore[arg-type]
+
+
+def test_totals_may_exceed_one_members_bound(keypair: PaillierKeyPair) -> None:
+    big = ContributionVector(model_partial=9e5, outstanding_debt_cents=2**53 - 1)
+    acc = accumulate(accumulate(None, big, keypair.public), big, keypair.public)
+    total = decrypt_total(acc, keypair)
+    assert total.outstanding_debt_cents == 2 * (2**53 - 1)
+    assert total.model_partial == pytest.approx(1.8e6)
 
 
 def test_field_order_is_stable() -> None:
