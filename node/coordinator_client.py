@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 
@@ -13,9 +15,10 @@ from fedcredit.protocol import Purpose, SignedPlan
 from fedcredit.serde import public_key_to_pb, signed_plan_from_pb
 from fedcredit.transport import create_channel
 from mpc.paillier import PaillierPublicKey
-from proto.v1 import coordinator_pb2, coordinator_pb2_grpc, plan_pb2
+from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
+Reply = TypeVar("Reply")
 
 
 class CoordinatorClient:
@@ -29,9 +32,9 @@ class CoordinatorClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: str, request: object) -> object:
+    def _call(self, method: Callable[..., Reply], request: object) -> Reply:
         try:
-            return getattr(self._stub, method)(request, timeout=self._timeout_s)
+            return method(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:
             error = error_from_rpc(exc, default=ErrorCode.COORDINATOR_UNAVAILABLE)
             if error.code in (ErrorCode.NODE_UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED):
@@ -40,7 +43,7 @@ class CoordinatorClient:
 
     def register(self, display_name: str, endpoint: str, key: PaillierPublicKey) -> int:
         reply = self._call(
-            "Register",
+            self._stub.Register,
             coordinator_pb2.RegisterRequest(
                 member_id=self._member_id,
                 display_name=display_name,
@@ -49,12 +52,11 @@ class CoordinatorClient:
                 registration_token=self._token,
             ),
         )
-        assert isinstance(reply, coordinator_pb2.RegisterReply)
         return reply.heartbeat_interval_ms
 
     def heartbeat(self) -> None:
         self._call(
-            "Heartbeat",
+            self._stub.Heartbeat,
             coordinator_pb2.HeartbeatRequest(
                 member_id=self._member_id, registration_token=self._token
             ),
@@ -62,7 +64,7 @@ class CoordinatorClient:
 
     def plan(self, model_version: str, purpose: Purpose) -> SignedPlan:
         reply = self._call(
-            "PlanEvaluation",
+            self._stub.PlanEvaluation,
             coordinator_pb2.PlanRequest(
                 requester_id=self._member_id,
                 model_version=model_version,
@@ -70,7 +72,6 @@ class CoordinatorClient:
                 registration_token=self._token,
             ),
         )
-        assert isinstance(reply, plan_pb2.SignedPlan)
         return signed_plan_from_pb(reply)
 
 

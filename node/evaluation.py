@@ -81,7 +81,11 @@ class EvaluationService:
         plan = verify_plan(signed, self._verifier, self._clock())
         if plan.requester_key.fingerprint() != self._keypair.public.fingerprint():
             raise KeyMismatchError("the plan names a different key for this requester")
-        if plan.requester_id != self._member_id or plan.model_version != self._model_version:
+        if (
+            plan.requester_id != self._member_id
+            or plan.model_version != self._model_version
+            or plan.purpose is not request.consent.purpose
+        ):
             raise FedCreditError("the plan does not match the request", code=ErrorCode.PLAN_INVALID)
         planned = time.perf_counter()
 

@@ -18,9 +18,18 @@ from fedcredit.serde import (
 )
 from mpc.paillier import PaillierPublicKey
 from mpc.secure_sum import EncryptedContribution
-from proto.v1 import crypto_pb2, node_pb2
+from proto.v1 import node_pb2
 
 PSEUDONYM_BYTES = 32
+
+
+@dataclass(frozen=True)
+class SealedAccumulator:
+    """An accumulator as received: bytes not yet checked against any key."""
+
+    key_fingerprint: bytes
+    encoding_version: int
+    ciphertexts: tuple[bytes, ...]
 
 
 @dataclass(frozen=True)
@@ -32,10 +41,15 @@ class ContributeCall:
     pseudonym: bytes
     consent: Consent
     hop_index: int
-    accumulator: crypto_pb2.EncryptedVector | None
+    accumulator: SealedAccumulator | None
 
     def parse_accumulator(self, key: PaillierPublicKey) -> EncryptedContribution | None:
-        return None if self.accumulator is None else accumulator_from_pb(self.accumulator, key)
+        if self.accumulator is None:
+            return None
+        sealed = self.accumulator
+        return EncryptedContribution.from_wire(
+            key, sealed.key_fingerprint, sealed.encoding_version, sealed.ciphertexts
+        )
 
 
 def contribute_request_from_pb(msg: node_pb2.ContributeRequest) -> ContributeCall:
@@ -52,7 +66,15 @@ def contribute_request_from_pb(msg: node_pb2.ContributeRequest) -> ContributeCal
         pseudonym=msg.subject_pseudonym,
         consent=consent,
         hop_index=msg.hop_index,
-        accumulator=msg.accumulator if msg.HasField("accumulator") else None,
+        accumulator=(
+            SealedAccumulator(
+                key_fingerprint=msg.accumulator.key_fingerprint,
+                encoding_version=msg.accumulator.encoding_version,
+                ciphertexts=tuple(msg.accumulator.ciphertexts),
+            )
+            if msg.HasField("accumulator")
+            else None
+        ),
     )
 
 

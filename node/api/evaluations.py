@@ -74,6 +74,11 @@ def _to_response(report: EvaluationReport) -> EvaluationOut:
         ErrorCode.COORDINATOR_UNAVAILABLE,
         ErrorCode.PLAN_INVALID,
         ErrorCode.PLAN_EXPIRED,
+        ErrorCode.KEY_MISMATCH,
+        ErrorCode.DECRYPTION_FAILED,
+        ErrorCode.DEADLINE_EXCEEDED,
+        ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED,
+        ErrorCode.INTERNAL,
     ),
 )
 def create_evaluation(

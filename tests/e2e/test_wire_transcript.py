@@ -26,20 +26,25 @@ EVALUATIONS = 6
 
 # Needles of 4 bytes or fewer would match random ciphertext bytes by chance (about one in
 # 10^4 per needle over this transcript), so only encodings of 5 bytes or more are searched.
+def varint(value: int) -> bytes:
+    out, v = bytearray(), value
+    while True:
+        byte, v = v & 0x7F, v >> 7
+        out.append(byte | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
 def int_encodings(value: int) -> list[bytes]:
+    """int64 both byte orders, decimal text, minimal big-endian, and protobuf varints: plain
+    (negative values as 10-byte two's complement, as int64 fields do) and zigzag (sint64)."""
     out = [struct.pack("<q", value), struct.pack(">q", value)]
     if abs(value) >= 10_000:
         out.append(str(value).encode())
     if value >= 1 << 32:
         out.append(value.to_bytes((value.bit_length() + 7) // 8, "big"))
-    if value >= 1 << 28:  # protobuf varint of at least 5 bytes
-        varint, v = bytearray(), value
-        while True:
-            byte, v = v & 0x7F, v >> 7
-            varint.append(byte | (0x80 if v else 0))
-            if not v:
-                break
-        out.append(bytes(varint))
+    candidates = [varint(value & (2**64 - 1)), varint((value << 1) ^ (value >> 63))]
+    out += [v for v in candidates if len(v) >= 5]
     return out
 
 
@@ -166,6 +171,22 @@ def test_the_needles_would_catch_a_leak(transcript: tuple) -> None:
              if any(n in planted for n in needles)}
     assert "raw identifier" in found
     assert f"{inst.profile.member_id} feature values" in found
+    # a negative partial leaked as a protobuf int64 or sint64 field is found too
+    negatives = [
+        (i, r, inst.profile.member_id, partial)
+        for i, r in zip(indices, reports, strict=True)
+        for inst in population.institutions
+        if inst.has_record[i]
+        and (partial := population.models[inst.profile.member_id].partial_logit(
+            {k: float(v[i]) for k, v in inst.features.items()})) < -0.2
+    ]
+    assert negatives, "the sample holds a clearly negative partial"
+    index, report, member, partial = negatives[0]
+    fixed = round(partial * FIXED_POINT_SCALE)
+    for planted_varint in (varint(fixed & (2**64 - 1)), varint((fixed << 1) ^ (fixed >> 63))):
+        found = {what for what, needles in secrets_of(population, index, report).items()
+                 if any(n in b"\x00" + planted_varint + b"\x00" for n in needles)}
+        assert f"{member} plaintext partial" in found
 
 
 def test_logs_hold_no_raw_identifier(transcript: tuple) -> None:
