@@ -43,7 +43,7 @@ class CoordinatorSettings(BaseSettings):
     ready_file: Path | None = None
 
     @model_validator(mode="after")
-    def _refuse_placeholders(self) -> CoordinatorSettings:
+    def _check_secrets_and_transport(self) -> CoordinatorSettings:
         reject_unknown_env("FEDCREDIT_COORDINATOR_", type(self).model_fields)
         check_secret("registration_token", self.registration_token, self.environment)
         check_transport(self.insecure_dev, self.environment)

@@ -129,6 +129,11 @@ class HopOutcome:
     error_code: str = ""
 
 
+def describe_skips(outcomes: tuple[HopOutcome, ...] | list[HopOutcome]) -> str:
+    """``"shop NODE_UNAVAILABLE, telco PLAN_EXPIRED"``: for error details and logs."""
+    return ", ".join(f"{o.member_id} {o.error_code}" for o in outcomes if not o.answered)
+
+
 @dataclass(frozen=True)
 class Coverage:
     asked: int

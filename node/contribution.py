@@ -5,7 +5,7 @@ from __future__ import annotations
 from fedcredit.clock import Clock
 from fedcredit.errors import CoverageError, ErrorCode, FedCreditError, InvalidRequestError
 from fedcredit.plans import verify_plan
-from fedcredit.protocol import Consent, HopOutcome, Plan, Purpose, RouteMode
+from fedcredit.protocol import Consent, HopOutcome, Plan, Purpose, RouteMode, describe_skips
 from mpc.contribution import MAX_ABS_PARTIAL, ContributionVector
 from mpc.secure_sum import accumulate
 from mpc.signing import Verifier
@@ -94,7 +94,7 @@ class ContributionService:
     def _require_coverage(self, outcomes: tuple[HopOutcome, ...], minimum: int) -> None:
         answered = sum(1 for o in outcomes if o.answered)
         if answered < minimum:
-            skipped = ", ".join(f"{o.member_id} {o.error_code}" for o in outcomes if not o.answered)
+            skipped = describe_skips(outcomes)
             raise CoverageError(
                 f"{answered} member(s) answered, policy requires {minimum}; the sum was withheld"
                 + (f" (skipped: {skipped})" if skipped else "")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fedcredit.clock import Clock
 from fedcredit.errors import CoverageError, ErrorCode, FedCreditError, KeyMismatchError
 from fedcredit.plans import verify_plan
-from fedcredit.protocol import Consent, Coverage, Purpose
+from fedcredit.protocol import Consent, Coverage, Purpose, describe_skips
 from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import IdentifierType, SubjectKey, pseudonymize
 from mpc.secure_sum import decrypt_total
@@ -97,7 +97,8 @@ class EvaluationService:
         if result.accumulator is None or coverage.answered < plan.fallback.min_answered:
             raise CoverageError(
                 f"{coverage.answered} of {coverage.asked} members answered; "
-                f"policy requires {plan.fallback.min_answered}"
+                f"policy requires {plan.fallback.min_answered} "
+                f"(skipped: {describe_skips(result.outcomes)})"
             )
         routed = time.perf_counter()
 

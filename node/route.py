@@ -16,7 +16,7 @@ import grpc
 from fedcredit.clock import Clock
 from fedcredit.error_catalog import error_from_rpc
 from fedcredit.errors import ErrorCode, FedCreditError
-from fedcredit.protocol import Consent, HopOutcome, Plan, SignedPlan
+from fedcredit.protocol import Consent, HopOutcome, Plan, SignedPlan, describe_skips
 from fedcredit.transport import create_channel
 from mpc.paillier import PaillierPublicKey
 from mpc.secure_sum import EncryptedContribution, rerandomize
@@ -99,9 +99,8 @@ class RouteForwarder:
                 error = error_from_rpc(exc, default=ErrorCode.NODE_UNAVAILABLE)
                 if error.code in NOT_SKIPPABLE or not plan.fallback.skip_unreachable:
                     if skipped:
-                        before = ", ".join(f"{o.member_id} {o.error_code}" for o in skipped)
                         error = FedCreditError(f"{error.detail}; skipped before {hop.member_id}: "
-                                               f"{before}", code=error.code)
+                                               f"{describe_skips(skipped)}", code=error.code)
                     raise error from None
                 log.warning("query %s: skipping %s (%s)", plan.query_id, hop.member_id, error.code)
                 skipped.append(HopOutcome(hop.member_id, False, error.code.value))

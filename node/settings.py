@@ -58,7 +58,7 @@ class NodeSettings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_placeholders(self) -> NodeSettings:
+    def _check_secrets_and_transport(self) -> NodeSettings:
         reject_unknown_env("FEDCREDIT_NODE_", type(self).model_fields)
         check_transport(self.insecure_dev, self.environment)
         check_secret("registration_token", self.registration_token, self.environment)
