@@ -46,7 +46,14 @@ from typing import Any
 import httpx
 import numpy as np
 from baselines import crypto_baselines, pooled_plaintext_ms
-from machine import CpuSnapshot, cpu_usage, load_average, machine_info, usable_cores
+from machine import (
+    CpuSnapshot,
+    cpu_usage,
+    load_average,
+    machine_info,
+    peak_rss_mib,
+    usable_cores,
+)
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -243,6 +250,10 @@ def render(console: Console, result: dict[str, Any]) -> None:
         table.add_row("CPU cores busy: ours / other processes",
                       f"{cpu['alliance_and_bench_cores']:.2f} / "
                       f"{cpu['other_processes_cores']:.2f} of {cpu['cores']}")
+    rss = {k: v for k, v in (result.get("peak_rss_mib") or {}).items() if v is not None}
+    if rss:
+        table.add_row("peak RSS per process",
+                      ", ".join(f"{name} {mib:.0f} MiB" for name, mib in rss.items()))
     if result.get("loadavg_before") and result.get("loadavg_after"):
         table.add_row("machine load avg (1 min) before / after",
                       f"{result['loadavg_before'][0]:.2f} / {result['loadavg_after'][0]:.2f}")
@@ -334,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
             result["loadavg_before"] = load_average()
             samples, elapsed, cpu = run_load(alliance, population, args.seconds, args.concurrency,
                                         args.warmup, args.seed, not args.no_check, console)
+            result["peak_rss_mib"] = {
+                proc.name: peak_rss_mib(proc.popen.pid)
+                for proc in [*alliance.node_procs.values(), alliance.coordinator]
+                if proc is not None
+            }
         finally:
             with console.status("stopping the alliance…"):
                 alliance.stop()

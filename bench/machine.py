@@ -96,3 +96,14 @@ def cpu_usage(
         "other_processes_cores": round(max(0.0, machine - ours) / elapsed, 3),
         "cores": cores,
     }
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """A process's peak resident set size (VmHWM), MiB; None where /proc has no answer."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
