@@ -206,15 +206,6 @@ class LocalAlliance:
             time.sleep(0.1)
         raise ConfigurationError(f"members did not register: {sorted(member_ids)}")
 
-    def wait_stale(self, member_id: str, timeout_s: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            states = {m.member_id: m.status for m in self.members()}
-            if states.get(member_id) == coordinator_pb2.MEMBER_STATUS_STALE:
-                return
-            time.sleep(0.1)
-        raise ConfigurationError(f"{member_id} still active after {timeout_s}s")
-
     def stop(self) -> dict[str, int]:
         """Stop every process (nodes first); each one's exit code, 0 when it shut down cleanly."""
         codes = {name: proc.stop() for name, proc in self.node_procs.items()}

@@ -88,12 +88,6 @@ class Plan:
     fallback: FallbackPolicy
     purpose: Purpose
 
-    def hop_index_of(self, member_id: str) -> int | None:
-        for index, hop in enumerate(self.route):
-            if hop.member_id == member_id:
-                return index
-        return None
-
 
 @dataclass(frozen=True)
 class SignedPlan:

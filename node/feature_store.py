@@ -99,9 +99,3 @@ class FeatureStore:
         row = self._db.one("SELECT COUNT(*) FROM subjects")
         return int(row[0]) if row else 0
 
-    def last_load(self) -> LoadSummary | None:
-        row = self._db.one(
-            "SELECT rows, source, source_sha256, loaded_ms FROM load_history "
-            "ORDER BY rowid DESC LIMIT 1"
-        )
-        return None if row is None else LoadSummary(*row)

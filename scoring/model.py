@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from scoring.scorecard import ScoreScale
@@ -91,6 +90,3 @@ class ModelSlice:
             scale=ScoreScale(**{k: float(v) for k, v in scale.items()}),
         )
 
-
-def frozen_features(values: Mapping[str, float]) -> Mapping[str, float]:
-    return MappingProxyType(dict(values))
