@@ -11,10 +11,6 @@ from tests.support.alliance import InProcessAlliance, body, consent, indices_wit
 pytestmark = pytest.mark.integration
 
 
-def stored(alliance: InProcessAlliance, member: str) -> int:
-    return alliance.nodes[member].app.state.context.evaluations._reports.count()
-
-
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
@@ -78,11 +74,11 @@ def test_bad_requests_get_typed_errors_and_persist_nothing(
     alliance: InProcessAlliance, population: Population, http: httpx.Client,
     changes: dict[str, object], status: int, code: str,
 ) -> None:
-    before = stored(alliance, "bank")
+    before = alliance.stored_reports("bank")
     response = http.post(f"{alliance.url('bank')}/v1/evaluations",
                          json=body(population, 1, **changes))
     assert_error(response, status, code)
-    assert stored(alliance, "bank") == before
+    assert alliance.stored_reports("bank") == before
 
 
 def test_api_keys_are_required(alliance: InProcessAlliance, population: Population) -> None:

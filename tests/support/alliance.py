@@ -71,6 +71,11 @@ class InProcessAlliance:
         self.nodes[member_id] = runtime
         return runtime
 
+    def stored_reports(self, member_id: str) -> int:
+        """How many evaluation reports the member's node has persisted."""
+        count: int = self.nodes[member_id].app.state.context.evaluations._reports.count()
+        return count
+
     def wait_active(self, member_ids: set[str], timeout_s: float = 20) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
