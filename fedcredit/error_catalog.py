@@ -97,6 +97,18 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
     ErrorCode.INSECURE_TRANSPORT_REFUSED: CatalogEntry(
         _S.FAILED_PRECONDITION, 500, "Plaintext transport is allowed only in dev on loopback."
     ),
+    ErrorCode.INGEST_SOURCE_INVALID: CatalogEntry(
+        _S.INVALID_ARGUMENT, 422, "A source table cannot be ingested; no snapshot was written."
+    ),
+    ErrorCode.SNAPSHOT_INVALID: CatalogEntry(
+        _S.FAILED_PRECONDITION, 422, "The snapshot is incomplete or corrupt; nothing was loaded."
+    ),
+    ErrorCode.SNAPSHOT_NOT_FOUND: CatalogEntry(
+        _S.NOT_FOUND, 404, "No snapshot with this id is known to the feature store."
+    ),
+    ErrorCode.FEATURE_STORE_UNAVAILABLE: CatalogEntry(
+        _S.UNAVAILABLE, 503, "The feature store cannot be reached."
+    ),
     ErrorCode.INTERNAL: CatalogEntry(_S.INTERNAL, 500, "Internal error."),
 }
 

@@ -36,6 +36,10 @@ class ErrorCode(StrEnum):
     INVALID_FEATURE_FILE = "INVALID_FEATURE_FILE"
     CONFIGURATION_INVALID = "CONFIGURATION_INVALID"
     INSECURE_TRANSPORT_REFUSED = "INSECURE_TRANSPORT_REFUSED"
+    INGEST_SOURCE_INVALID = "INGEST_SOURCE_INVALID"
+    SNAPSHOT_INVALID = "SNAPSHOT_INVALID"
+    SNAPSHOT_NOT_FOUND = "SNAPSHOT_NOT_FOUND"
+    FEATURE_STORE_UNAVAILABLE = "FEATURE_STORE_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
 
@@ -126,3 +130,23 @@ class FeatureFileError(FedCreditError):
 
 class ConfigurationError(FedCreditError):
     code = ErrorCode.CONFIGURATION_INVALID
+
+
+class IngestSourceError(FedCreditError):
+    """A source table cannot be ingested at all (missing, empty, unmapped or mistyped column)."""
+
+    code = ErrorCode.INGEST_SOURCE_INVALID
+
+
+class SnapshotError(FedCreditError):
+    """A snapshot is incomplete, corrupt or does not fit the store; nothing was loaded."""
+
+    code = ErrorCode.SNAPSHOT_INVALID
+
+
+class SnapshotNotFoundError(FedCreditError):
+    code = ErrorCode.SNAPSHOT_NOT_FOUND
+
+
+class FeatureStoreUnavailableError(FedCreditError):
+    code = ErrorCode.FEATURE_STORE_UNAVAILABLE

@@ -1,0 +1,1 @@
+"""The node's data plane: raw institution tables → validated, pseudonymized feature snapshots."""
