@@ -31,6 +31,10 @@ class IdentifierType(StrEnum):
     CN_RESIDENT_ID = "cn_resident_id"
     #: US Social Security number: AAA-GG-SSSS with the SSA's never-issued ranges refused.
     US_SSN = "us_ssn"
+    #: An identifier the alliance's members already share (e.g. a customer number agreed for a
+    #: joint program, or the row ids of a pre-aligned vertical split): 1-64 characters of
+    #: letters, digits and ``._:-``; only surrounding whitespace is normalized.
+    OPAQUE = "opaque"
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,18 @@ def _normalize_ssn(raw: str) -> str:
     return text
 
 
+_OPAQUE = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+
+
+def _normalize_opaque(raw: str) -> str:
+    text = raw.strip()
+    if not _OPAQUE.fullmatch(text):
+        raise MalformedIdentifierError("opaque identifiers are 1-64 letters, digits or ._:-")
+    return text
+
+
 _NORMALIZERS = {
+    IdentifierType.OPAQUE: _normalize_opaque,
     IdentifierType.CN_RESIDENT_ID: _normalize_cn,
     IdentifierType.US_SSN: _normalize_ssn,
 }
