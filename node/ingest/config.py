@@ -85,7 +85,7 @@ class FeatureTableConfig(BaseModel):
 class IngestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    member_id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    member_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     #: The date the features describe; later dates in the data are rejects. Default: today.
     as_of: date = Field(default_factory=lambda: datetime.now(UTC).date())
     #: Identifier type of customers.identifier when the table has no identifier_type column.
@@ -119,6 +119,9 @@ class IngestConfig(BaseModel):
             raise ValueError("tables must include customers")
         if "repayments" in self.tables and "loans" not in self.tables:
             raise ValueError("repayments need the loans table they refer to")
+        if self.feature_table is not None and self.feature_table.source.columns:
+            raise ValueError("feature_table.source.columns is not used; name columns directly "
+                             "(id_column, exclude)")
         return self
 
     @property

@@ -35,7 +35,7 @@ class Column:
     type: ColumnType
     #: Must be present in the source (mapped or under its canonical name).
     required: bool = True
-    #: May hold nulls. A required column may still be nullable (e.g. ``close_date``).
+    #: May hold nulls (a blank cell is a null).
     nullable: bool = False
     non_negative: bool = False
     #: Dates/timestamps after the ingest's as-of date are rejected.

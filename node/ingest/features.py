@@ -30,20 +30,23 @@ class FeatureDef:
     name: str
     table: str  # the table it needs
     description: str
-    #: Column of ``customers`` it needs (optional columns only).
-    column: str | None = None
+    #: Optional columns it needs, as ``table.column``: without them the feature is absent.
+    needs: tuple[str, ...] = ()
 
+
+_PAID = ("repayments.paid_date", "repayments.paid_amount")
 
 FEATURES: tuple[FeatureDef, ...] = (
-    FeatureDef("age_years", "customers", "Whole years since birth_date.", "birth_date"),
+    FeatureDef("age_years", "customers", "Whole years since birth_date.",
+               ("customers.birth_date",)),
     FeatureDef("customer_tenure_months", "customers", "Months since customer_since.",
-               "customer_since"),
+               ("customers.customer_since",)),
     FeatureDef("declared_income_monthly", "customers", "Declared monthly income.",
-               "monthly_income"),
+               ("customers.monthly_income",)),
     FeatureDef("loans_total", "loans", "Loans and credit lines ever held here."),
     FeatureDef("total_balance", "loans", "Outstanding balance of open loans."),
     FeatureDef("revolving_utilization", "loans",
-               "Balance / limit over open revolving lines with a limit."),
+               "Balance / limit over open revolving lines with a limit.", ("loans.credit_limit",)),
     FeatureDef("max_days_past_due", "loans", "Days past due, worst open loan."),
     FeatureDef("worst_status", "loans",
                "Worst delinquency bucket: 0 current, 1 1-29 dpd, 2 30-59, 3 60-89, 4 90+ or "
@@ -53,11 +56,11 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef("loans_opened_window", "loans", "Loans opened in the window."),
     FeatureDef("installments_window", "repayments", "Installments due in the window."),
     FeatureDef("repayment_ratio", "repayments",
-               "Paid (up to the amount due) / due, installments due in the window."),
+               "Paid (up to the amount due) / due, installments due in the window.", _PAID),
     FeatureDef("on_time_rate", "repayments",
-               "Share of installments in the window paid in full by their due date."),
+               "Share of installments in the window paid in full by their due date.", _PAID),
     FeatureDef("late_installments_window", "repayments",
-               "Installments paid more than 30 days late, or unpaid 30 days after due."),
+               "Installments paid more than 30 days late, or unpaid 30 days after due.", _PAID),
     FeatureDef("debt_service_monthly", "repayments", "Amount due per month over the window."),
     FeatureDef("income_monthly", "transactions", "Income credits per month (zero months count)."),
     FeatureDef("income_cv", "transactions", "Volatility of monthly income: std / mean."),
@@ -174,7 +177,9 @@ def transaction_aggregates(transactions: DataFrame, as_of: date, window_months: 
     )
     # Months from the first one with activity to the as-of month: a month without a salary
     # is a zero, which is exactly what volatility should see.
-    months = _months_between(F.trunc(as_of_lit, "month"), F.min("month")) + 1
+    # Capped at the window: with a mid-month as-of date the window touches one more month.
+    months = F.least(_months_between(F.trunc(as_of_lit, "month"), F.min("month")) + 1,
+                     F.lit(window_months))
     per_customer = monthly.groupBy("customer_id").agg(
         months.cast("double").alias("n"),
         F.sum("income").alias("income_sum"),
@@ -225,17 +230,20 @@ _ZERO_WHEN_NONE = frozenset({
 })
 
 
-def feature_names(tables: frozenset[str], customer_columns: frozenset[str]) -> tuple[str, ...]:
-    """The features a snapshot from these tables has, in catalog order."""
+def feature_names(present: Mapping[str, frozenset[str]]) -> tuple[str, ...]:
+    """The features a snapshot has, given each present table's columns, in catalog order."""
+    def has(needed: str) -> bool:
+        table, column = needed.split(".")
+        return column in present.get(table, frozenset())
+
     return tuple(
-        f.name for f in FEATURES
-        if f.table in tables and (f.column is None or f.column in customer_columns)
+        f.name for f in FEATURES if f.table in present and all(has(n) for n in f.needs)
     )
 
 
 def subject_features(
     accepted: Mapping[str, DataFrame],
-    customer_columns: frozenset[str],
+    present: Mapping[str, frozenset[str]],
     as_of: date,
     window_months: int,
 ) -> tuple[DataFrame, tuple[str, ...]]:
@@ -261,7 +269,7 @@ def subject_features(
     joined = customers
     for part in parts:
         joined = joined.join(part, on="customer_id", how="left")
-    names = feature_names(frozenset(accepted), customer_columns)
+    names = feature_names(present)
     columns = set(joined.columns)
     exposures = [
         (F.coalesce(F.col(c), F.lit(0)) if c in columns else F.lit(0)).cast("bigint").alias(c)

@@ -104,7 +104,7 @@ class _Run:
     reject_samples: int
     staged: dict[str, DataFrame] = field(default_factory=dict)
     reports: list[TableReport] = field(default_factory=list)
-    customer_columns: frozenset[str] = frozenset()
+    present: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def stage(self, name: str, frame: DataFrame) -> DataFrame:
         """Write the annotated rows once; every later step reads them back from disk."""
@@ -151,7 +151,6 @@ def _sample(row: Any) -> dict[str, str | None]:
 
 
 def _customers(run: _Run, source: SourceTable, key: SubjectKey) -> DataFrame:
-    run.customer_columns = source.present
     frame = row_rules(CUSTOMERS, source.frame, run.config.as_of)
     id_type = F.coalesce(F.col("identifier_type"), F.lit(run.config.identifier_type.value))
     frame = frame.withColumn("identifier_type", id_type).withColumn(
@@ -335,6 +334,7 @@ def _raw_tables(run: _Run, key: SubjectKey) -> tuple[DataFrame, tuple[str, ...]]
     # Open every source first (lazily: schemas only), so a missing file or column anywhere is
     # reported before any real work.
     sources = [read_source(run.spark, t, run.config) for t in TABLES if t.name in run.config.tables]
+    run.present = {s.table.name: s.present for s in sources}
     run.reporter.step("customers: validate, pseudonymize")
     _customers(run, sources[0], key)
     for source in sources[1:]:
@@ -348,5 +348,5 @@ def _raw_tables(run: _Run, key: SubjectKey) -> tuple[DataFrame, tuple[str, ...]]
         raise IngestSourceError("no customer passed validation; see the reject report")
     run.reporter.step("computing features")
     return subject_features(
-        accepted, run.customer_columns, run.config.as_of, run.config.window_months
+        accepted, run.present, run.config.as_of, run.config.window_months
     )

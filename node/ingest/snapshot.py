@@ -5,7 +5,7 @@ A snapshot is a directory::
     <snapshot_id>/
         subjects/part-*.parquet   one row per subject pseudonym (Spark or pyarrow writes it)
         manifest.json             written last, atomically: no manifest, no snapshot
-        rejects.json              the reject report (raw tables only; stays at the institution)
+        rejects.json              the reject report (masked rows; stays at the institution)
 
 ``subjects`` holds ``pseudonym`` (32-byte binary), the exposure columns of
 :data:`EXPOSURE_COLUMNS` (non-negative int64) and one nullable float64 column per feature

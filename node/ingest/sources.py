@@ -29,6 +29,10 @@ RAW = "_raw"
 _NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
             T.DecimalType)
 _INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_ISO_TIMESTAMP = (
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,8 @@ def _convert(column: Column, raw: SparkColumn, source_type: T.DataType, where: s
         return value
     if kind is ColumnType.INTEGER:
         if text:
-            return F.trim(raw).try_cast("bigint")
+            number = F.trim(raw).try_cast("double")
+            return F.when(number == F.floor(number), number.try_cast("bigint"))
         if isinstance(source_type, _INTEGRAL):
             return raw.cast("bigint")
         if isinstance(source_type, _NUMERIC):
@@ -106,13 +111,15 @@ def _convert(column: Column, raw: SparkColumn, source_type: T.DataType, where: s
         value = F.trim(raw).try_cast("double") if text else raw.cast("double")
         return F.when(~F.isnan(value) & (F.abs(value) < F.lit(1e15)), value)
     if kind is ColumnType.DATE:
-        if text:
-            return F.trim(raw).try_cast("date")
+        if text:  # ISO 8601 calendar dates only: Spark would take "2026-10" as 2026-10-01
+            value = F.trim(raw)
+            return F.when(value.rlike(_ISO_DATE), value.try_cast("date"))
         if isinstance(source_type, (T.DateType, T.TimestampType, T.TimestampNTZType)):
             return F.to_date(raw)
     if kind is ColumnType.TIMESTAMP:
         if text:
-            return F.trim(raw).try_cast("timestamp")
+            value = F.trim(raw)
+            return F.when(value.rlike(_ISO_TIMESTAMP), value.try_cast("timestamp"))
         if isinstance(source_type, (T.DateType, T.TimestampType, T.TimestampNTZType)):
             return raw.cast("timestamp")
     raise IngestSourceError(
@@ -146,9 +153,9 @@ def canonical(table: Table, frame: DataFrame, source: SourceConfig, where: str) 
         value = _convert(column, raw, source_type, f"{label} ({source_name!r} in {where})")
         converted.append(value.alias(column.name))
         raws.append(raw.cast("string").alias(column.name))
-        unparseable.append(
-            F.when(raw.isNotNull() & value.isNull(), F.lit(f"unparseable:{column.name}"))
-        )
+        # A blank cell is a null, not a value that failed to convert.
+        given = raw.isNotNull() & (F.trim(raw.cast("string")) != "")
+        unparseable.append(F.when(given & value.isNull(), F.lit(f"unparseable:{column.name}")))
     reason = F.coalesce(*unparseable) if unparseable else F.lit(None).cast("string")
     return frame.select(
         *converted,

@@ -1,10 +1,12 @@
 """Validation rules: every rejected row gets exactly one reason, and every row is counted.
 
-Row rules (first failing wins): ``unparseable:<col>``, ``missing:<col>``, ``not_allowed:<col>``,
-``negative:<col>``, ``future:<col>``, ``close_before_open``, ``bad_identifier``. Set rules, on the
-rows that passed: ``duplicate_key`` (every copy: which one is right is unknowable),
-``duplicate_identifier`` (two customer records of one person), ``orphan`` (refers to a key its
-parent table does not have) and ``parent_rejected`` (refers to a rejected row).
+Row rules: first ``unparseable:<col>`` (in column order); then, column by column in the data
+model's order, ``missing:<col>``, ``not_allowed:<col>``, ``negative:<col>``, ``future:<col>``
+(the first failing check of the first failing column wins); then ``close_before_open`` (loans)
+and ``bad_identifier`` (customers). Set rules, on the rows that passed: ``duplicate_key``
+(every copy: which one is right is unknowable), ``duplicate_identifier`` (two customer records
+of one person), ``orphan`` (refers to a key its parent table does not have) and
+``parent_rejected`` (refers to a row that was rejected).
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def reference_rule(frame: DataFrame, column: str, parent: DataFrame, parent_key:
                    ) -> DataFrame:
     """``orphan`` if the parent has no such key, ``parent_rejected`` if it rejected it."""
     keys = parent.filter(F.col(parent_key).isNotNull()).groupBy(parent_key).agg(
-        F.min(F.col(REASON).isNull().cast("int")).alias(_PARENT_OK)
+        # OK if any copy was accepted: a malformed twin must not take a good parent down.
+        F.max(F.col(REASON).isNull().cast("int")).alias(_PARENT_OK)
     ).withColumnRenamed(parent_key, column)
     joined = frame.join(keys, on=column, how="left")
     return joined.withColumn(

@@ -153,7 +153,7 @@ def _customers_csv(path: Path, header: list[str], rows: list[list[str]]) -> None
         writer.writerows(rows)
 
 
-def test_a_table_the_institution_lacks_means_absent_features(
+def test_a_table_or_column_the_institution_lacks_means_absent_features(
     tmp_path: Path, spark: SparkSession, subject_key: SubjectKey,
 ) -> None:
     _customers_csv(tmp_path / "c.csv", ["customer_id", "identifier"], [["A", cn_id(1)]])
@@ -162,6 +162,22 @@ def test_a_table_the_institution_lacks_means_absent_features(
     assert result.manifest.feature_names == ()  # no birth date, income, loans, transactions
     row = next(iter(_subjects(result).values()))
     assert all(row[c] == 0 for c in EXPOSURE_COLUMNS)
+    # Loans without credit_limit, repayments without paid_date/paid_amount.
+    _customers_csv(tmp_path / "l.csv", ["loan_id", "customer_id", "product", "principal",
+                                        "balance", "open_date", "status", "days_past_due"],
+                   [["L", "A", "credit_card", "0", "50", "2020-01-01", "active", "0"]])
+    _customers_csv(tmp_path / "r.csv", ["installment_id", "loan_id", "due_date", "due_amount"],
+                   [["I", "L", "2026-10-01", "120"]])
+    config = load_ingest_config(_config(
+        tmp_path, customers={"path": "c.csv"}, loans={"path": "l.csv"},
+        repayments={"path": "r.csv"}))
+    result = run_ingest(spark, config, subject_key)
+    names = set(result.manifest.feature_names)
+    assert {"loans_total", "total_balance", "debt_service_monthly"} <= names
+    assert not names & {"revolving_utilization", "repayment_ratio", "on_time_rate",
+                        "late_installments_window", "income_monthly"}
+    row = next(iter(_subjects(result).values()))
+    assert row["open_credit_lines"] == 1 and row["debt_service_monthly"] == pytest.approx(10)
 
 
 @pytest.mark.parametrize(
@@ -225,13 +241,13 @@ def test_every_customer_rejected_is_an_error_with_a_report(
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({"member_id": "b", "tables": {"loans": {"path": "l.csv"}}}, "must include customers"),
-        ({"member_id": "b", "tables": {"customers": {"path": "c.csv"}, "cars": {"path": "x"}}},
+        ({"member_id": "bk", "tables": {"loans": {"path": "l.csv"}}}, "must include customers"),
+        ({"member_id": "bk", "tables": {"customers": {"path": "c.csv"}, "cars": {"path": "x"}}},
          "unknown table 'cars'"),
-        ({"member_id": "b", "tables": {"customers": {"path": "c.csv",
+        ({"member_id": "bk", "tables": {"customers": {"path": "c.csv",
                                                      "columns": {"colour": "c"}}}},
          "maps 'colour', which is not a column of customers"),
-        ({"member_id": "b"}, "either tables"),
+        ({"member_id": "bk"}, "either tables"),
         ({"member_id": "B A D", "tables": {"customers": {"path": "c.csv"}}}, "member_id"),
     ],
 )

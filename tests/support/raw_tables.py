@@ -40,6 +40,7 @@ BAD_CUSTOMERS = [
     ("C9", cn_id(10), "1980-01-01", "1", ""),
     ("C11", cn_id(11), "1985-03-12", "1", ""),  # one person, two records → both rejected
     ("C12", cn_id(11).replace("-", ""), "1985-03-12", "1", ""),
+    ("C1", cn_id(1), "1985-13-01", "1", ""),  # a malformed twin of a good row: only it goes
 ]
 
 
@@ -71,13 +72,14 @@ def write_institution(root: Path, *, member_id: str = "bank") -> Expected:
         ("L1", "C1", "mortgage", "500000", "320000", "", "2018-05-01", "", "active", "0"),
         ("L2", "C1", "credit_card", "0", "2500", "10000", "2019-01-01", "", "active", "35"),
         ("L3", "C2", "personal", "20000", "15000", "", "2025-03-01", "", "defaulted", "120"),
-        ("L4", "C3", "auto", "80000", "0", "", "2016-01-01", "2021-01-01", "closed", "0"),
+        ("L4", "C3", "auto", "80000", "0", "", "2016-01-01", "2021-01-01", "closed", "0.0"),
         ("L5", "C9", "personal", "1000", "100", "", "2024-01-01", "", "active", "0"),
         ("L6", "C404", "personal", "1000", "100", "", "2024-01-01", "", "active", "0"),
         ("L7", "C1", "personal", "1000", "-1", "", "2024-01-01", "", "active", "0"),
         ("L8", "C1", "rocket", "1000", "1", "", "2024-01-01", "", "active", "0"),
         ("L9", "C2", "personal", "1000", "1", "", "2024-01-01", "2023-01-01", "closed", "0"),
         ("L10", "C3", "personal", "abc", "1", "", "2024-01-01", "", "active", "0"),
+        ("L11", "C2", "personal", "1", "1", "", "2026-10", "", "active", "0"),  # partial date
     ]
     _write(raw / "loans.csv",
            ["loan_no", "cust_no", "product", "principal", "balance", "credit_limit",
@@ -110,7 +112,7 @@ def write_institution(root: Path, *, member_id: str = "bank") -> Expected:
            transactions)
     inquiries = [
         ("Q1", "C2", "2026-09-01", "new_loan"),
-        ("Q2", "C2", "2026-03-01", ""),
+        ("Q2", "C2", "2026-03-01", " "),  # blank: a null, not an unparseable value
         ("Q3", "C5", "2026-03-01", ""),  # bad-identifier customer → parent_rejected
     ]
     _write(raw / "inquiries.csv", ["inquiry_id", "customer_id", "inquiry_date", "purpose"],
@@ -134,14 +136,15 @@ def write_institution(root: Path, *, member_id: str = "bank") -> Expected:
     }
     (root / "ingest.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return Expected(
-        customers_in=12,
+        customers_in=13,
         customers_rejected={
             "bad_identifier": 1, "future:birth_date": 1, "negative:monthly_income": 1,
-            "unparseable:birth_date": 1, "duplicate_key": 2, "duplicate_identifier": 2,
+            "unparseable:birth_date": 2, "duplicate_key": 2, "duplicate_identifier": 2,
         },
         loans_rejected={
             "parent_rejected": 1, "orphan": 1, "negative:balance": 1,
             "not_allowed:product": 1, "close_before_open": 1, "unparseable:principal": 1,
+            "unparseable:open_date": 1,
         },
         repayments_rejected={"parent_rejected": 1, "orphan": 1, "future:paid_date": 1},
         transactions_rejected={"future:ts": 1, "not_allowed:direction": 1},
