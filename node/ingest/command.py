@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.console import Console
 
 from node.ingest.config import load_ingest_config
@@ -33,6 +31,7 @@ def ingest(
         driver_memory=settings.spark_driver_memory,
         executor_memory=settings.spark_executor_memory,
         shuffle_partitions=settings.spark_shuffle_partitions,
+        jars=settings.spark_jars,
     )
     try:
         with RichReporter(console) as reporter:
@@ -55,14 +54,3 @@ def ingest(
     else:
         console.print("not loaded: set FEDCREDIT_INGEST_STORE_URL or pass --store")
     return result
-
-
-ConfigOption = Annotated[
-    Path, typer.Option("--config", exists=True, dir_okay=False, help="The ingest config (YAML).")
-]
-MasterOption = Annotated[
-    str | None, typer.Option(help="Spark master, e.g. local[2] or spark://host:7077.")
-]
-StoreOption = Annotated[
-    str | None, typer.Option("--store", help="Feature store URL to load the snapshot into.")
-]

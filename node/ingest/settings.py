@@ -29,6 +29,8 @@ class IngestSettings(BaseSettings):
     spark_executor_memory: str = "4g"
     #: Shuffle partitions; about 2-4 per core is right for one machine.
     spark_shuffle_partitions: int = Field(default=8, ge=1)
+    #: Comma-separated local jar files for Spark, e.g. the JDBC driver of a database source.
+    spark_jars: str = ""
     #: Where to load the snapshot once written (``sqlite:///…`` or ``postgresql://…``); unset =
     #: write the snapshot only.
     store_url: SecretStr | None = None

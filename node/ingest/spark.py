@@ -32,6 +32,7 @@ def spark_session(
     driver_memory: str = "4g",
     executor_memory: str = "4g",
     shuffle_partitions: int = 8,
+    jars: str = "",
     app_name: str = "fedcredit-ingest",
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
@@ -48,6 +49,8 @@ def spark_session(
             "spark.pyspark.python": sys.executable,
         }
     )
+    if jars:
+        conf["spark.jars"] = jars
     conf.update(extra_conf or {})
     for key, value in conf.items():
         builder = builder.config(key, value)
