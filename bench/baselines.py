@@ -17,7 +17,7 @@ from mpc.contribution import FIELDS, ContributionVector
 from mpc.paillier import DEFAULT_KEY_BITS, PaillierKeyPair
 from mpc.secure_sum import accumulate, decrypt_total
 from node.contribution import contribution_for
-from node.feature_store import EXPOSURE_COLUMNS, SubjectRecord
+from node.ingest.snapshot import EXPOSURE_COLUMNS, SubjectRecord
 from scoring.assessment import assess
 
 

@@ -115,25 +115,97 @@ def node_serve() -> None:
 def node_load_features(
     file: Annotated[Path, typer.Argument(help="CSV or Parquet feature file.")],
 ) -> None:
-    """Validate, pseudonymize and atomically load a feature file into this node's store."""
+    """Validate and pseudonymize a feature file, write it as a snapshot, load and activate it."""
     from mpc.pseudonym import SubjectKey
     from node.feature_loader import load_features
-    from node.feature_store import FeatureStore
     from node.settings import NodeSettings
+    from node.store import open_store
 
     try:
         settings = NodeSettings()
-        store = FeatureStore(settings.feature_store_path)
+        store = open_store(settings.feature_store_location, settings.member_id)
         try:
             summary = load_features(
-                file, store, SubjectKey.from_hex(settings.subject_key.get_secret_value())
+                file, store, SubjectKey.from_hex(settings.subject_key.get_secret_value()),
+                member_id=settings.member_id, snapshot_root=settings.snapshot_root,
             )
         finally:
             store.close()
     except (FedCreditError, ValidationError) as exc:
         raise _fail(exc) from None
     console.print(f"loaded {summary.rows} subjects from {summary.source} "
-                  f"(sha256 {summary.source_sha256[:12]}…)")
+                  f"(sha256 {summary.source_sha256[:12]}…) as snapshot "
+                  f"{summary.snapshot.snapshot_id}, now active")
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", help="Feature store URL; default: the node's FEDCREDIT_NODE_* "
+                 "settings."),
+]
+
+
+def _node_store_target(url: str | None) -> tuple[str, str | None]:
+    """``--store`` alone, or the store (and member) the node's settings name."""
+    from node.settings import NodeSettings
+
+    if url is not None:
+        return url, None
+    settings = NodeSettings()
+    return settings.feature_store_location, settings.member_id
+
+
+def _when(unix_ms: int | None) -> str:
+    from datetime import UTC, datetime
+
+    if unix_ms is None:
+        return "—"
+    return datetime.fromtimestamp(unix_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@node_app.command("snapshots")
+def node_snapshots(store: StoreOption = None) -> None:
+    """List the feature snapshots in this node's store, newest first; * marks the active one."""
+    from rich.table import Table
+
+    from node.store import open_store
+
+    try:
+        opened = open_store(*_node_store_target(store))
+        try:
+            infos = opened.snapshots()
+        finally:
+            opened.close()
+    except (FedCreditError, ValidationError) as exc:
+        raise _fail(exc) from None
+    table = Table(title="feature snapshots (times UTC)")
+    for column in ("", "id", "state", "subjects", "features", "created", "loaded"):
+        table.add_column(column, justify="right" if column in ("subjects", "features") else "left")
+    for info in infos:
+        table.add_row("*" if info.active else "", info.snapshot_id, info.state.value,
+                      str(info.subjects), str(len(info.features)), _when(info.created_unix_ms),
+                      _when(info.loaded_unix_ms))
+    console.print(table if infos else "no snapshots in this feature store")
+
+
+@node_app.command("rollback")
+def node_rollback(
+    snapshot_id: Annotated[str, typer.Argument(help="The snapshot to make active again.")],
+    store: StoreOption = None,
+) -> None:
+    """Activate an earlier snapshot (reloaded from its directory if its rows were pruned)."""
+    from node.store import open_store
+
+    try:
+        opened = open_store(*_node_store_target(store))
+        try:
+            info = opened.rollback(snapshot_id)
+        finally:
+            opened.close()
+    except (FedCreditError, ValidationError) as exc:
+        raise _fail(exc) from None
+    console.print(f"active: snapshot {info.snapshot_id} ({info.subjects} subjects, "
+                  f"as of {info.as_of}, loaded {_when(info.loaded_unix_ms)} UTC)")
 
 
 @alliance_app.command("subject-key")
@@ -159,6 +231,30 @@ def demo_data(
     write_applicants(population, out / "applicants.csv")
     for member, path in files.items():
         console.print(f"{member}: {path}")
+
+
+@node_app.command("ingest")
+def node_ingest(
+    config: Annotated[Path, typer.Option("--config", exists=True, dir_okay=False,
+                                         help="The institution's ingest config (YAML).")],
+    spark_master: Annotated[str | None, typer.Option(
+        help="Spark master (local[2], spark://host:7077); default FEDCREDIT_INGEST_SPARK_MASTER."
+    )] = None,
+    store: Annotated[str | None, typer.Option(
+        "--store", help="Feature store URL to load the snapshot into (sqlite:/// or postgresql://)."
+    )] = None,
+) -> None:
+    """Raw tables → validated, pseudonymized feature snapshot (Spark); load it if a store is set."""
+    from node.ingest.command import ingest
+    from node.ingest.settings import IngestSettings
+
+    try:
+        ingest(IngestSettings(), config, console, spark_master=spark_master, store_url=store)
+    except (FedCreditError, ValidationError) as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:  # settings problems found after validation (e.g. no subject key)
+        err_console.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

@@ -9,10 +9,11 @@ from fedcredit.protocol import Consent, HopOutcome, Plan, Purpose, RouteMode, de
 from mpc.contribution import MAX_ABS_PARTIAL, ContributionVector
 from mpc.secure_sum import accumulate
 from mpc.signing import Verifier
-from node.feature_store import FeatureStore, SubjectRecord
+from node.ingest.snapshot import SubjectRecord
 from node.models import ModelCatalog
 from node.route import RouteForwarder, RouteResult
 from node.serde import ContributeCall
+from node.store import FeatureStore
 from scoring.model import ModelSlice
 
 

@@ -15,7 +15,6 @@ from mpc.secure_sum import decrypt_total
 from mpc.signing import Verifier
 from node.contribution import contribution_for
 from node.coordinator_client import CoordinatorClient
-from node.feature_store import FeatureStore
 from node.models import ModelCatalog
 from node.reports import (
     CoverageReport,
@@ -26,6 +25,7 @@ from node.reports import (
     Timings,
 )
 from node.route import RouteForwarder
+from node.store import FeatureStore
 from scoring.assessment import assess
 
 

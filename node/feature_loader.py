@@ -1,20 +1,24 @@
 """``fedcredit node load-features FILE``: a CSV or Parquet file into the feature store.
 
 Expected columns: ``subject_id`` and ``id_type`` (see :class:`mpc.pseudonym.IdentifierType`),
-the exposure columns of :data:`node.feature_store.EXPOSURE_COLUMNS` (non-negative integers;
+the exposure columns of :data:`node.ingest.snapshot.EXPOSURE_COLUMNS` (non-negative integers;
 money in cents), and any number of numeric model feature columns (empty = absent). Identifiers
 are normalized, validated and pseudonymized here; raw identifiers are not stored.
 
 Validation is all-or-nothing: a file with any bad row loads nothing and the error lists the
-first problems by row number and column (never by value).
+first problems by row number and column (never by value). A valid file becomes a snapshot
+(mode ``feature_file``) in the node's snapshot directory — the same contract the Spark ingest
+writes — which the store then verifies, loads and activates like any other.
+
+This is the no-Spark path for small files: the rows are held in memory while they are checked.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,7 +29,15 @@ from fedcredit.clock import Clock, system_clock
 from fedcredit.errors import FeatureFileError, MalformedIdentifierError
 from mpc.contribution import MAX_EXPOSURE
 from mpc.pseudonym import SubjectKey, pseudonymize
-from node.feature_store import EXPOSURE_COLUMNS, FeatureStore, LoadSummary, SubjectRecord
+from node.ingest.snapshot import (
+    EXPOSURE_COLUMNS,
+    PSEUDONYM_COLUMN,
+    SourceFingerprint,
+    SubjectRecord,
+    file_sha256,
+    write_snapshot,
+)
+from node.store import FeatureStore, SnapshotInfo
 
 ID_COLUMNS = ("subject_id", "id_type")
 MAX_ABS_FEATURE = 1e15
@@ -64,16 +76,31 @@ def read_table(path: Path) -> pa.Table:
     raise FeatureFileError(f"{path.name}: expected a .csv or .parquet file")
 
 
-def parse_rows(
-    table: pa.Table, key: SubjectKey
-) -> list[tuple[bytes, SubjectRecord]]:
+@dataclass(frozen=True)
+class LoadSummary:
+    rows: int
+    source: str
+    source_sha256: str
+    snapshot: SnapshotInfo
+
+
+def feature_columns(table: pa.Table) -> tuple[str, ...]:
+    """The model feature columns: every column that is not an identifier or an exposure."""
     missing = [c for c in (*ID_COLUMNS, *EXPOSURE_COLUMNS) if c not in table.column_names]
     if missing:
         raise FeatureFileError("missing required columns: " + ", ".join(missing))
-    feature_columns = [
+    if PSEUDONYM_COLUMN in table.column_names:
+        raise FeatureFileError(f"column name {PSEUDONYM_COLUMN} is reserved")
+    return tuple(
         c for c in table.column_names if c not in ID_COLUMNS and c not in EXPOSURE_COLUMNS
-    ]
-    for name in (*EXPOSURE_COLUMNS, *feature_columns):
+    )
+
+
+def parse_rows(
+    table: pa.Table, key: SubjectKey
+) -> list[tuple[bytes, SubjectRecord]]:
+    feature_names = feature_columns(table)
+    for name in (*EXPOSURE_COLUMNS, *feature_names):
         kind = table.schema.field(name).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
             what = "exposure" if name in EXPOSURE_COLUMNS else "feature"
@@ -107,7 +134,7 @@ def parse_rows(
             else:
                 exposures[name] = int(value)
         features: dict[str, float] = {}
-        for name in feature_columns:
+        for name in feature_names:
             value = columns[name][i]
             if value is None:
                 continue
@@ -127,20 +154,32 @@ def parse_rows(
     return out
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_features(
-    path: Path, store: FeatureStore, key: SubjectKey, clock: Clock = system_clock
+    path: Path,
+    store: FeatureStore,
+    key: SubjectKey,
+    *,
+    member_id: str,
+    snapshot_root: Path,
+    clock: Clock = system_clock,
 ) -> LoadSummary:
-    rows = parse_rows(read_table(path), key)
-    summary = LoadSummary(
-        rows=len(rows), source=path.name, source_sha256=file_sha256(path), loaded_ms=clock()
+    """Validate the file, write it as a snapshot under ``snapshot_root``, load and activate
+    it; nothing is written if the file has a bad row."""
+    table = read_table(path)
+    features = feature_columns(table)
+    rows = parse_rows(table, key)
+    digest = file_sha256(path)
+    stat = path.stat()
+    source = SourceFingerprint(
+        table="features", location=str(path), format=path.suffix.lower().lstrip("."),
+        bytes=stat.st_size, modified_unix_ms=int(stat.st_mtime * 1000), sha256=digest,
+        rows_in=table.num_rows, rows_rejected=0,
     )
-    store.replace_all(rows, summary)
-    return summary
+    created = datetime.fromtimestamp(clock() / 1000, UTC)
+    manifest = write_snapshot(
+        snapshot_root, rows, member_id=member_id, features=features,
+        as_of=created.date().isoformat(), mode="feature_file", sources=(source,),
+        pipeline={"tool": "fedcredit node load-features"}, created=created,
+    )
+    info = store.load_snapshot(snapshot_root / manifest.snapshot_id)
+    return LoadSummary(rows=len(rows), source=path.name, source_sha256=digest, snapshot=info)

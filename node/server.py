@@ -27,13 +27,13 @@ from node.api.metrics import ApiMetrics
 from node.contribution import ContributionService
 from node.coordinator_client import CoordinatorClient, Membership
 from node.evaluation import EvaluationService
-from node.feature_store import FeatureStore
 from node.keystore import load_or_create_keypair
 from node.models import ModelCatalog
 from node.reports import EvaluationStore
 from node.route import PeerChannels, RouteForwarder
 from node.servicer import NodeServicer
 from node.settings import NodeSettings
+from node.store import open_store
 from proto.v1 import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,15 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     )
     subject_key = SubjectKey.from_hex(settings.subject_key.get_secret_value())
     verifier = load_verifier(settings)
-    store = FeatureStore(settings.feature_store_path)
+    store = open_store(settings.feature_store_location, settings.member_id)
+    active = store.active()
+    if active is None:
+        log.warning("node %s: no feature snapshot is active; it answers every lookup with "
+                    "'no record' until one is loaded (fedcredit node load-features)",
+                    settings.member_id)
+    else:
+        log.info("node %s: serving feature snapshot %s (%d subjects)", settings.member_id,
+                 active.snapshot_id, active.subjects)
     reports = EvaluationStore(settings.evaluation_store_path)
     models = ModelCatalog(settings.model_dir, settings.member_id)
     peers = PeerChannels()

@@ -50,6 +50,13 @@ class NodeSettings(BaseSettings):
     allowed_purposes: frozenset[Purpose] = frozenset(Purpose)
     #: If set, the node writes {"grpc_port", "http_port"} here once it serves (launchers).
     ready_file: Path | None = None
+    #: The feature store: ``sqlite:///abs/path``, ``sqlite:rel/path``, a bare path, or
+    #: ``postgresql://user:password@host:port/db[?schema=name]``. Default: the SQLite file
+    #: :attr:`feature_store_path`. Secret: it may carry a password.
+    feature_store_url: SecretStr | None = None
+    #: Where ``load-features`` writes its snapshots, and where rollback finds pruned ones.
+    #: Default: ``<data_dir>/snapshots``.
+    snapshot_dir: Path | None = None
 
     @field_validator("subject_key")
     @classmethod
@@ -75,7 +82,19 @@ class NodeSettings(BaseSettings):
 
     @property
     def feature_store_path(self) -> Path:
+        """The default (SQLite) feature store file."""
         return self.data_dir / "features.sqlite3"
+
+    @property
+    def feature_store_location(self) -> str:
+        """The URL :func:`node.store.open_store` takes (may hold a password: never log it)."""
+        if self.feature_store_url is not None:
+            return self.feature_store_url.get_secret_value()
+        return str(self.feature_store_path)
+
+    @property
+    def snapshot_root(self) -> Path:
+        return self.snapshot_dir if self.snapshot_dir is not None else self.data_dir / "snapshots"
 
     @property
     def evaluation_store_path(self) -> Path:

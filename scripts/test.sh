@@ -2,6 +2,24 @@
 # Install fedcredit with its test tools into .venv; check generated stubs, lint, types; run the
 # tests. Extra arguments go to pytest (e.g. `-m unit`).
 source "$(dirname "$0")/_venv.sh"
+# The PostgreSQL feature-store tests start their own throwaway server (node/store/pg_local.py)
+# and need its binaries; a fresh root machine with apt gets them here. No service is started.
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing PostgreSQL (server binaries for the feature-store tests)"
+    # A policy-rc.d answering 101 keeps the package from starting its system service.
+    policy=/usr/sbin/policy-rc.d own_policy="" status=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+    fi
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } \
+      || status=$?
+    if [ -n "$own_policy" ]; then rm -f "$policy"; fi
+    [ "$status" = 0 ] || exit "$status"
+  else
+    echo "== PostgreSQL binaries not found: the PostgreSQL tests will be skipped (fail with CI=1)"
+  fi
+fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 echo "== generated gRPC stubs match proto/"
 .venv/bin/python scripts/gen_proto.py --check

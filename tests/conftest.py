@@ -5,6 +5,9 @@ import pytest
 from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import SubjectKey
 
+#: Session fixtures shared by every test directory (a real PostgreSQL server: postgres_url).
+pytest_plugins = ["tests.support.postgres"]
+
 
 @pytest.fixture(scope="session")
 def keypair() -> PaillierKeyPair:

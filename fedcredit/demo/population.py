@@ -19,7 +19,7 @@ import numpy as np
 
 from fedcredit.files import write_json
 from mpc.pseudonym import IdentifierType, cn_check_character
-from node.feature_store import EXPOSURE_COLUMNS
+from node.ingest.snapshot import EXPOSURE_COLUMNS
 from scoring.model import FeatureWeight, ModelSlice
 from scoring.scorecard import ScoreScale
 

@@ -17,9 +17,9 @@ from fedcredit.clock import Clock, system_clock
 from fedcredit.demo.population import Population, write_member_files
 from mpc.pseudonym import SubjectKey
 from node.feature_loader import load_features
-from node.feature_store import FeatureStore
 from node.server import NodeRuntime, start_node
 from node.settings import NodeSettings
+from node.store import open_store
 
 TOKEN = "integration-registration-token"
 API_KEY = "integration-lender-api-key"
@@ -60,10 +60,11 @@ class InProcessAlliance:
         self, member_id: str, clock: Clock = system_clock, **overrides: Any
     ) -> NodeRuntime:
         settings = self.node_settings(member_id, **overrides)
-        store = FeatureStore(settings.feature_store_path)
+        store = open_store(settings.feature_store_location, member_id)
         try:
             load_features(self.workdir / "inputs" / member_id / "features.csv", store,
-                          self.subject_key)
+                          self.subject_key, member_id=member_id,
+                          snapshot_root=settings.snapshot_root)
         finally:
             store.close()
         runtime = start_node(settings, clock)
