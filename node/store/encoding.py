@@ -11,11 +11,13 @@ snapshot streams through in bounded memory.
 
 from __future__ import annotations
 
+import queue
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +33,7 @@ from node.ingest.snapshot import (
 )
 
 FEATURE_DTYPE = np.dtype("<f8")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,62 @@ def encode_batch(batch: pa.RecordBatch, features: tuple[str, ...], snapshot_id: 
 
 def encoded_batches(directory: Path, manifest: SnapshotManifest, batch_rows: int
                     ) -> Iterator[EncodedBatch]:
-    for batch in iter_records(directory, manifest, batch_rows):
-        yield encode_batch(batch, manifest.feature_names, manifest.snapshot_id)
+    """The snapshot's rows, read and encoded one batch ahead in a background thread (Parquet
+    decoding overlaps the database writes; at most two batches wait in memory)."""
+    batches = (encode_batch(b, manifest.feature_names, manifest.snapshot_id)
+               for b in iter_records(directory, manifest, batch_rows))
+    return read_ahead(batches)
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced by a daemon thread up to ``depth`` ahead of the consumer. An error
+    in the producer is raised in the consumer; a consumer that stops early stops the producer."""
+    ready: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            offer(_Failure(exc))
+            return
+        offer(_DONE)
+
+    def consume() -> Iterator[T]:
+        thread = threading.Thread(target=produce, name="snapshot-read-ahead", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                yield cast(T, item)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
+    return consume()
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
 
 
 class FeatureCodec:

@@ -113,6 +113,26 @@ def test_a_loaded_snapshot_serves_every_record_as_written(
     assert other.active() == info and other.lookup(rows[1][0]) == rows[1][1]
 
 
+def test_one_store_serves_many_threads_at_once(opened: Opener, tmp_path: Path) -> None:
+    rows = records(64, version=1)
+    store = opened()
+    store.load_snapshot(snapshot(tmp_path, rows))
+    wrong: list[int] = []
+
+    def serve(offset: int) -> None:
+        for i in range(150):
+            key, record = rows[(offset + i) % len(rows)]
+            if store.lookup(key) != record or store.lookup(pseudonym(1000 + i)) is not None:
+                wrong.append(i)
+
+    threads = [threading.Thread(target=serve, args=(k * 7,)) for k in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert wrong == [] and not any(t.is_alive() for t in threads)
+
+
 def test_a_second_load_switches_atomically_under_concurrent_lookups(
     opened: Opener, tmp_path: Path
 ) -> None:
