@@ -74,3 +74,20 @@ def test_subject_keys_must_be_long_and_are_never_printed() -> None:
     key = SubjectKey.generate()
     assert key.secret.hex() not in repr(key)
     assert SubjectKey.from_hex(key.secret.hex()) == key
+
+
+@pytest.mark.parametrize("raw", ["25115", " 25115 ", "member:A-17.x"])
+def test_opaque_identifiers_keep_their_text(raw: str) -> None:
+    assert normalize_identifier(IdentifierType.OPAQUE, raw) == raw.strip()
+
+
+@pytest.mark.parametrize("raw", ["", "a b", "x" * 65, "naïve"])
+def test_malformed_opaque_identifiers_are_rejected(raw: str) -> None:
+    with pytest.raises(MalformedIdentifierError, match="opaque"):
+        normalize_identifier(IdentifierType.OPAQUE, raw)
+
+
+def test_opaque_and_other_types_never_share_a_pseudonym() -> None:
+    key = SubjectKey(bytes(range(32)))
+    assert pseudonymize(key, "opaque", "123456789").value != pseudonymize(
+        key, "us_ssn", "123456789").value
