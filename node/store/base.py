@@ -169,7 +169,7 @@ class FeatureStore(ABC):
                 f"{manifest.snapshot_id} is member {manifest.member_id}'s snapshot; this store "
                 f"belongs to {self._member_id}"
             )
-        with self._translated(), self._locked():
+        with self._translated(), self._load_lock(wait=True):
             self._remove_abandoned(forget_failed=True)
             entry = self._entry(manifest.snapshot_id)
             if entry is not None and entry.manifest != manifest_json(manifest):
@@ -183,12 +183,12 @@ class FeatureStore(ABC):
                 key = self._begin_load(entry.key if entry else None, manifest, directory)
                 self._fill(key, directory, manifest, progress)
                 self._prune()
-        return self._info(manifest.snapshot_id)
+            return self._info(manifest.snapshot_id)
 
     def rollback(self, snapshot_id: str) -> SnapshotInfo:
         """Activate an earlier snapshot: at once if its rows are retained, else reload them
         from its directory."""
-        with self._translated(), self._locked():
+        with self._translated(), self._load_lock(wait=True):
             entry = self._entry(snapshot_id)
             if entry is None:
                 raise SnapshotNotFoundError(f"no snapshot {snapshot_id} in this feature store")
@@ -228,11 +228,6 @@ class FeatureStore(ABC):
                 self._remove_abandoned(forget_failed=False)
 
     # -- the life cycle ----------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._load_lock(wait=True):
-            yield
-
     def _entry(self, snapshot_id: str) -> SnapshotEntry | None:
         return next((e for e in self._entries() if e.snapshot_id == snapshot_id), None)
 
@@ -293,7 +288,12 @@ class FeatureStore(ABC):
                 # State first: a crash in between leaves an orphan table (removed on the next
                 # open), never a "loaded" entry without rows.
                 self._set_state(entry.key, SnapshotState.PRUNED)
-                self._drop_rows(entry.key)
+                try:
+                    self._drop_rows(entry.key)
+                except self._driver_errors as exc:  # the new snapshot is active all the same
+                    log.warning("could not drop the rows of snapshot %s yet (%s); the next "
+                                "open or load retries", entry.snapshot_id, self._unavailable(exc))
+                    continue
                 log.info("pruned the rows of snapshot %s", entry.snapshot_id)
 
     # -- what a backend provides -------------------------------------------------------------

@@ -153,9 +153,14 @@ class PostgresFeatureStore(FeatureStore):
         self._pool = _ConnectionPool(self._connect, pool_size)
         self._writer_lock = threading.RLock()
         self._writer_conn: psycopg.Connection[Any] | None = None
-        with self._translated():
-            self._create_schema()
-        self.clean_up()
+        try:
+            with self._translated():
+                self._create_schema()
+            self.clean_up()
+        except BaseException:
+            self.close()
+            raise
+        self._close_writer()  # a serving node never writes: no idle connection for it
 
     # -- connections ---------------------------------------------------------------------------
     def _unavailable(self, exc: Exception) -> FeatureStoreUnavailableError:
@@ -188,16 +193,22 @@ class PostgresFeatureStore(FeatureStore):
 
     @contextmanager
     def _writer(self) -> Iterator[psycopg.Connection[Any]]:
+        """The connection for loads, rollbacks and clean-up (one user at a time)."""
         with self._writer_lock:
-            if self._writer_conn is None or self._writer_conn.closed:
-                self._writer_conn = self._connect()
-            yield self._writer_conn
+            conn = self._writer_conn
+            if conn is None or conn.closed or conn.broken:
+                conn = self._writer_conn = self._connect()
+            yield conn
 
-    def close(self) -> None:
-        self._pool.close()
+    def _close_writer(self) -> None:
         with self._writer_lock:
             if self._writer_conn is not None:
                 self._writer_conn.close()
+                self._writer_conn = None
+
+    def close(self) -> None:
+        self._pool.close()
+        self._close_writer()
 
     def _create_schema(self) -> None:
         s = self._s

@@ -128,7 +128,11 @@ class SqliteFeatureStore(FeatureStore):
             ) from None
         self._lock_path = path.with_name(path.name + ".load-lock")
         self._readers = _ReaderConnections(path)
-        self.clean_up()
+        try:
+            self.clean_up()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self._readers.close()
