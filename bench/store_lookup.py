@@ -15,7 +15,8 @@ settings, fsync on) and reached over TCP on loopback; SQLite is a file in the wo
 ``synchronous=FULL``). Both are measured from one Python thread, one lookup at a time.
 
 The JSON holds per backend ``load_s``, ``rows_per_s``, ``p50_us``/``p90_us``/``p99_us``/``max_us``
-(all lookups, and hits and misses apart) and the store's size on disk, plus the machine.
+(all lookups, and hits and misses apart) and ``disk_mib`` (SQLite: the database file and its WAL;
+PostgreSQL: the schema's tables and indexes), plus the machine and its load average.
 """
 
 from __future__ import annotations
@@ -172,6 +173,18 @@ def disk_mib(paths: list[Path]) -> float:
     return round(total / 2**20, 1)
 
 
+def postgres_mib(url: str, schema: str) -> float:
+    """Tables and indexes of the store's schema (the server's WAL and catalogs aside)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+            "AND c.relkind = 'r'", (schema,)).fetchone()
+    return round(int(row[0] if row else 0) / 2**20, 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subjects", type=int, default=1_000_000)
@@ -205,7 +218,7 @@ def main() -> int:
             try:
                 results["postgres"] = measure(server.url() + "?schema=bench", snapshot, hits,
                                               rng, console)
-                results["postgres"]["disk_mib"] = disk_mib([server.directory / "data"])
+                results["postgres"]["disk_mib"] = postgres_mib(server.url(), "bench")
             finally:
                 server.stop()
     finally:
