@@ -58,8 +58,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fedcredit.demo.population import MAX_NODES, Population, generate
-from fedcredit.demo.runner import build_alliance, evaluation_body, matches_pooled
+from fedcredit.demo.population import (
+    MAX_NODES,
+    Population,
+    generate,
+    pooled_result,
+    population_alliance,
+)
+from fedcredit.demo.runner import evaluation_body, matches_expected
 from fedcredit.launcher import LocalAlliance
 
 REQUEST_TIMEOUT_S = 60.0
@@ -97,7 +103,7 @@ def one_evaluation(
     client: httpx.Client, alliance: LocalAlliance, population: Population, requester: str,
     index: int, rng: np.random.Generator, check: bool,
 ) -> Sample:
-    body = evaluation_body(population, index, rng)
+    body = evaluation_body(population.identifiers[index], population.id_type.value, index, rng)
     started = time.perf_counter()
     try:
         response = client.post(f"{alliance.http_url(requester)}/v1/evaluations", json=body)
@@ -114,7 +120,7 @@ def one_evaluation(
         error = f"HTTP {response.status_code} {code}".strip()
         return Sample(requester, latency, False, error=error)
     report = response.json()
-    exact = matches_pooled(population, index, report) if check else None
+    exact = matches_expected(pooled_result(population, index), report) if check else None
     return Sample(requester, latency, True, exact=exact, timings=report.get("timings"))
 
 
@@ -338,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with console.status("generating the synthetic alliance population…"):
             population = generate(args.subjects, args.nodes, args.seed)
-        alliance = build_alliance(population, workdir)
+        alliance = population_alliance(population, workdir)
         try:
             with console.status(f"starting the coordinator and {args.nodes} nodes…"):
                 alliance.start()

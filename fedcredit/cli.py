@@ -49,7 +49,7 @@ def _fail(exc: Exception) -> typer.Exit:
 def demo(
     nodes: Annotated[int, typer.Option(min=3, max=5, help="Member institutions.")] = 3,
     evaluations: Annotated[int, typer.Option(min=1, help="Joint evaluations to run.")] = 20,
-    subjects: Annotated[int, typer.Option(min=100, help="Synthetic population size.")] = 3000,
+    subjects: Annotated[int, typer.Option(min=100, help="Synthetic population size.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed of the population.")] = 7,
     workdir: Annotated[Path | None, typer.Option(help="Keep data and logs here.")] = None,
 ) -> None:
@@ -255,6 +255,16 @@ def node_ingest(
     except ValueError as exc:  # settings problems found after validation (e.g. no subject key)
         err_console.print(f"[red]configuration error:[/] {exc}")
         raise typer.Exit(2) from None
+
+
+def _register_generate() -> None:
+    from fedcredit.synth.command import generate
+
+    app.command("generate", help="Write a synthetic alliance of raw institution tables "
+                "(overlapping customers, latent risk, default labels).")(generate)
+
+
+_register_generate()
 
 
 def main() -> None:

@@ -88,7 +88,9 @@ def wait_ready(
 class NodeSpec:
     member_id: str
     display_name: str
-    features_file: Path
+    #: A per-subject feature file to load before starting (``node load-features``); None when
+    #: the node's store was loaded beforehand (e.g. with a snapshot from ``node ingest``).
+    features_file: Path | None
     model_dir: Path
 
 
@@ -176,7 +178,7 @@ class LocalAlliance:
             raise ConfigurationError(f"{spec.member_id}: load-features failed:\n{result.stderr}")
 
     def start_node(self, spec: NodeSpec, load: bool = True) -> ManagedProcess:
-        if load:
+        if load and spec.features_file is not None:
             self.load_features(spec)
         env = self.node_env(spec, self.coordinator_port)
         ready = Path(env["FEDCREDIT_NODE_READY_FILE"])

@@ -12,13 +12,16 @@ member. That pooling happens only here, in the demo's data generator, never in t
 from __future__ import annotations
 
 import csv
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fedcredit.demo.snapshots import PooledResult
 from fedcredit.files import write_json
-from mpc.pseudonym import IdentifierType, cn_check_character
+from fedcredit.launcher import LocalAlliance, NodeSpec
+from mpc.pseudonym import IdentifierType, SubjectKey, cn_check_character
 from node.ingest.snapshot import EXPOSURE_COLUMNS
 from scoring.model import FeatureWeight, ModelSlice
 from scoring.scorecard import ScoreScale
@@ -203,15 +206,6 @@ def generate(subjects: int, nodes: int, seed: int) -> Population:
     )
 
 
-@dataclass(frozen=True)
-class PooledResult:
-    """The plaintext answer for one subject, computed over the pooled data (for checks)."""
-
-    joint_logit: float
-    exposures: dict[str, int]
-    institutions_with_records: int
-
-
 def pooled_result(population: Population, index: int) -> PooledResult:
     logit = next(iter(population.models.values())).intercept
     exposures = dict.fromkeys(EXPOSURE_COLUMNS, 0)
@@ -225,6 +219,28 @@ def pooled_result(population: Population, index: int) -> PooledResult:
         for name in EXPOSURE_COLUMNS:
             exposures[name] += int(inst.exposures[name][index])
     return PooledResult(joint_logit=logit, exposures=exposures, institutions_with_records=count)
+
+
+def population_alliance(population: Population, workdir: Path) -> LocalAlliance:
+    """This population's members as local processes, each loading its feature file."""
+    files = write_member_files(population, workdir / "inputs")
+    write_applicants(population, workdir / "inputs" / "applicants.csv")
+    specs = [
+        NodeSpec(
+            member_id=inst.profile.member_id,
+            display_name=inst.profile.display_name,
+            features_file=files[inst.profile.member_id],
+            model_dir=files[inst.profile.member_id].parent / "models",
+        )
+        for inst in population.institutions
+    ]
+    return LocalAlliance(
+        workdir=workdir,
+        nodes=specs,
+        subject_key_hex=SubjectKey.generate().secret.hex(),
+        registration_token=secrets.token_urlsafe(24),
+        api_key=secrets.token_urlsafe(24),
+    )
 
 
 def write_member_files(population: Population, out: Path) -> dict[str, Path]:

@@ -13,19 +13,27 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from fedcredit.demo.population import (
-    Population,
-    generate,
-    pooled_result,
-    write_applicants,
-    write_member_files,
-)
+from fedcredit.demo.snapshots import PooledResult, pooled_result, read_records
+from fedcredit.demo.training import AucReport, compare_auc, fit_model_slices, load_joint, split
+from fedcredit.files import write_json
 from fedcredit.launcher import LocalAlliance, NodeSpec
-from mpc.pseudonym import SubjectKey
+from fedcredit.synth.alliance import generate_alliance
+from fedcredit.synth.institutions import alliance_members
+from fedcredit.synth.spec import AllianceSpec
+from mpc.pseudonym import SubjectKey, pseudonymize
+from node.ingest.config import load_ingest_config
+from node.ingest.console import RichReporter
+from node.ingest.pipeline import IngestResult, run_ingest
+from node.ingest.snapshot import SubjectRecord
+from node.ingest.spark import spark_session
+from node.store import open_store
+from scoring.model import ModelSlice
 
+MODEL_VERSION = "v1"
 LOGIT_TOLERANCE = 1e-6
 
 
@@ -42,32 +50,126 @@ def mask(identifier: str) -> str:
     return identifier[:4] + "*" * (len(identifier) - 8) + identifier[-4:]
 
 
-def build_alliance(population: Population, workdir: Path) -> LocalAlliance:
-    files = write_member_files(population, workdir / "inputs")
-    write_applicants(population, workdir / "inputs" / "applicants.csv")
-    specs = [
-        NodeSpec(
-            member_id=inst.profile.member_id,
-            display_name=inst.profile.display_name,
-            features_file=files[inst.profile.member_id],
-            model_dir=files[inst.profile.member_id].parent / "models",
-        )
-        for inst in population.institutions
+@dataclass(frozen=True)
+class Applicant:
+    identifier: str
+    id_type: str
+    pseudonym: bytes
+
+
+@dataclass
+class DemoData:
+    """What the demo prepared: snapshots per member, their records, model slices, applicants."""
+
+    snapshots: dict[str, Path]
+    records: dict[str, dict[bytes, SubjectRecord]]
+    models: dict[str, ModelSlice]
+    applicants: list[Applicant]
+    auc: AucReport
+
+
+def ingest_members(raw_dir: Path, members: list[str], key: SubjectKey, console: Console
+                   ) -> dict[str, IngestResult]:
+    """Each member's raw tables through the Spark pipeline (local[2]), one after another."""
+    spark = spark_session("local[2]", driver_memory="2g", shuffle_partitions=4)
+    results: dict[str, IngestResult] = {}
+    try:
+        for member in members:
+            config = load_ingest_config(raw_dir / member / "ingest.yaml")
+            with RichReporter(console) as reporter:
+                results[member] = run_ingest(spark, config, key, reporter=reporter)
+    finally:
+        spark.stop()
+    return results
+
+
+def render_ingest(console: Console, results: dict[str, IngestResult]) -> None:
+    table = Table(title="Spark ingest per member (raw tables → pseudonymized feature snapshot)")
+    for column in ("member", "rows in", "rejected", "top reject reasons", "subjects", "features",
+                   "s"):
+        table.add_column(column, justify="left" if column in ("member", "top reject reasons")
+                         else "right")
+    for member, result in results.items():
+        rows_in = sum(t.rows_in for t in result.tables)
+        rejected: dict[str, int] = {}
+        for report in result.tables:
+            for reason, count in report.rejected.items():
+                rejected[reason] = rejected.get(reason, 0) + count
+        top = sorted(rejected.items(), key=lambda kv: -kv[1])[:3]
+        table.add_row(member, f"{rows_in:,}", f"{sum(rejected.values()):,}",
+                      ", ".join(f"{r} {n}" for r, n in top) or "-",
+                      f"{result.manifest.subjects:,}", str(len(result.manifest.features)),
+                      f"{result.seconds:.1f}")
+    console.print(table)
+
+
+def render_auc(console: Console, auc: AucReport) -> None:
+    table = Table(title=f"Held-out AUC, {auc.subjects:,} people, default rate "
+                  f"{auc.default_rate:.1%} (bootstrap logistic regression)")
+    table.add_column("model")
+    table.add_column("customers known", justify="right")
+    table.add_column("AUC", justify="right")
+    table.add_row("[bold]joint (all members' features)[/]", "100%", f"[bold]{auc.joint_auc:.3f}[/]")
+    for member, value in sorted(auc.member_auc.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"{member} alone", f"{auc.member_coverage[member]:.0%}", f"{value:.3f}")
+    console.print(table)
+    best, value = auc.best_single
+    console.print(f"joint model vs best single institution ({best}): "
+                  f"{auc.joint_auc:.3f} vs {value:.3f} ({auc.joint_auc - value:+.3f})")
+
+
+def prepare(raw_dir: Path, members: list[str], key: SubjectKey, seed: int, console: Console
+            ) -> DemoData:
+    results = ingest_members(raw_dir, members, key, console)
+    render_ingest(console, results)
+    snapshots = {m: r.snapshot_dir for m, r in results.items()}
+    people = pq.read_table(raw_dir / "labels.parquet").to_pylist()
+    applicants = [
+        Applicant(p["identifier"], p["identifier_type"],
+                  pseudonymize(key, p["identifier_type"], p["identifier"]).value)
+        for p in people
     ]
+    labels = {a.pseudonym: int(p["default"]) for a, p in zip(applicants, people, strict=True)}
+    data = load_joint(snapshots, labels)
+    auc = compare_auc(data, seed)
+    train, _ = split(len(data.labels), seed)
+    models = fit_model_slices(data, train, MODEL_VERSION)
+    records = {m: read_records(d) for m, d in snapshots.items()}
+    return DemoData(snapshots, records, models, applicants, auc)
+
+
+def build_alliance(data: DemoData, names: dict[str, str], key: SubjectKey, workdir: Path
+                   ) -> LocalAlliance:
+    specs = []
+    overrides = {}
+    for member, snapshot in data.snapshots.items():
+        models = workdir / member / "models"
+        write_json(models / f"{MODEL_VERSION}.json", data.models[member].to_dict())
+        store_url = f"sqlite:///{workdir / member / 'features.sqlite3'}"
+        store = open_store(store_url, member_id=member)
+        try:
+            store.load_snapshot(snapshot)
+        finally:
+            store.close()
+        overrides[member] = {"FEDCREDIT_NODE_FEATURE_STORE_URL": store_url}
+        specs.append(NodeSpec(member_id=member, display_name=names[member], features_file=None,
+                              model_dir=models))
     return LocalAlliance(
         workdir=workdir,
         nodes=specs,
-        subject_key_hex=SubjectKey.generate().secret.hex(),
+        subject_key_hex=key.secret.hex(),
         registration_token=secrets.token_urlsafe(24),
         api_key=secrets.token_urlsafe(24),
+        node_env_overrides=overrides,
     )
 
 
-def evaluation_body(population: Population, index: int, rng: np.random.Generator) -> dict[str, Any]:
+def evaluation_body(identifier: str, id_type: str, index: int, rng: np.random.Generator
+                    ) -> dict[str, Any]:
+    """A lender's evaluation request for one applicant (consent valid for 30 days)."""
     expires = datetime.now(UTC) + timedelta(days=30)
     return {
-        "applicant": {"id_type": population.id_type.value,
-                      "identifier": population.identifiers[index]},
+        "applicant": {"id_type": id_type, "identifier": identifier},
         "consent": {"purpose": "origination", "expires_at": expires.isoformat(),
                     "reference": f"consent-{index:06d}"},
         "requested_amount": float(rng.choice([5000, 10000, 20000, 50000])),
@@ -75,8 +177,8 @@ def evaluation_body(population: Population, index: int, rng: np.random.Generator
     }
 
 
-def matches_pooled(population: Population, index: int, report: dict[str, Any]) -> bool:
-    expected = pooled_result(population, index)
+def matches_expected(expected: PooledResult, report: dict[str, Any]) -> bool:
+    """The decrypted joint result equals the plaintext computation over the pooled data."""
     exposures = report["exposures"]
     return (
         abs(report["joint_logit"] - expected.joint_logit) <= LOGIT_TOLERANCE
@@ -88,24 +190,25 @@ def matches_pooled(population: Population, index: int, report: dict[str, Any]) -
     )
 
 
-def run_evaluations(
-    alliance: LocalAlliance, population: Population, count: int, seed: int
-) -> list[DemoRow]:
+def run_evaluations(alliance: LocalAlliance, data: DemoData, count: int, seed: int
+                    ) -> list[DemoRow]:
     rng = np.random.default_rng(seed + 1)
     members = [n.member_id for n in alliance.nodes]
-    indices = rng.choice(len(population.identifiers), size=count, replace=False)
+    indices = rng.choice(len(data.applicants), size=count, replace=False)
     rows: list[DemoRow] = []
     with httpx.Client(timeout=60, headers={"X-API-Key": alliance.api_key}) as client:
         for k, index in enumerate(indices):
+            applicant = data.applicants[int(index)]
             requester = members[k % len(members)]
             started = time.perf_counter()
-            response = client.post(f"{alliance.http_url(requester)}/v1/evaluations",
-                                   json=evaluation_body(population, int(index), rng))
+            body = evaluation_body(applicant.identifier, applicant.id_type, int(index), rng)
+            response = client.post(f"{alliance.http_url(requester)}/v1/evaluations", json=body)
             latency = (time.perf_counter() - started) * 1000
             response.raise_for_status()
             report = response.json()
-            rows.append(DemoRow(requester, mask(population.identifiers[index]), report, latency,
-                                matches_pooled(population, int(index), report)))
+            expected = pooled_result(data.records, data.models, applicant.pseudonym)
+            rows.append(DemoRow(requester, mask(applicant.identifier), report, latency,
+                                matches_expected(expected, report)))
     return rows
 
 
@@ -152,14 +255,18 @@ def run_demo(
         temp = tempfile.TemporaryDirectory(prefix="fedcredit-demo-")
         workdir = Path(temp.name)
     try:
-        with console.status("generating the synthetic alliance population…"):
-            population = generate(subjects, nodes, seed)
-        shares = ", ".join(
-            f"{i.profile.display_name} {int(i.has_record.sum())}" for i in population.institutions
-        )
-        console.print(f"[bold]{subjects} people[/], customers per member: {shares}; "
-                      f"default rate {population.defaulted.mean():.1%}")
-        alliance = build_alliance(population, workdir)
+        spec = AllianceSpec(subjects=subjects, institutions=nodes, seed=seed)
+        raw_dir = workdir / "raw"
+        with console.status(f"generating raw tables of {nodes} institutions for {subjects:,} "
+                            "people…"):
+            summary = generate_alliance(spec, raw_dir, overwrite=True)
+        names = {m.member_id: m.display_name for m in alliance_members(nodes)}
+        console.print(f"[bold]{subjects:,} people[/], {nodes} institutions, default rate "
+                      f"{summary.default_rate:.1%}; raw tables in {raw_dir}")
+        key = SubjectKey.generate()
+        data = prepare(raw_dir, list(names), key, seed, console)
+        render_auc(console, data.auc)
+        alliance = build_alliance(data, names, key, workdir)
         try:
             with console.status("starting the coordinator and member nodes "
                                 "(separate processes)…"):
@@ -167,7 +274,7 @@ def run_demo(
             console.print(f"coordinator and {nodes} nodes up on loopback (logs: "
                           f"{workdir / 'logs'})")
             with console.status(f"running {evaluations} joint evaluations…"):
-                rows = run_evaluations(alliance, population, evaluations, seed)
+                rows = run_evaluations(alliance, data, evaluations, seed)
         finally:
             with console.status("shutting down…"):
                 exit_codes = alliance.stop()

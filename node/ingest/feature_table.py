@@ -20,7 +20,7 @@ from node.ingest.datamodel import Column, ColumnType, Table
 from node.ingest.pseudonyms import pseudonym_column
 from node.ingest.snapshot import EXPOSURE_COLUMNS
 from node.ingest.sources import RAW, REASON, read_frame
-from node.ingest.validation import PSEUDONYM, duplicate_rule, for_staging
+from node.ingest.validation import PSEUDONYM, for_staging
 
 if TYPE_CHECKING:
     from node.ingest.pipeline import _Run
@@ -90,8 +90,8 @@ def run_feature_table(run: _Run, key: SubjectKey) -> tuple[DataFrame, tuple[str,
             *(F.col(f"`{c}`").cast("string").alias(c) for c in feature_columns),
         )).alias(RAW),
     )
-    annotated = duplicate_rule(annotated, PSEUDONYM, "duplicate_identifier")
-    staged = run.stage("features", for_staging(table, annotated))
+    annotated = run.checkpoint("features-rows", for_staging(table, annotated))
+    staged = run.stage("features", run.dedupe(annotated, PSEUDONYM, "duplicate_identifier"))
     report = run.report("features", staged, where, source.resolved_format)
     if report.rows_in == 0:
         raise IngestSourceError(f"{where} holds no rows")

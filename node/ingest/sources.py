@@ -153,8 +153,11 @@ def canonical(table: Table, frame: DataFrame, source: SourceConfig, where: str) 
         value = _convert(column, raw, source_type, f"{label} ({source_name!r} in {where})")
         converted.append(value.alias(column.name))
         raws.append(raw.cast("string").alias(column.name))
-        # A blank cell is a null, not a value that failed to convert.
-        given = raw.isNotNull() & (F.trim(raw.cast("string")) != "")
+        # A blank cell is a null, not a value that failed to convert (only text can be blank:
+        # formatting every number as text just to ask would be most of the ingest's work).
+        given = raw.isNotNull()
+        if isinstance(source_type, T.StringType):
+            given = given & (F.trim(raw) != "")
         unparseable.append(F.when(given & value.isNull(), F.lit(f"unparseable:{column.name}")))
     reason = F.coalesce(*unparseable) if unparseable else F.lit(None).cast("string")
     return frame.select(

@@ -18,8 +18,6 @@ _BASE_CONF = {
     "spark.sql.ansi.enabled": "true",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.parquet.compression.codec": "zstd",
-    "spark.driver.bindAddress": "127.0.0.1",
-    "spark.driver.host": "127.0.0.1",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     # The pseudonymizing UDF's batches: bounded memory on the Python side.
     "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",
@@ -37,10 +35,16 @@ def spark_session(
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
     """A session on ``master``; Python workers run this interpreter (same packages)."""
+    if master.startswith("local"):
+        # Nothing outside this machine needs to reach a local driver: listen on loopback only.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        conf_local = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
+    else:
+        conf_local = {}
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.master(master).appName(app_name)
-    conf = dict(_BASE_CONF)
+    conf = {**_BASE_CONF, **conf_local}
     conf.update(
         {
             "spark.driver.memory": driver_memory,

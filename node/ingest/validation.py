@@ -46,26 +46,52 @@ def row_rules(table: Table, frame: DataFrame, as_of: date) -> DataFrame:
     return frame.withColumn(REASON, F.coalesce(*checks))
 
 
-def duplicate_rule(frame: DataFrame, key: str, reason: str) -> DataFrame:
-    """Reject every copy of a key that appears more than once among the rows still in."""
+def duplicate_keys(frame: DataFrame, key: str) -> DataFrame:
+    """The keys held by more than one row still in (a small set: duplicates are rare).
+
+    Rows are grouped by a 64-bit hash of the key, which is cheaper to shuffle than the key;
+    only keys whose hash repeats are then compared exactly.
+    """
     # Count copies among accepted rows only: a malformed twin must not take a good row down.
-    accepted = frame.filter(F.col(REASON).isNull() & F.col(key).isNotNull())
-    copies = accepted.groupBy(key).agg(F.count(F.lit(1)).alias("_copies"))
-    joined = frame.join(copies, on=key, how="left")
+    accepted = frame.filter(F.col(REASON).isNull() & F.col(key).isNotNull()).select(
+        key, F.xxhash64(key).alias("_h")
+    )
+    repeated = accepted.groupBy("_h").count().filter(F.col("count") > 1).select("_h")
+    return (
+        accepted.join(F.broadcast(repeated), on="_h", how="left_semi")
+        .groupBy(key).count().filter(F.col("count") > 1).select(key)
+    )
+
+
+def duplicate_rule(frame: DataFrame, duplicated: DataFrame, key: str, reason: str
+                   ) -> DataFrame:
+    """Reject every copy of the ``duplicated`` keys (see :func:`duplicate_keys`)."""
+    flagged = duplicated.select(key, F.lit(True).alias("_duplicated"))
+    joined = frame.join(F.broadcast(flagged), on=key, how="left")
     return joined.withColumn(
         REASON,
-        F.coalesce(F.col(REASON), F.when(F.col("_copies") > 1, F.lit(reason))),
-    ).drop("_copies")
+        F.coalesce(F.col(REASON), F.when(F.col("_duplicated"), F.lit(reason))),
+    ).drop("_duplicated")
 
 
-def reference_rule(frame: DataFrame, column: str, parent: DataFrame, parent_key: str
-                   ) -> DataFrame:
-    """``orphan`` if the parent has no such key, ``parent_rejected`` if it rejected it."""
-    keys = parent.filter(F.col(parent_key).isNotNull()).groupBy(parent_key).agg(
-        # OK if any copy was accepted: a malformed twin must not take a good parent down.
+def parent_keys(parent: DataFrame, parent_key: str) -> DataFrame:
+    """Each key of a parent table and whether any row holding it was accepted."""
+    # OK if any copy was accepted: a malformed twin must not take a good parent down.
+    return parent.filter(F.col(parent_key).isNotNull()).groupBy(parent_key).agg(
         F.max(F.col(REASON).isNull().cast("int")).alias(_PARENT_OK)
-    ).withColumnRenamed(parent_key, column)
-    joined = frame.join(keys, on=column, how="left")
+    )
+
+
+def reference_rule(frame: DataFrame, column: str, keys: DataFrame, parent_key: str,
+                   *, broadcast: bool = False) -> DataFrame:
+    """``orphan`` if the parent has no such key, ``parent_rejected`` if it rejected it.
+
+    ``keys`` comes from :func:`parent_keys`. With ``broadcast`` the parent's keys (not its
+    rows) are sent to every task, so the child table is not shuffled: right for parents up to
+    a few million rows.
+    """
+    keys = keys.withColumnRenamed(parent_key, column)
+    joined = frame.join(F.broadcast(keys) if broadcast else keys, on=column, how="left")
     return joined.withColumn(
         REASON,
         F.coalesce(
@@ -85,13 +111,12 @@ def mask_identifier(value: SparkColumn) -> SparkColumn:
 
 
 def for_staging(table: Table, frame: DataFrame) -> DataFrame:
-    """What may be written to the staging area: no raw identifier outside a masked reject."""
+    """What may be written to the staging area: identifiers masked (idempotent), so that
+    reject samples can show them and nothing raw is ever written."""
     identifying = [c.name for c in table.columns if c.identifying]
     out = frame
     for name in identifying:
-        out = out.withColumn(
-            name, F.when(F.col(REASON).isNotNull(), mask_identifier(F.col(name)))
-        )
+        out = out.withColumn(name, mask_identifier(F.col(name)))
     if identifying and RAW in frame.columns:
         raw_fields = frame.schema[RAW].dataType.fieldNames()  # type: ignore[attr-defined]
         fields = [

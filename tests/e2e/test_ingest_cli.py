@@ -23,6 +23,7 @@ def _env(key: SubjectKey, **extra: str) -> dict[str, str]:
         "FEDCREDIT_INGEST_SPARK_DRIVER_MEMORY": "1g",
         "FEDCREDIT_INGEST_SPARK_EXECUTOR_MEMORY": "1g",
         "FEDCREDIT_INGEST_SPARK_SHUFFLE_PARTITIONS": "2",
+        "SPARK_LOCAL_IP": "127.0.0.1",  # the driver of a cluster run: loopback here too
         **extra,
     }
 

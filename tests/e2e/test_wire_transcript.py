@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from fedcredit.demo.population import Population, generate, pooled_result
-from fedcredit.demo.runner import build_alliance, evaluation_body
+from fedcredit.demo.population import Population, generate, pooled_result, population_alliance
+from fedcredit.demo.runner import evaluation_body
 from fedcredit.launcher import LocalAlliance
 from mpc.contribution import FIXED_POINT_SCALE
 from mpc.pseudonym import SubjectKey, pseudonymize
@@ -89,7 +89,7 @@ def grpc_port(alliance: LocalAlliance, member: str) -> int:
 @pytest.fixture(scope="module")
 def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     population = generate(subjects=600, nodes=3, seed=23)
-    alliance: LocalAlliance = build_alliance(population, tmp_path_factory.mktemp("wire"))
+    alliance: LocalAlliance = population_alliance(population, tmp_path_factory.mktemp("wire"))
     capture = Capture()
     proxies = {"coordinator": RecordingProxy("coordinator", lambda: alliance.coordinator_port,
                                              capture)}
@@ -108,7 +108,8 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
         for k, index in enumerate(indices):
             requester = alliance.nodes[k % len(alliance.nodes)].member_id
             response = http.post(f"{alliance.http_url(requester)}/v1/evaluations",
-                                 json=evaluation_body(population, index, rng))
+                                 json=evaluation_body(population.identifiers[index],
+                                                      population.id_type.value, index, rng))
             assert response.status_code == 201, response.text
             reports.append(response.json())
     for proxy in proxies.values():

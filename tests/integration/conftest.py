@@ -9,6 +9,7 @@ import pytest
 from fedcredit.demo.population import Population, generate
 from mpc.pseudonym import SubjectKey
 from tests.support.alliance import API_KEY, InProcessAlliance, start_alliance
+from tests.support.spark import spark  # noqa: F401  (a session fixture)
 
 
 @pytest.fixture(scope="session")

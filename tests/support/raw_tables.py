@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class Expected:
     subjects: int
 
 
-def _write(path: Path, header: list[str], rows: list[tuple[str, ...]]) -> None:
+def _write(path: Path, header: list[str], rows: Sequence[Sequence[str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)

@@ -31,10 +31,12 @@ def test_readme_quickstart_has_exactly_two_commands() -> None:
 
 def test_operations_md_lists_every_setting() -> None:
     from coordinator.settings import CoordinatorSettings
+    from node.ingest.settings import IngestSettings
     from node.settings import NodeSettings
 
     text = (ROOT / "docs" / "operations.md").read_text()
     for cls, prefix in ((CoordinatorSettings, "FEDCREDIT_COORDINATOR_"),
-                        (NodeSettings, "FEDCREDIT_NODE_")):
+                        (NodeSettings, "FEDCREDIT_NODE_"),
+                        (IngestSettings, "FEDCREDIT_INGEST_")):
         missing = [n for n in cls.model_fields if f"`{prefix}{n.upper()}`" not in text]
         assert missing == [], f"{cls.__name__}: {missing}"
