@@ -10,7 +10,8 @@ table ``subjects_<key>`` per retained snapshot with a primary key on the pseudon
   and moves the pointer in a second, short transaction.
 * Lookups run on a small pool of autocommit connections (a psycopg connection serializes its
   users, and the node serves from many threads) as a server-side prepared statement with binary
-  results; a connection found broken is replaced once before the lookup gives up.
+  parameters and results, executed straight through libpq (``psycopg.pq``, which releases the
+  GIL while it waits); a connection found broken is replaced once before the lookup gives up.
 * The load lock is a session advisory lock, released by the server if the loader dies.
 
 Errors reaching the caller never contain the URL's password.
@@ -27,10 +28,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
+from psycopg import pq
 
 from fedcredit.clock import Clock, system_clock
 from fedcredit.errors import FeatureStoreUnavailableError, SnapshotError
@@ -55,6 +57,9 @@ LOCK_TIMEOUT = "10s"
 _EXPOSURES = ", ".join(EXPOSURE_COLUMNS)
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
+_LOOKUP_STATEMENT = b"fedcredit_lookup"
+_BYTEA_OID = 17
+R = TypeVar("R")
 
 
 def _copy_dtype(features: int) -> np.dtype[Any]:
@@ -85,33 +90,43 @@ def copy_rows(batch: EncodedBatch) -> bytes:
     return rows.tobytes()
 
 
+class _Session:
+    """A pooled autocommit connection with its one binary cursor (a new cursor per query costs
+    ~20 µs) and whether the lookup statement is prepared on it."""
+
+    __slots__ = ("conn", "cursor", "lookup_prepared")
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.cursor = conn.cursor(binary=True)
+        self.lookup_prepared = False
+
+
 class _ConnectionPool:
-    """At most ``size`` autocommit connections, opened on demand, most recently used first;
-    each lent as its one binary cursor (a new cursor per query costs ~20 µs)."""
+    """At most ``size`` sessions, opened on demand, most recently used first."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection[Any]], size: int) -> None:
         self._connect = connect
-        self._idle: deque[psycopg.Cursor[Any]] = deque()  # append/pop are atomic
+        self._idle: deque[_Session] = deque()  # append/pop are atomic
         self._slots = threading.BoundedSemaphore(size)
         self._closed = False
 
     @contextmanager
-    def cursor(self) -> Iterator[psycopg.Cursor[Any]]:
+    def session(self) -> Iterator[_Session]:
         if self._closed or not self._slots.acquire(timeout=POOL_WAIT_S):
             raise FeatureStoreUnavailableError("no feature store connection is free")
         try:
             try:
-                cursor = self._idle.pop()
+                session = self._idle.pop()
             except IndexError:
-                cursor = self._connect().cursor(binary=True)
+                session = _Session(self._connect())
             try:
-                yield cursor
+                yield session
             finally:
-                conn = cursor.connection
-                if conn.closed or conn.broken or self._closed:
-                    conn.close()
+                if session.conn.closed or session.conn.broken or self._closed:
+                    session.conn.close()
                 else:
-                    self._idle.append(cursor)
+                    self._idle.append(session)
         finally:
             self._slots.release()
 
@@ -119,7 +134,7 @@ class _ConnectionPool:
         self._closed = True
         while True:
             try:
-                self._idle.pop().connection.close()
+                self._idle.pop().conn.close()
             except IndexError:
                 return
 
@@ -148,8 +163,8 @@ class PostgresFeatureStore(FeatureStore):
         self._schema = schema
         digest = hashlib.sha256(f"fedcredit/feature-store/{schema}".encode()).digest()
         self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
-        self._lookup_sql = (f"SELECT snapshot_key, {_EXPOSURES}, features "
-                            f"FROM {self._s}.active_subjects WHERE pseudonym = %s")
+        self._lookup_pq_sql = (f"SELECT snapshot_key, {_EXPOSURES}, features "
+                               f"FROM {self._s}.active_subjects WHERE pseudonym = $1").encode()
         self._pool = _ConnectionPool(self._connect, pool_size)
         self._writer_lock = threading.RLock()
         self._writer_conn: psycopg.Connection[Any] | None = None
@@ -178,17 +193,22 @@ class PostgresFeatureStore(FeatureStore):
             raise self._unavailable(exc) from None
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run a query on a pooled connection; a broken connection is replaced once."""
+        return self._on_session(lambda session: self._query(session, sql, params))
+
+    @staticmethod
+    def _query(session: _Session, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        session.cursor.execute(sql, params, prepare=True)
+        return session.cursor.fetchall()
+
+    def _on_session(self, work: Callable[[_Session], R]) -> R:
+        """``work`` on a pooled session; a connection found broken is replaced once."""
         for attempt in (1, 2):
-            with self._pool.cursor() as cursor:
+            with self._pool.session() as session:
                 try:
-                    cursor.execute(sql, params, prepare=True)
-                    return cursor.fetchall()
-                except psycopg.OperationalError as exc:
-                    if attempt == 2 or not cursor.connection.broken:
-                        raise self._unavailable(exc) from None
+                    return work(session)
                 except psycopg.Error as exc:
-                    raise self._unavailable(exc) from None
+                    if attempt == 2 or not session.conn.broken:
+                        raise self._unavailable(exc) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
@@ -239,14 +259,33 @@ class PostgresFeatureStore(FeatureStore):
 
     # -- the online path ---------------------------------------------------------------------
     def lookup(self, pseudonym: bytes) -> SubjectRecord | None:
-        rows = self._read(self._lookup_sql, (pseudonym,))
-        if not rows:
+        row = self._on_session(lambda session: self._lookup_row(session, pseudonym))
+        if row is None:
             return None
-        row = rows[0]
         return SubjectRecord(
             exposures=dict(zip(EXPOSURE_COLUMNS, row[1:-1], strict=True)),
             features=self._codec(row[0]).decode(row[-1]),
         )
+
+    def _lookup_row(self, session: _Session, pseudonym: bytes) -> tuple[Any, ...] | None:
+        """The hot path, one libpq round trip on the session's own prepared statement with
+        binary parameters and results: psycopg's cursor layer would add ~50 µs per lookup
+        (measured), a third of a loopback lookup."""
+        pgconn = session.conn.pgconn
+        if not session.lookup_prepared:
+            self._check(pgconn.prepare(_LOOKUP_STATEMENT, self._lookup_pq_sql, [_BYTEA_OID]))
+            session.lookup_prepared = True
+        result = pgconn.exec_prepared(_LOOKUP_STATEMENT, [pseudonym], [1], 1)
+        self._check(result)
+        if result.ntuples == 0:
+            return None
+        values = [result.get_value(0, i) or b"" for i in range(len(EXPOSURE_COLUMNS) + 2)]
+        return (*(int.from_bytes(v, "big", signed=True) for v in values[:-1]), values[-1])
+
+    @staticmethod
+    def _check(result: pq.abc.PGresult) -> None:
+        if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            raise psycopg.errors.error_from_result(result)
 
     def count(self) -> int:
         rows = self._read(f"SELECT s.subjects FROM {self._s}.active_snapshot a "

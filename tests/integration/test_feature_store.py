@@ -27,6 +27,7 @@ from node.ingest.snapshot import (
 )
 from node.store import FeatureStore, SnapshotState, open_store
 from node.store.location import PostgresLocation, SqliteLocation, parse_store_url
+from tests.support.postgres import schema_url
 
 pytestmark = pytest.mark.integration
 MEMBER = "bank"
@@ -318,3 +319,23 @@ def test_postgres_down_is_unavailable_and_the_password_is_never_shown() -> None:
     shown = f"{info.value.detail} {info.value!r}"
     assert password not in shown and f"fedcredit:***@127.0.0.1:{port}" in shown
     assert info.value.__suppress_context__  # the driver's exception is not chained into logs
+
+
+def test_lost_postgres_connections_are_replaced_on_the_next_lookup(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    url = schema_url(postgres_url)
+    store = open_store(url, MEMBER)
+    try:
+        rows = records(5, version=1)
+        store.load_snapshot(snapshot(tmp_path, rows))
+        assert store.lookup(rows[0][0]) == rows[0][1]  # a pooled session, statement prepared
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'fedcredit-feature-store'").fetchone()
+        assert killed is not None and killed[0] >= 1
+        assert store.lookup(rows[1][0]) == rows[1][1]
+        assert store.lookup(pseudonym(99)) is None and store.count() == 5
+    finally:
+        store.close()
