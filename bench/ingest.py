@@ -38,7 +38,7 @@ from node.ingest.config import load_ingest_config
 from node.ingest.console import RichReporter
 from node.ingest.pipeline import run_ingest
 from node.ingest.snapshot import PSEUDONYM_COLUMN
-from node.ingest.spark import spark_session
+from node.ingest.spark import spark_session, stop_spark
 from node.store import open_store
 
 LOOKUPS = 20_000
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         jvm_and_workers = descendants(os.getpid())
         peak = sum_peak_rss([os.getpid(), *jvm_and_workers])
     finally:
-        spark.stop()
+        stop_spark(spark)
 
     store = open_store(f"sqlite:///{work / 'store.sqlite3'}", member_id=member)
     try:

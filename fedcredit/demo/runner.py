@@ -29,7 +29,7 @@ from node.ingest.config import load_ingest_config
 from node.ingest.console import RichReporter
 from node.ingest.pipeline import IngestResult, run_ingest
 from node.ingest.snapshot import SubjectRecord
-from node.ingest.spark import spark_session
+from node.ingest.spark import spark_session, stop_spark
 from node.store import open_store
 from scoring.model import ModelSlice
 
@@ -71,7 +71,8 @@ class DemoData:
 def ingest_members(raw_dir: Path, members: list[str], key: SubjectKey, console: Console
                    ) -> dict[str, IngestResult]:
     """Each member's raw tables through the Spark pipeline (local[2]), one after another."""
-    spark = spark_session("local[2]", driver_memory="2g", shuffle_partitions=4)
+    spark = spark_session("local[2]", driver_memory="2g", shuffle_partitions=4,
+                          local_dir=raw_dir.parent / "spark")
     results: dict[str, IngestResult] = {}
     try:
         for member in members:
@@ -79,7 +80,7 @@ def ingest_members(raw_dir: Path, members: list[str], key: SubjectKey, console: 
             with RichReporter(console) as reporter:
                 results[member] = run_ingest(spark, config, key, reporter=reporter)
     finally:
-        spark.stop()
+        stop_spark(spark)
     return results
 
 

@@ -10,7 +10,7 @@ from node.ingest.config import load_ingest_config
 from node.ingest.console import RichReporter, render_summary
 from node.ingest.pipeline import IngestResult, run_ingest
 from node.ingest.settings import IngestSettings
-from node.ingest.spark import spark_session
+from node.ingest.spark import spark_session, stop_spark
 
 
 def ingest(
@@ -39,7 +39,7 @@ def ingest(
                 spark, config, key, reject_samples=settings.reject_samples, reporter=reporter
             )
     finally:
-        spark.stop()
+        stop_spark(spark)
     render_summary(console, result)
     url = store_url or (settings.store_url.get_secret_value() if settings.store_url else None)
     if url:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -31,6 +33,7 @@ def spark_session(
     executor_memory: str = "4g",
     shuffle_partitions: int = 8,
     jars: str = "",
+    local_dir: Path | None = None,
     app_name: str = "fedcredit-ingest",
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
@@ -55,12 +58,44 @@ def spark_session(
     )
     if jars:
         conf["spark.jars"] = jars
+    if local_dir is not None:  # shuffle and spill files
+        conf["spark.local.dir"] = str(local_dir)
     conf.update(extra_conf or {})
     for key, value in conf.items():
         builder = builder.config(key, value)
+    previous = signal.getsignal(signal.SIGINT)
     session = builder.getOrCreate()
+    # PySpark installs a SIGINT handler that cancels jobs through the context; it must not
+    # outlive the context (stop_spark restores this one).
+    _previous_sigint[id(session)] = previous
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+_previous_sigint: dict[int, object] = {}
+
+
+def stop_spark(session: SparkSession) -> None:
+    """Stop the session *and* its JVM (PySpark keeps the JVM until the interpreter exits),
+    and give SIGINT back to whoever had it before."""
+    from pyspark import SparkContext
+
+    previous = _previous_sigint.pop(id(session), None)
+    session.stop()
+    gateway = SparkContext._gateway
+    if gateway is not None:
+        process = getattr(gateway, "proc", None)
+        gateway.shutdown()
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except Exception:  # a JVM that ignores SIGTERM
+                process.kill()
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
 
 
 @contextmanager

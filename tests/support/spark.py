@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 from pyspark.sql import SparkSession
 
-from node.ingest.spark import spark_session
+from node.ingest.spark import spark_session, stop_spark
 
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
     session = spark_session("local[2]", driver_memory="1g", shuffle_partitions=2)
     yield session
-    session.stop()
+    stop_spark(session)
