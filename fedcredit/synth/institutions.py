@@ -154,6 +154,11 @@ class InstitutionProfile:
     def null_share(self, column: str) -> float:
         return _NULL_SHARES[self.kind].get(column, 0.0)
 
+    @property
+    def receives_income(self) -> bool:
+        """Salary and other income arrive at accounts this kind of institution holds."""
+        return self.kind is not InstitutionKind.ECOMMERCE
+
     def file_name(self, table: str) -> str:
         return f"{table}.{self.file_format.value}"
 

@@ -192,6 +192,8 @@ def ingest_config_text(profile: InstitutionProfile, spec: AllianceSpec) -> str:
     ]
     if spec.months != INGEST_DEFAULT_WINDOW_MONTHS:  # the history the features may look back on
         lines.append(f"window_months: {spec.months}")
+    if "transactions" in profile.tables and not profile.receives_income:
+        lines.append("transactions_carry_income: false  # checkout payments, no salary")
     lines.append("tables:")
     for table in profile.tables:
         lines += [

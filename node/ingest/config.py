@@ -94,6 +94,10 @@ class IngestConfig(BaseModel):
     output_dir: str = "snapshots"
     #: Months of history behind the transaction and repayment features.
     window_months: int = Field(default=12, ge=1, le=60)
+    #: Whether the institution's transactions carry the customer's income (salary credits to
+    #: an account it holds). A merchant's or lender's do not: their income features are then
+    #: absent rather than a made-up zero.
+    transactions_carry_income: bool = True
     tables: dict[str, SourceConfig] = Field(default_factory=dict)
     feature_table: FeatureTableConfig | None = None
     #: Directory of the config file; set by :func:`load_ingest_config`.

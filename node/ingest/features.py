@@ -32,6 +32,8 @@ class FeatureDef:
     description: str
     #: Optional columns it needs, as ``table.column``: without them the feature is absent.
     needs: tuple[str, ...] = ()
+    #: Meaningful only where transactions carry income (``transactions_carry_income``).
+    income: bool = False
 
 
 _PAID = ("repayments.paid_date", "repayments.paid_amount")
@@ -62,15 +64,18 @@ FEATURES: tuple[FeatureDef, ...] = (
     FeatureDef("late_installments_window", "repayments",
                "Installments paid more than 30 days late, or unpaid 30 days after due.", _PAID),
     FeatureDef("debt_service_monthly", "repayments", "Amount due per month over the window."),
-    FeatureDef("income_monthly", "transactions", "Income credits per month (zero months count)."),
-    FeatureDef("income_cv", "transactions", "Volatility of monthly income: std / mean."),
+    FeatureDef("income_monthly", "transactions", "Income credits per month (zero months count).",
+               income=True),
+    FeatureDef("income_cv", "transactions", "Volatility of monthly income: std / mean.",
+               income=True),
     FeatureDef("spending_monthly", "transactions", "Consumption debits per month."),
     FeatureDef("spending_cv", "transactions", "Volatility of monthly spending: std / mean."),
     FeatureDef("loan_payments_monthly", "transactions",
                "Debits categorized loan_repayment per month (to any lender)."),
     FeatureDef("surplus_monthly", "transactions",
-               "income_monthly - spending_monthly - loan_payments_monthly."),
-    FeatureDef("spending_to_income", "transactions", "spending_monthly / income_monthly."),
+               "income_monthly - spending_monthly - loan_payments_monthly.", income=True),
+    FeatureDef("spending_to_income", "transactions", "spending_monthly / income_monthly.",
+               income=True),
     FeatureDef("gambling_share", "transactions", "Share of spending on gambling."),
     FeatureDef("account_history_months", "transactions",
                "Months of transaction history within the window."),
@@ -230,14 +235,16 @@ _ZERO_WHEN_NONE = frozenset({
 })
 
 
-def feature_names(present: Mapping[str, frozenset[str]]) -> tuple[str, ...]:
+def feature_names(present: Mapping[str, frozenset[str]], with_income: bool = True
+                  ) -> tuple[str, ...]:
     """The features a snapshot has, given each present table's columns, in catalog order."""
     def has(needed: str) -> bool:
         table, column = needed.split(".")
         return column in present.get(table, frozenset())
 
     return tuple(
-        f.name for f in FEATURES if f.table in present and all(has(n) for n in f.needs)
+        f.name for f in FEATURES
+        if f.table in present and all(has(n) for n in f.needs) and (with_income or not f.income)
     )
 
 
@@ -246,6 +253,7 @@ def subject_features(
     present: Mapping[str, frozenset[str]],
     as_of: date,
     window_months: int,
+    with_income: bool = True,
 ) -> tuple[DataFrame, tuple[str, ...]]:
     """One row per accepted customer: pseudonym, exposures (bigint), features (double)."""
     as_of_lit = F.lit(as_of)
@@ -269,7 +277,7 @@ def subject_features(
     joined = customers
     for part in parts:
         joined = joined.join(part, on="customer_id", how="left")
-    names = feature_names(present)
+    names = feature_names(present, with_income)
     columns = set(joined.columns)
     exposures = [
         (F.coalesce(F.col(c), F.lit(0)) if c in columns else F.lit(0)).cast("bigint").alias(c)

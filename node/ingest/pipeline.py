@@ -396,5 +396,6 @@ def _raw_tables(run: _Run, key: SubjectKey) -> tuple[DataFrame, tuple[str, ...]]
         raise IngestSourceError("no customer passed validation; see the reject report")
     run.reporter.step("computing features")
     return subject_features(
-        accepted, run.present, run.config.as_of, run.config.window_months
+        accepted, run.present, run.config.as_of, run.config.window_months,
+        run.config.transactions_carry_income
     )
