@@ -236,7 +236,12 @@ class PostgresFeatureStore(FeatureStore):
         with self._writer() as conn, conn.transaction():
             # Two processes opening a new store at once would race on CREATE … IF NOT EXISTS.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key ^ 1,))
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+            # Only if missing: CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database,
+            # which a role given a schema of its own usually lacks.
+            present = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                                   (self._schema,)).fetchone()
+            if present is None:
+                conn.execute(f"CREATE SCHEMA {s}")
             conn.execute(f"""CREATE TABLE IF NOT EXISTS {s}.snapshots (
                 snapshot_key bigserial PRIMARY KEY,
                 snapshot_id text NOT NULL UNIQUE,

@@ -339,3 +339,23 @@ def test_lost_postgres_connections_are_replaced_on_the_next_lookup(
         assert store.lookup(pseudonym(99)) is None and store.count() == 5
     finally:
         store.close()
+
+
+def test_a_role_that_owns_only_its_schema_can_run_the_store(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The setup docs/operations.md recommends: no CREATE on the database, one schema."""
+    name = schema_url(postgres_url, prefix="member").rsplit("=", 1)[1]
+    password = "member-Pa55-word"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+        admin.execute("REVOKE CREATE ON DATABASE fedcredit FROM PUBLIC")
+        admin.execute(f"CREATE SCHEMA {name} AUTHORIZATION {name}")
+    host = postgres_url.split("@", 1)[1]
+    store = open_store(f"postgresql://{name}:{password}@{host}?schema={name}", MEMBER)
+    try:
+        rows = records(3, version=1)
+        store.load_snapshot(snapshot(tmp_path, rows))
+        assert store.lookup(rows[2][0]) == rows[2][1]
+    finally:
+        store.close()
