@@ -1,10 +1,12 @@
 """``fedcredit node ingest``: raw tables → validated, pseudonymized, versioned feature snapshot.
 
-Steps: read and convert each table; apply the row and set rules (:mod:`.validation`); stage the
-annotated rows (Parquet, in a private work directory removed afterwards; raw identifiers only
-in masked form); count every row in as accepted or rejected by one reason; compute features
-from the accepted rows; write the snapshot (Parquet, then the manifest last) and the reject
-report. Nothing is dropped silently: ``rows_in == accepted + Σ rejected`` for every table.
+Steps: open every source (schemas only, so a missing file or column fails before any work);
+read and convert each table; apply the row rules; pseudonymize the customers and checkpoint
+them (Parquet in a private work directory removed afterwards, identifiers masked); apply the
+set rules with small key sets computed once; count every row as accepted or rejected by one
+reason; compute features from the accepted rows; write the snapshot (Parquet, then the
+manifest last) and the reject report. Nothing is dropped silently:
+``rows_in == accepted + Σ rejected`` for every table.
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ class _Run:
         return duplicate_rule(frame, self.small(duplicate_keys(frame, key)), key, reason)
 
     def stage(self, name: str, frame: DataFrame) -> DataFrame:
-        """The fully annotated rows: the row-checked checkpoint plus small broadcast joins,
+        """The fully annotated rows of a table: the source (or, for customers, the masked
+        checkpoint) with the row rules and the small, already computed key sets joined in —
         cheap to recompute for each consumer (counts, samples, features, child tables)."""
         self.staged[name] = frame
         return frame
