@@ -232,7 +232,8 @@ def iter_records(
 ) -> Iterator[pa.RecordBatch]:
     """The subjects of a verified snapshot, in Arrow batches (bounded memory)."""
     for entry in manifest.files:
-        parquet = pq.ParquetFile(snapshot_dir / entry.path)
+        # No pre-buffering: pyarrow would otherwise keep every chunk read until the file closes.
+        parquet = pq.ParquetFile(snapshot_dir / entry.path, pre_buffer=False)
         yield from parquet.iter_batches(batch_size=batch_rows)
 
 
