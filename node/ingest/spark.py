@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +86,7 @@ def stop_spark(session: SparkSession) -> None:
     gateway = SparkContext._gateway
     if gateway is not None:
         process = getattr(gateway, "proc", None)
+        workers = _descendants(process.pid) if process is not None else []
         gateway.shutdown()
         if process is not None:
             process.terminate()
@@ -92,10 +94,38 @@ def stop_spark(session: SparkSession) -> None:
                 process.wait(timeout=20)
             except Exception:  # a JVM that ignores SIGTERM
                 process.kill()
+        _reap(workers)  # Spark's Python workers outlive the JVM by a moment otherwise
         SparkContext._gateway = None
         SparkContext._jvm = None
     if previous is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                out.append(int(child))
+                out.extend(_descendants(int(child)))
+    except OSError:  # not Linux, or already gone
+        pass
+    return out
+
+
+def _reap(pids: list[int], timeout_s: float = 10.0) -> None:
+    """Wait for ``pids`` to exit (they are not our children); SIGKILL what is left."""
+    deadline = time.monotonic() + timeout_s
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if Path(f"/proc/{p}").exists()]
+        if alive:
+            time.sleep(0.05)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 @contextmanager
