@@ -44,7 +44,7 @@ from node.ingest.snapshot import (
     new_snapshot_id,
 )
 from node.ingest.sources import RAW, REASON, SourceTable, read_source
-from node.ingest.spark import stage_progress
+from node.ingest.spark import interruptible, stage_progress
 from node.ingest.validation import (
     PSEUDONYM,
     duplicate_keys,
@@ -316,7 +316,7 @@ def run_ingest(
     os.chmod(work_dir, 0o700)
     run = _Run(spark, config, work_dir, reporter, reject_samples)
     try:
-        with stage_progress(spark, reporter.tasks):
+        with interruptible(spark), stage_progress(spark, reporter.tasks):
             if config.mode == "feature_table":
                 frame, names = run_feature_table(run, key)
             else:

@@ -129,6 +129,44 @@ def _reap(pids: list[int], timeout_s: float = 10.0) -> None:
 
 
 @contextmanager
+def interruptible(session: SparkSession) -> Iterator[None]:
+    """Ctrl-C cancels the running Spark jobs and surfaces as KeyboardInterrupt.
+
+    PySpark's own handler raises KeyboardInterrupt wherever the main thread is, often inside a
+    py4j call, which then reports a Py4JError instead: the interrupt would look like a crash.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if not interrupted.is_set():
+            interrupted.set()
+            threading.Thread(target=_cancel, args=(session,), daemon=True).start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except Exception:
+        if interrupted.is_set():
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _cancel(session: SparkSession) -> None:
+    try:
+        session.sparkContext.cancelAllJobs()
+    except Exception:  # the context may be going away: the interrupt wins anyway
+        pass
+
+
+@contextmanager
 def stage_progress(
     session: SparkSession, report: Callable[[int, int], None], interval_s: float = 0.5
 ) -> Iterator[None]:
