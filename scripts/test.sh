@@ -20,6 +20,13 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
     echo "== PostgreSQL binaries not found: the PostgreSQL tests will be skipped (fail with CI=1)"
   fi
 fi
+# The JDBC ingest test reads a table from that PostgreSQL through Debian's JDBC driver.
+if [ ! -e /usr/share/java/postgresql.jar ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null
+then
+  echo "== installing the PostgreSQL JDBC driver (libpostgresql-jdbc-java) for the JDBC ingest test"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    libpostgresql-jdbc-java >/dev/null
+fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 echo "== generated gRPC stubs match proto/"
 .venv/bin/python scripts/gen_proto.py --check

@@ -38,6 +38,8 @@ class SourceConfig(BaseModel):
     jdbc_user: str | None = None
     #: Name of the environment variable holding the JDBC password (never the password itself).
     jdbc_password_env: str | None = None
+    #: The JDBC driver class, e.g. ``org.postgresql.Driver`` (its jar: FEDCREDIT_INGEST_SPARK_JARS).
+    jdbc_driver: str | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceConfig:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -58,6 +59,8 @@ def read_frame(spark: SparkSession, table: Table, source: SourceConfig,
             )
             if source.jdbc_user:
                 reader = reader.option("user", source.jdbc_user)
+            if source.jdbc_driver:
+                reader = reader.option("driver", source.jdbc_driver)
             if source.jdbc_password_env:
                 password = os.environ.get(source.jdbc_password_env)
                 if password is None:
@@ -81,6 +84,9 @@ def read_frame(spark: SparkSession, table: Table, source: SourceConfig,
         raise IngestSourceError(
             f"{table.name}: {where} cannot be read as {fmt} ({exc.getErrorClass() or 'error'})"
         ) from None
+    except Py4JJavaError as exc:  # e.g. JDBC: no driver, refused connection, bad credentials
+        cause = str(exc.java_exception.toString()).splitlines()[0]
+        raise IngestSourceError(f"{table.name}: {where} cannot be read ({cause})") from None
 
 
 def _convert(column: Column, raw: SparkColumn, source_type: T.DataType, where: str

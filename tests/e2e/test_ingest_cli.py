@@ -3,10 +3,14 @@ store, and its refusals."""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from mpc.pseudonym import SubjectKey
 from node.ingest.snapshot import verify_snapshot
@@ -72,3 +76,58 @@ def test_refusals_are_one_clear_line_and_no_traceback(tmp_path: Path) -> None:
     assert not list((tmp_path / "snapshots").glob("*/manifest.json"))
     report = json.dumps(sorted(p.name for p in (tmp_path / "snapshots").rglob("*")))
     assert "manifest.json" not in report
+
+
+JDBC_DRIVER = Path("/usr/share/java/postgresql.jar")  # Debian's libpostgresql-jdbc-java
+
+
+def test_a_table_can_come_from_a_database_over_jdbc(tmp_path: Path, postgres_url: str) -> None:
+    if not JDBC_DRIVER.exists():
+        message = f"{JDBC_DRIVER} missing (apt-get install libpostgresql-jdbc-java)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    import psycopg
+
+    expected = write_institution(tmp_path)
+    url = urlsplit(postgres_url)
+    rows = list(csv.reader((tmp_path / "raw" / "customers.csv").open()))
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("CREATE TABLE core_customers (cust_no text, id_no text, dob text, "
+                     "income text, since text)")
+        with conn.cursor().copy("COPY core_customers FROM STDIN") as copy:
+            for row in rows[1:]:
+                copy.write_row([v or None for v in row])
+    doc = yaml.safe_load((tmp_path / "ingest.yaml").read_text())
+    doc["tables"]["customers"] = {
+        "format": "jdbc",
+        "jdbc_url": f"jdbc:postgresql://{url.hostname}:{url.port}{url.path}",
+        "jdbc_table": "core_customers",
+        "jdbc_user": url.username,
+        "jdbc_password_env": "CORE_DB_PASSWORD",
+        "jdbc_driver": "org.postgresql.Driver",
+        "columns": doc["tables"]["customers"]["columns"],
+    }
+    (tmp_path / "ingest.yaml").write_text(yaml.safe_dump(doc))
+    key = SubjectKey.generate()
+    result = run(["node", "ingest", "--config", str(tmp_path / "ingest.yaml"),
+                  "--spark-master", "local[2]"],
+                 env=_env(key, FEDCREDIT_INGEST_SPARK_JARS=str(JDBC_DRIVER),
+                          CORE_DB_PASSWORD=url.password or ""), timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (snapshot,) = [p for p in (tmp_path / "snapshots").iterdir() if not p.name.startswith(".")]
+    manifest = verify_snapshot(snapshot)
+    assert manifest.subjects == expected.subjects
+    assert manifest.rejected["customers"] == expected.customers_rejected
+    source = next(s for s in manifest.sources if s.table == "customers")
+    assert source.format == "jdbc" and source.sha256 is None
+    assert url.password and url.password not in json.dumps(manifest.to_dict())  # not recorded
+    # A database that refuses the connection is a clear error, not a Java stack trace.
+    doc["tables"]["customers"]["jdbc_url"] = "jdbc:postgresql://127.0.0.1:1/none"
+    (tmp_path / "ingest.yaml").write_text(yaml.safe_dump(doc))
+    refused = run(["node", "ingest", "--config", str(tmp_path / "ingest.yaml"),
+                   "--spark-master", "local[1]"],
+                  env=_env(key, FEDCREDIT_INGEST_SPARK_JARS=str(JDBC_DRIVER),
+                           CORE_DB_PASSWORD=url.password), timeout=240)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "INGEST_SOURCE_INVALID" in refused.stderr and "Traceback" not in refused.stderr
