@@ -38,23 +38,10 @@ from node.ingest.config import load_ingest_config
 from node.ingest.console import RichReporter
 from node.ingest.pipeline import run_ingest
 from node.ingest.snapshot import PSEUDONYM_COLUMN
-from node.ingest.spark import spark_session, stop_spark
+from node.ingest.spark import descendants, spark_session, stop_spark
 from node.store import open_store
 
 LOOKUPS = 20_000
-
-
-def descendants(pid: int) -> list[int]:
-    """Child processes (the JVM, Spark's Python workers), recursively."""
-    out: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                out.append(int(child))
-                out.extend(descendants(int(child)))
-    except OSError:
-        pass
-    return out
 
 
 def sum_peak_rss(pids: list[int]) -> float:

@@ -19,14 +19,12 @@ from mpc.pseudonym import SubjectKey
 from node.ingest.datamodel import Column, ColumnType, Table
 from node.ingest.pseudonyms import pseudonym_column
 from node.ingest.snapshot import EXPOSURE_COLUMNS
-from node.ingest.sources import RAW, REASON, read_frame
+from node.ingest.sources import NUMERIC_TYPES, RAW, REASON, read_frame
 from node.ingest.validation import PSEUDONYM, for_staging
 
 if TYPE_CHECKING:
     from node.ingest.pipeline import _Run
 
-_NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
-            T.DecimalType)
 
 
 def run_feature_table(run: _Run, key: SubjectKey) -> tuple[DataFrame, tuple[str, ...]]:
@@ -63,7 +61,7 @@ def run_feature_table(run: _Run, key: SubjectKey) -> tuple[DataFrame, tuple[str,
         kind = frame.schema[column].dataType
         if isinstance(kind, T.StringType):
             value = F.trim(raw).try_cast("double")
-        elif isinstance(kind, _NUMERIC):
+        elif isinstance(kind, NUMERIC_TYPES):
             value = raw.cast("double")
         else:
             raise IngestSourceError(

@@ -27,7 +27,7 @@ from node.ingest.datamodel import Column, ColumnType, Table
 REASON = "_reason"
 RAW = "_raw"
 
-_NUMERIC = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
+NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
             T.DecimalType)
 _INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
@@ -111,9 +111,9 @@ def _convert(column: Column, raw: SparkColumn, source_type: T.DataType, where: s
             return F.when(number == F.floor(number), number.try_cast("bigint"))
         if isinstance(source_type, _INTEGRAL):
             return raw.cast("bigint")
-        if isinstance(source_type, _NUMERIC):
+        if isinstance(source_type, NUMERIC_TYPES):
             return F.when(raw == F.floor(raw), raw.try_cast("bigint"))
-    if kind is ColumnType.AMOUNT and (text or isinstance(source_type, _NUMERIC)):
+    if kind is ColumnType.AMOUNT and (text or isinstance(source_type, NUMERIC_TYPES)):
         value = F.trim(raw).try_cast("double") if text else raw.cast("double")
         return F.when(~F.isnan(value) & (F.abs(value) < F.lit(1e15)), value)
     if kind is ColumnType.DATE:

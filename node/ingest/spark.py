@@ -86,7 +86,7 @@ def stop_spark(session: SparkSession) -> None:
     gateway = SparkContext._gateway
     if gateway is not None:
         process = getattr(gateway, "proc", None)
-        workers = _descendants(process.pid) if process is not None else []
+        workers = descendants(process.pid) if process is not None else []
         gateway.shutdown()
         if process is not None:
             process.terminate()
@@ -101,13 +101,14 @@ def stop_spark(session: SparkSession) -> None:
         signal.signal(signal.SIGINT, previous)  # type: ignore[arg-type]
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """A process's descendants (the JVM's Python workers), recursively; [] off Linux."""
     out: list[int] = []
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
             for child in (task / "children").read_text().split():
                 out.append(int(child))
-                out.extend(_descendants(int(child)))
+                out.extend(descendants(int(child)))
     except OSError:  # not Linux, or already gone
         pass
     return out
