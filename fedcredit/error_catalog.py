@@ -109,6 +109,39 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
     ErrorCode.FEATURE_STORE_UNAVAILABLE: CatalogEntry(
         _S.UNAVAILABLE, 503, "The feature store cannot be reached."
     ),
+    ErrorCode.CERTIFICATE_INVALID: CatalogEntry(
+        _S.UNAUTHENTICATED, 401, "The certificate is not a valid alliance certificate."
+    ),
+    ErrorCode.CERTIFICATE_REVOKED: CatalogEntry(
+        _S.UNAUTHENTICATED, 401, "The certificate has been revoked."
+    ),
+    ErrorCode.MEMBER_SUSPENDED: CatalogEntry(
+        _S.PERMISSION_DENIED, 403, "The member is suspended from the alliance."
+    ),
+    ErrorCode.PERMISSION_DENIED: CatalogEntry(
+        _S.PERMISSION_DENIED, 403, "The caller's role does not permit this action."
+    ),
+    ErrorCode.CONSENT_INVALID: CatalogEntry(
+        _S.PERMISSION_DENIED, 403, "The signed consent failed verification."
+    ),
+    ErrorCode.PLAN_REPLAYED: CatalogEntry(
+        _S.ALREADY_EXISTS, 409, "The evaluation plan was already used here."
+    ),
+    ErrorCode.RESOURCE_NOT_FOUND: CatalogEntry(
+        _S.NOT_FOUND, 404, "No such resource exists."
+    ),
+    ErrorCode.RESOURCE_CONFLICT: CatalogEntry(
+        _S.ALREADY_EXISTS, 409, "The resource's state does not allow this change."
+    ),
+    ErrorCode.POLICY_INVALID: CatalogEntry(
+        _S.INVALID_ARGUMENT, 422, "The alliance policy is invalid; nothing was changed."
+    ),
+    ErrorCode.LEDGER_TAMPERED: CatalogEntry(
+        _S.DATA_LOSS, 500, "The audit ledger failed verification."
+    ),
+    ErrorCode.LEDGER_RANGE_INVALID: CatalogEntry(
+        _S.OUT_OF_RANGE, 422, "The requested ledger range or tree size does not exist."
+    ),
     ErrorCode.INTERNAL: CatalogEntry(_S.INTERNAL, 500, "Internal error."),
 }
 

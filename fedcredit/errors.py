@@ -40,6 +40,17 @@ class ErrorCode(StrEnum):
     SNAPSHOT_INVALID = "SNAPSHOT_INVALID"
     SNAPSHOT_NOT_FOUND = "SNAPSHOT_NOT_FOUND"
     FEATURE_STORE_UNAVAILABLE = "FEATURE_STORE_UNAVAILABLE"
+    CERTIFICATE_INVALID = "CERTIFICATE_INVALID"
+    CERTIFICATE_REVOKED = "CERTIFICATE_REVOKED"
+    MEMBER_SUSPENDED = "MEMBER_SUSPENDED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    CONSENT_INVALID = "CONSENT_INVALID"
+    PLAN_REPLAYED = "PLAN_REPLAYED"
+    RESOURCE_NOT_FOUND = "RESOURCE_NOT_FOUND"
+    RESOURCE_CONFLICT = "RESOURCE_CONFLICT"
+    POLICY_INVALID = "POLICY_INVALID"
+    LEDGER_TAMPERED = "LEDGER_TAMPERED"
+    LEDGER_RANGE_INVALID = "LEDGER_RANGE_INVALID"
     INTERNAL = "INTERNAL"
 
 
@@ -83,12 +94,15 @@ class PlanError(FedCreditError):
 
 
 class InvalidSignature(FedCreditError):  # noqa: N818 - named after cryptography's
-    """Opaque: a signature did not verify. Says nothing about why (no oracle)."""
+    """Opaque: a signature did not verify. Says nothing about why (no oracle).
+
+    The code names what was being verified (a plan, a consent, a tree head), never the reason.
+    """
 
     code = ErrorCode.PLAN_INVALID
 
-    def __init__(self) -> None:
-        super().__init__("signature verification failed")
+    def __init__(self, *, code: ErrorCode | None = None) -> None:
+        super().__init__("signature verification failed", code=code)
 
 
 class DecryptionError(FedCreditError):
@@ -150,3 +164,33 @@ class SnapshotNotFoundError(FedCreditError):
 
 class FeatureStoreUnavailableError(FedCreditError):
     code = ErrorCode.FEATURE_STORE_UNAVAILABLE
+
+
+class CertificateError(FedCreditError):
+    """A certificate is not from the alliance CA, has expired, or names the wrong party."""
+
+    code = ErrorCode.CERTIFICATE_INVALID
+
+
+class PermissionDeniedError(FedCreditError):
+    code = ErrorCode.PERMISSION_DENIED
+
+
+class ResourceNotFoundError(FedCreditError):
+    code = ErrorCode.RESOURCE_NOT_FOUND
+
+
+class ConflictError(FedCreditError):
+    code = ErrorCode.RESOURCE_CONFLICT
+
+
+class PolicyError(FedCreditError):
+    code = ErrorCode.POLICY_INVALID
+
+
+class LedgerTamperedError(FedCreditError):
+    code = ErrorCode.LEDGER_TAMPERED
+
+
+class LedgerRangeError(FedCreditError):
+    code = ErrorCode.LEDGER_RANGE_INVALID
