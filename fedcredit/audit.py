@@ -322,14 +322,15 @@ def verify_receipt(receipt: Receipt, entry: EntryDraft | LedgerEntry | bytes,
     """Raise one opaque :class:`LedgerTamperedError` unless the receipt proves this entry.
 
     ``entry`` is what the member asked to record (a draft: index and time come from the
-    receipt), an entry it was served, or a bare leaf hash (32 bytes).
+    receipt), an entry it was served, its canonical bytes, or a bare leaf hash. Bytes of
+    exactly 32 are a leaf hash: no canonical entry is that short.
     """
     if isinstance(entry, EntryDraft):
         expected = leaf_hash(entry.canonical_bytes(receipt.index, receipt.created_ms))
     elif isinstance(entry, LedgerEntry):
         expected = leaf_hash(entry.canonical_bytes())
     else:
-        expected = entry
+        expected = entry if len(entry) == HASH_SIZE else leaf_hash(entry)
     head = receipt.tree_head
     try:
         verify_tree_head(head, verifier)

@@ -218,6 +218,8 @@ def test_a_receipt_proves_the_member_s_own_draft(signer: Signer) -> None:
     for draft, receipt in zip(items, receipts, strict=True):
         verify_receipt(receipt, draft, signer.verifier)
         verify_receipt(receipt, receipt.leaf_hash, signer.verifier)
+        verify_receipt(receipt, draft.canonical_bytes(receipt.index, receipt.created_ms),
+                       signer.verifier)
         assert Receipt.from_dict(json.loads(json.dumps(receipt.to_dict()))) == receipt
     entry = LedgerEntry.from_draft(items[2], 2, 102)
     verify_receipt(receipts[2], entry, signer.verifier)
@@ -242,6 +244,8 @@ def test_a_receipt_for_something_else_is_refused(signer: Signer) -> None:
             verify_receipt(forged, draft, signer.verifier)
     with pytest.raises(LedgerTamperedError):
         verify_receipt(receipt, items[3], Signer.generate().verifier)
+    with pytest.raises(LedgerTamperedError):  # canonical bytes of another entry
+        verify_receipt(receipt, items[3].canonical_bytes(3, 8), signer.verifier)
 
 
 def test_receipts_hold_while_the_log_only_grows(signer: Signer) -> None:
