@@ -99,20 +99,25 @@ def head_from_row(row: Sequence[Any]) -> SignedTreeHead:
 
 def _entry_row(entry: LedgerEntry, body_json: bytes) -> tuple[Any, ...]:
     return (entry.index, entry.created_ms, entry.kind.value, entry.actor, entry.query_id,
-            entry.subject_tag, body_json.decode("utf-8"),
-            entry.leaf_hash)
+            entry.subject_tag, body_json.decode("utf-8"), entry.leaf_hash)
 
 
-def _stored_node(conn: sqlite3.Connection, level: int, position: int) -> bytes:
+def _node_query(level: int, position: int) -> tuple[str, tuple[int, ...]]:
+    """Level 0 is the entries' own leaf hash; complete subtrees above it have their table."""
     if level == 0:
-        row = conn.execute("SELECT leaf_hash FROM ledger_entries WHERE idx = ?",
-                           (position,)).fetchone()
-    else:
-        row = conn.execute("SELECT hash FROM ledger_nodes WHERE level = ? AND position = ?",
-                           (level, position)).fetchone()
+        return "SELECT leaf_hash FROM ledger_entries WHERE idx = ?", (position,)
+    return ("SELECT hash FROM ledger_nodes WHERE level = ? AND position = ?",
+            (level, position))
+
+
+def _node_hash(row: Sequence[Any] | None) -> bytes:
     if row is None:
         raise LedgerTamperedError("a stored ledger subtree is missing")
     return bytes(row[0])
+
+
+def _stored_node(conn: sqlite3.Connection, level: int, position: int) -> bytes:
+    return _node_hash(conn.execute(*_node_query(level, position)).fetchone())
 
 
 class AuditLedger:
@@ -265,18 +270,9 @@ class AuditLedger:
                                 consistency_path(old_size, new_size, self._subtree()))
 
     def _subtree(self) -> SubtreeHash:
-        def node(level: int, position: int) -> bytes:
-            if level == 0:
-                row = self._db.one("SELECT leaf_hash FROM ledger_entries WHERE idx = ?",
-                                   (position,))
-            else:
-                row = self._db.one("SELECT hash FROM ledger_nodes WHERE level = ? "
-                                   "AND position = ?", (level, position))
-            if row is None:
-                raise LedgerTamperedError("a stored ledger subtree is missing")
-            return bytes(row[0])
-
-        return subtree_from_nodes(node)
+        # Committed subtrees never change, so reading them one lock at a time is consistent.
+        return subtree_from_nodes(
+            lambda level, position: _node_hash(self._db.one(*_node_query(level, position))))
 
 
 def _read(row: Sequence[Any]) -> LedgerEntry:
