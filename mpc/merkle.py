@@ -174,20 +174,20 @@ def subtree_from_nodes(node: NodeLookup) -> SubtreeHash:
 
 
 def inclusion_path(index: int, size: int, subtree_hash: SubtreeHash) -> tuple[bytes, ...]:
-    """RFC 6962 ``PATH(index, D[0:size])``: sibling hashes from the leaf up to the root."""
+    """RFC 6962 ``PATH(index, D[0:size])``: sibling hashes from the leaf up to the root.
+
+    Walked bottom-up: at each level the sibling of the leaf's ancestor is the subtree
+    ``[sibling << level, min((sibling + 1) << level, size))``, perfect except on the right
+    edge; where the sibling would start past the end, the RFC tree has no node there (the
+    ancestor was promoted) and the level contributes nothing.
+    """
     if not 0 <= index < size:
         raise ValueError("index outside the tree")
     path: list[bytes] = []
-    start, end = 0, size
-    while end - start > 1:
-        k = split_point(end - start)
-        if index < start + k:
-            path.append(subtree_hash(start + k, end))
-            end = start + k
-        else:
-            path.append(subtree_hash(start, start + k))
-            start += k
-    path.reverse()  # gathered root-down; the proof lists the leaf's sibling first
+    for level in range((size - 1).bit_length()):
+        start = ((index >> level) ^ 1) << level
+        if start < size:
+            path.append(subtree_hash(start, min(start + (1 << level), size)))
     return tuple(path)
 
 
