@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from coordinator.registry import MemberRecord, MemberStatus
+from coordinator.policy import AlliancePolicy
+from coordinator.registry import MemberRecord, Membership, MemberStatus
 from fedcredit.errors import CoverageError, ErrorCode, FedCreditError
 from fedcredit.protocol import FallbackPolicy, Hop, Plan, Purpose, RouteMode
-
-
-@dataclass(frozen=True)
-class PlanningPolicy:
-    plan_ttl_ms: int
-    max_plan_ttl_ms: int
-    hop_timeout_ms: int
-    min_answered: int
-    allowed_purposes: frozenset[Purpose]
 
 
 class RoutePlanner:
@@ -27,8 +18,7 @@ class RoutePlanner:
     remaining work; members not yet measured go last, ties broken by id for determinism.
     """
 
-    def __init__(self, policy: PlanningPolicy, new_query_id: Callable[[], str] | None = None):
-        self._policy = policy
+    def __init__(self, new_query_id: Callable[[], str] | None = None):
         self._new_query_id = new_query_id or (lambda: str(uuid.uuid4()))
 
     def plan(
@@ -36,45 +26,51 @@ class RoutePlanner:
         requester: MemberRecord,
         members: Sequence[MemberRecord],
         *,
+        policy: AlliancePolicy,
+        directory_version: int,
         model_version: str,
         purpose: Purpose,
         now_ms: int,
     ) -> Plan:
-        if purpose not in self._policy.allowed_purposes:
+        if purpose not in policy.allowed_purposes:
             raise FedCreditError(
                 f"purpose {purpose.value} is not allowed by alliance policy",
                 code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED,
             )
-        if requester.status is not MemberStatus.ACTIVE:
+        if requester.membership is not Membership.ACTIVE:
+            raise FedCreditError(f"the requester is {requester.membership.value.lower()}",
+                                 code=ErrorCode.MEMBER_SUSPENDED)
+        if requester.status is not MemberStatus.ACTIVE or requester.public_key is None:
             raise FedCreditError("the requester's registration is stale; heartbeat first",
                                  code=ErrorCode.UNKNOWN_MEMBER)
         others = [
-            m for m in members
-            if m.member_id != requester.member_id and m.status is MemberStatus.ACTIVE
+            m for m in members if m.member_id != requester.member_id and m.plannable
         ]
         if not others:
             raise FedCreditError("no other active member", code=ErrorCode.NO_MEMBERS_AVAILABLE)
-        if len(others) < self._policy.min_answered:
+        if len(others) < policy.min_answered:
             raise CoverageError(
                 f"{len(others)} other active member(s); policy requires "
-                f"{self._policy.min_answered}"
+                f"{policy.min_answered}"
             )
         others.sort(key=lambda m: (m.latency_ms <= 0, m.latency_ms, m.member_id))
         route = tuple(Hop(member_id=m.member_id, endpoint=m.endpoint) for m in others)
         fallback = FallbackPolicy(
             skip_unreachable=True,
-            hop_timeout_ms=self._policy.hop_timeout_ms,
-            min_answered=self._policy.min_answered,
+            hop_timeout_ms=policy.hop_timeout_ms,
+            min_answered=policy.min_answered,
         )
         # Long enough for the route's call budgets, but never longer than the policy's cap.
         ttl_ms = min(
-            max(self._policy.plan_ttl_ms, fallback.route_lifetime_ms(len(route))),
-            self._policy.max_plan_ttl_ms,
+            max(policy.plan_ttl_ms, fallback.route_lifetime_ms(len(route))),
+            policy.max_plan_ttl_ms,
         )
         return Plan(
             query_id=self._new_query_id(),
             requester_id=requester.member_id,
             requester_key=requester.public_key,
+            directory_version=directory_version,
+            requires_existing_customer=purpose in policy.existing_customer_purposes,
             mode=RouteMode.CHAIN,
             route=route,
             issued_unix_ms=now_ms,

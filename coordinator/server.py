@@ -1,4 +1,4 @@
-"""Wiring: settings → registry, planner, signer → a running gRPC server."""
+"""Wiring: settings → database, CA, registry, admission, ledger → running gRPC servers."""
 
 from __future__ import annotations
 
@@ -7,76 +7,112 @@ from dataclasses import dataclass
 
 import grpc
 
-from coordinator.planner import PlanningPolicy, RoutePlanner
+from coordinator import admission as admission_schema
+from coordinator import policy as policy_schema
+from coordinator import registry as registry_schema
+from coordinator.admission import AdmissionService, LedgerAppender
+from coordinator.authority import load_authority
+from coordinator.ledger import AuditLedger
+from coordinator.planner import RoutePlanner
+from coordinator.policy import PolicyStore
 from coordinator.prober import LatencyProber
 from coordinator.registry import MemberRegistry
-from coordinator.servicer import CoordinatorServicer
+from coordinator.servicer import CoordinatorServicer, EnrollmentServicer, LedgerWriter
 from coordinator.settings import CoordinatorSettings
 from fedcredit.clock import Clock, system_clock
-from fedcredit.files import write_atomic, write_secret
-from fedcredit.transport import create_server, require_plaintext_allowed, set_serving
-from mpc.signing import Signer
+from fedcredit.sqlite import SqliteDatabase
+from fedcredit.tls import IdentityHolder, PeerCertificates
+from fedcredit.transport import create_server, set_serving
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
+ENROLLMENT_SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Enrollment"].full_name
+SCHEMA = registry_schema.SCHEMA + admission_schema.SCHEMA + policy_schema.SCHEMA
 
 
-def load_or_create_signer(settings: CoordinatorSettings) -> Signer:
-    path = settings.signing_key_path
-    if path.exists():
-        signer = Signer.from_pem(path.read_bytes())
-    else:
-        signer = Signer.generate()
-        write_secret(path, signer.to_pem())
-        log.info("created plan-signing key %s", path)
-    write_atomic(settings.verify_key_path, signer.verifier.to_pem())
-    return signer
+@dataclass
+class CoordinatorCore:
+    """The coordinator's state and services, without servers (the admin API shares them)."""
+
+    db: SqliteDatabase
+    registry: MemberRegistry
+    policies: PolicyStore
+    admission: AdmissionService
+    ledger: AuditLedger
+    identity: IdentityHolder
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_core(settings: CoordinatorSettings, clock: Clock = system_clock) -> CoordinatorCore:
+    now = clock()
+    authority = load_authority(settings.data_dir, now, settings.coordinator_certificate_days)
+    db = SqliteDatabase(settings.database_path, SCHEMA)
+    ledger = AuditLedger(db, authority.identity.signer)
+    registry = MemberRegistry(db, settings.stale_after_ms)
+    registry.ensure_coordinator_certificate(authority.identity.certified,
+                                            authority.identity.certificate_pem, now)
+    policies = PolicyStore(db, settings.initial_policy(), now)
+    admission = AdmissionService(registry, policies, authority.ca,
+                                 LedgerAppender(ledger.append), clock)
+    identity = IdentityHolder(authority.identity)
+    return CoordinatorCore(db=db, registry=registry, policies=policies, admission=admission,
+                           ledger=ledger, identity=identity)
 
 
 @dataclass
 class RunningCoordinator:
+    core: CoordinatorCore
     server: grpc.Server
     port: int
-    registry: MemberRegistry
+    enrollment_server: grpc.Server
+    enrollment_port: int
     prober: LatencyProber
+
+    @property
+    def registry(self) -> MemberRegistry:
+        return self.core.registry
 
     def stop(self, grace_s: float = 2.0) -> None:
         self.prober.stop()
+        self.enrollment_server.stop(grace_s).wait()
         self.server.stop(grace_s).wait()
-        self.registry.close()
+        self.core.close()
 
 
 def start_coordinator(
     settings: CoordinatorSettings, clock: Clock = system_clock
 ) -> RunningCoordinator:
-    require_plaintext_allowed(settings.insecure_dev, [settings.bind])
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    signer = load_or_create_signer(settings)
-    registry = MemberRegistry(settings.registry_path, settings.stale_after_ms)
-    planner = RoutePlanner(
-        PlanningPolicy(
-            plan_ttl_ms=settings.plan_ttl_ms,
-            max_plan_ttl_ms=settings.max_plan_ttl_ms,
-            hop_timeout_ms=settings.hop_timeout_ms,
-            min_answered=settings.min_answered,
-            allowed_purposes=settings.allowed_purposes,
-        )
-    )
+    core = open_core(settings, clock)
+    identity = core.identity
     servicer = CoordinatorServicer(
-        registry=registry,
-        planner=planner,
-        signer=signer,
-        registration_token=settings.registration_token.get_secret_value(),
+        registry=core.registry,
+        admission=core.admission,
+        policies=core.policies,
+        planner=RoutePlanner(),
+        identity=identity,
+        peers=PeerCertificates(identity.current.ca_certificate),
+        ledger=LedgerWriter(core.ledger),
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         clock=clock,
-        loopback_only=settings.insecure_dev,
     )
-    server, port, health = create_server(settings.bind)
+    server, port, health = create_server(settings.bind, identity.server_credentials())
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
+    enrollment, enrollment_port, enrollment_health = create_server(
+        settings.enroll_bind, identity.server_credentials(require_client_auth=False),
+        max_workers=8)
+    coordinator_pb2_grpc.add_EnrollmentServicer_to_server(
+        EnrollmentServicer(core.admission, identity), enrollment)
     server.start()
+    enrollment.start()
     set_serving(health, [SERVICE_NAME])
-    prober = LatencyProber(registry, settings.probe_interval_ms, clock)
+    set_serving(enrollment_health, [ENROLLMENT_SERVICE_NAME])
+    prober = LatencyProber(core.registry, identity, settings.probe_interval_ms, clock)
     prober.start()
-    log.info("coordinator listening on port %d", port)
-    return RunningCoordinator(server=server, port=port, registry=registry, prober=prober)
+    log.info("coordinator: members on port %d (mutual TLS), enrollment on port %d",
+             port, enrollment_port)
+    return RunningCoordinator(core=core, server=server, port=port, enrollment_server=enrollment,
+                              enrollment_port=enrollment_port, prober=prober)

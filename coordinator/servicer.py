@@ -1,102 +1,187 @@
-"""The Coordinator gRPC service: a thin adapter over the registry and the planner."""
+"""The Coordinator and Enrollment gRPC services: thin adapters over registry, admission,
+planner and ledger. Every Coordinator call is authenticated by the caller's alliance
+certificate (mutual TLS) and checked against the registry: an unknown, suspended or revoked
+member gets a typed refusal on its very next call.
+"""
 
 from __future__ import annotations
 
-import hmac
-import re
+import hashlib
 
 import grpc
 
+from coordinator.admission import AdmissionService, JoinState
 from coordinator.planner import RoutePlanner
+from coordinator.policy import PolicyStore
 from coordinator.registry import MemberRegistry
-from coordinator.serde import member_to_pb
+from coordinator.serde import directory_to_pb, ticket_to_pb
+from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
-from fedcredit.errors import ErrorCode, FedCreditError, InvalidRequestError
+from fedcredit.errors import InvalidRequestError
 from fedcredit.plans import sign_plan
 from fedcredit.protocol import Purpose
 from fedcredit.serde import public_key_from_pb, signed_plan_to_pb
-from fedcredit.transport import is_loopback, rpc_edge
-from mpc.signing import Signer
+from fedcredit.tls import IdentityHolder, PeerCertificates
+from fedcredit.transport import rpc_edge
+from mpc.pki import CertifiedIdentity
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc, plan_pb2
 
-MEMBER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+MAX_ENDPOINT_CHARS = 255
+
+
+class LedgerWriter:
+    """The ledger's append, as the servicers use it (one durable entry per call)."""
+
+    def __init__(self, ledger: object) -> None:
+        self._ledger = ledger
+
+    def append(self, draft: EntryDraft, now_ms: int) -> None:
+        self._ledger.append(draft, now_ms=now_ms)  # type: ignore[attr-defined]
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def __init__(
         self,
         registry: MemberRegistry,
+        admission: AdmissionService,
+        policies: PolicyStore,
         planner: RoutePlanner,
-        signer: Signer,
-        registration_token: str,
+        identity: IdentityHolder,
+        peers: PeerCertificates,
+        ledger: LedgerWriter,
         heartbeat_interval_ms: int,
         clock: Clock,
-        loopback_only: bool,
     ) -> None:
         self._registry = registry
+        self._admission = admission
+        self._policies = policies
         self._planner = planner
-        self._signer = signer
-        self._token = registration_token.encode()
+        self._identity = identity
+        self._peers = peers
+        self._ledger = ledger
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._clock = clock
-        self._loopback_only = loopback_only
 
-    def _authenticate(self, token: str) -> None:
-        if not hmac.compare_digest(token.encode(), self._token):
-            raise FedCreditError("registration token refused", code=ErrorCode.REGISTRATION_REFUSED)
+    def _member(self, context: grpc.ServicerContext) -> CertifiedIdentity:
+        identity = self._peers.identify(context, self._clock())
+        self._registry.authorize_member(identity)
+        return identity
 
     @rpc_edge
-    def Register(  # noqa: N802 - gRPC method name
-        self, request: coordinator_pb2.RegisterRequest, context: grpc.ServicerContext
-    ) -> coordinator_pb2.RegisterReply:
-        self._authenticate(request.registration_token)
-        if not MEMBER_ID.match(request.member_id):
-            raise InvalidRequestError("member_id must match [a-z0-9][a-z0-9-]{1,62}")
-        if not request.endpoint or (self._loopback_only and not is_loopback(request.endpoint)):
-            raise InvalidRequestError("endpoint must be a loopback host:port in dev mode")
+    def Announce(  # noqa: N802 - gRPC method name
+        self, request: coordinator_pb2.AnnounceRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.AnnounceReply:
+        caller = self._member(context)
+        if not request.endpoint or len(request.endpoint) > MAX_ENDPOINT_CHARS:
+            raise InvalidRequestError("endpoint must be a host:port")
         key = public_key_from_pb(request.paillier_public_key)
-        self._registry.register(
-            request.member_id,
-            request.display_name or request.member_id,
-            request.endpoint,
-            key,
-            self._clock(),
-        )
-        return coordinator_pb2.RegisterReply(
-            member_id=request.member_id, heartbeat_interval_ms=self._heartbeat_interval_ms
-        )
+        version = self._registry.announce(
+            caller.party_id, request.display_name[:200] or caller.party_id, request.endpoint,
+            key, self._clock())
+        return coordinator_pb2.AnnounceReply(
+            heartbeat_interval_ms=self._heartbeat_interval_ms, directory_version=version)
 
     @rpc_edge
     def Heartbeat(  # noqa: N802
         self, request: coordinator_pb2.HeartbeatRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.HeartbeatReply:
-        self._authenticate(request.registration_token)
+        caller = self._member(context)
         now = self._clock()
-        self._registry.heartbeat(request.member_id, now)
-        return coordinator_pb2.HeartbeatReply(server_time_unix_ms=now)
+        version = self._registry.heartbeat(caller.party_id, request.applied_directory_version, now)
+        return coordinator_pb2.HeartbeatReply(server_time_unix_ms=now, directory_version=version)
 
     @rpc_edge
-    def ListMembers(  # noqa: N802
-        self, request: coordinator_pb2.ListMembersRequest, context: grpc.ServicerContext
-    ) -> coordinator_pb2.ListMembersReply:
-        members = self._registry.members(self._clock())
-        return coordinator_pb2.ListMembersReply(members=[member_to_pb(m) for m in members])
+    def GetDirectory(  # noqa: N802
+        self, request: coordinator_pb2.DirectoryRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.Directory:
+        self._member(context)
+        return directory_to_pb(self._registry.directory(self._clock()))
 
     @rpc_edge
     def PlanEvaluation(  # noqa: N802
         self, request: coordinator_pb2.PlanRequest, context: grpc.ServicerContext
     ) -> plan_pb2.SignedPlan:
-        self._authenticate(request.registration_token)
+        caller = self._member(context)
         purpose = Purpose.parse(request.purpose)
-        if not request.model_version:
-            raise InvalidRequestError("model_version is required")
+        if not request.model_version or len(request.model_version) > 64:
+            raise InvalidRequestError("model_version is required (at most 64 characters)")
         now = self._clock()
-        requester = self._registry.get(request.requester_id, now)
+        _, policy = self._policies.current()
+        directory = self._registry.directory(now)
+        requester = next((m for m in directory.members if m.member_id == caller.party_id), None)
+        if requester is None:
+            requester = self._registry.get(caller.party_id, now)
         plan = self._planner.plan(
             requester,
-            self._registry.members(now),
+            directory.members,
+            policy=policy,
+            directory_version=directory.version,
             model_version=request.model_version,
             purpose=purpose,
             now_ms=now,
         )
-        return signed_plan_to_pb(sign_plan(plan, self._signer))
+        signed = sign_plan(plan, self._identity.current.signer)
+        # Durable before the plan is handed out: no evaluation runs without its ledger entry.
+        self._ledger.append(EntryDraft(
+            kind=EntryKind.PLAN, actor=caller.party_id, query_id=plan.query_id, body={
+                "query_id": plan.query_id,
+                "requester_id": plan.requester_id,
+                "route": [hop.member_id for hop in plan.route],
+                "purpose": plan.purpose.value,
+                "model_version": plan.model_version,
+                "issued_ms": plan.issued_unix_ms,
+                "expires_ms": plan.expires_unix_ms,
+                "directory_version": plan.directory_version,
+                "plan_sha256": hashlib.sha256(signed.body).hexdigest(),
+            }), now)
+        return signed_plan_to_pb(signed)
+
+    @rpc_edge
+    def RenewCertificate(  # noqa: N802
+        self, request: coordinator_pb2.RenewRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.RenewReply:
+        caller = self._member(context)
+        pem = self._admission.renew(caller.party_id, request.csr_pem)
+        return coordinator_pb2.RenewReply(certificate_pem=pem)
+
+    @rpc_edge
+    def ListJoinRequests(  # noqa: N802
+        self, request: coordinator_pb2.ListJoinRequestsRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ListJoinRequestsReply:
+        self._member(context)
+        ca_pem = self._identity.current.ca_pem
+        return coordinator_pb2.ListJoinRequestsReply(requests=[
+            ticket_to_pb(r, ca_pem) for r in self._admission.list(JoinState.PENDING)
+        ])
+
+    @rpc_edge
+    def Vote(  # noqa: N802
+        self, request: coordinator_pb2.VoteRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.JoinTicket:
+        caller = self._member(context)
+        record = self._admission.vote(request.request_id, caller.party_id, request.approve)
+        return ticket_to_pb(record, self._identity.current.ca_pem)
+
+
+class EnrollmentServicer(coordinator_pb2_grpc.EnrollmentServicer):
+    """Open to anyone who trusts the alliance CA: filing a request grants nothing by itself."""
+
+    def __init__(self, admission: AdmissionService, identity: IdentityHolder) -> None:
+        self._admission = admission
+        self._identity = identity
+
+    @rpc_edge
+    def RequestToJoin(  # noqa: N802
+        self, request: coordinator_pb2.JoinRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.JoinTicket:
+        record = self._admission.request_to_join(request.csr_pem, request.display_name,
+                                                 request.contact)
+        return ticket_to_pb(record, self._identity.current.ca_pem)
+
+    @rpc_edge
+    def GetJoinStatus(  # noqa: N802
+        self, request: coordinator_pb2.JoinStatusRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.JoinTicket:
+        if not request.request_id or len(request.request_id) > 64:
+            raise InvalidRequestError("request_id is required")
+        return ticket_to_pb(self._admission.get(request.request_id), self._identity.current.ca_pem)

@@ -4,32 +4,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coordinator.policy import AlliancePolicy
 from fedcredit.protocol import Purpose
-from fedcredit.settings_base import (
-    Environment,
-    check_secret,
-    check_transport,
-    reject_unknown_env,
-)
+from fedcredit.settings_base import Environment, reject_unknown_env
 
 
 class CoordinatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FEDCREDIT_COORDINATOR_", extra="forbid")
 
     environment: Environment = "prod"
-    #: Plaintext gRPC on loopback. Required (and only allowed) until mutual TLS lands.
-    insecure_dev: bool = False
+    #: The Coordinator service (mutual TLS: members only).
     bind: str = "127.0.0.1:50051"
+    #: The Enrollment service (server-authenticated TLS: applicants file join requests here).
+    enroll_bind: str = "127.0.0.1:50052"
+    #: Holds the CA, the coordinator identity and the database (``fedcredit alliance init``).
     data_dir: Path = Path("coordinator-data")
-    #: Shared secret members present to register, heartbeat and ask for plans (pre-mTLS).
-    registration_token: SecretStr = SecretStr("")
+    #: Validity of the coordinator's own certificate when it renews it.
+    coordinator_certificate_days: int = Field(default=365, ge=2, le=825)
     heartbeat_interval_ms: int = Field(default=2_000, ge=100)
     #: A member whose last heartbeat is older than this is STALE and left out of plans.
     stale_after_ms: int = Field(default=6_000, ge=200)
     probe_interval_ms: int = Field(default=2_000, ge=100)
+    # The policy fields below seed the alliance policy on the first start; afterwards the
+    # policy lives in the database and changes through the admin API (versioned, audited).
     #: Minimum plan lifetime; raised to cover the route's call budgets, up to the cap below.
     plan_ttl_ms: int = Field(default=20_000, ge=1_000)
     #: No plan lives longer than this (it bounds the window in which a plan can be replayed).
@@ -39,14 +39,18 @@ class CoordinatorSettings(BaseSettings):
     #: contribution hidden inside a sum (see docs/security.md).
     min_answered: int = Field(default=2, ge=1)
     allowed_purposes: frozenset[Purpose] = frozenset(Purpose)
+    #: Member approvals a join request needs besides an admin's (0: the admin decides alone).
+    admission_quorum: int = Field(default=0, ge=0, le=64)
+    member_certificate_days: int = Field(default=90, ge=1, le=825)
+    #: How long a suspension or revocation waits for every online member to confirm it
+    #: enforces the new directory before the admin call returns.
+    propagation_timeout_ms: int = Field(default=5_000, ge=0, le=60_000)
     #: If set, the coordinator writes {"grpc_port"} here once it serves (launchers).
     ready_file: Path | None = None
 
     @model_validator(mode="after")
     def _check_secrets_and_transport(self) -> CoordinatorSettings:
         reject_unknown_env("FEDCREDIT_COORDINATOR_", type(self).model_fields)
-        check_secret("registration_token", self.registration_token, self.environment)
-        check_transport(self.insecure_dev, self.environment)
         if self.stale_after_ms <= self.heartbeat_interval_ms:
             raise ValueError("stale_after_ms must exceed heartbeat_interval_ms")
         if self.max_plan_ttl_ms < self.plan_ttl_ms:
@@ -59,14 +63,22 @@ class CoordinatorSettings(BaseSettings):
         return self
 
     @property
-    def registry_path(self) -> Path:
-        return self.data_dir / "registry.sqlite3"
+    def database_path(self) -> Path:
+        """Registry, admission, policy and the audit ledger: one file, one transaction each."""
+        return self.data_dir / "coordinator.sqlite3"
 
     @property
-    def signing_key_path(self) -> Path:
-        return self.data_dir / "plan-signing-key.pem"
+    def ca_certificate_path(self) -> Path:
+        """The alliance CA certificate to hand to members (public)."""
+        return self.data_dir / "ca.crt"
 
-    @property
-    def verify_key_path(self) -> Path:
-        """Published verification key; nodes are configured with a copy of this file."""
-        return self.data_dir / "plan-verify-key.pem"
+    def initial_policy(self) -> AlliancePolicy:
+        return AlliancePolicy(
+            min_answered=self.min_answered,
+            hop_timeout_ms=self.hop_timeout_ms,
+            plan_ttl_ms=self.plan_ttl_ms,
+            max_plan_ttl_ms=self.max_plan_ttl_ms,
+            allowed_purposes=self.allowed_purposes,
+            admission_quorum=self.admission_quorum,
+            member_certificate_days=self.member_certificate_days,
+        )

@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from fedcredit.errors import FedCreditError
+from fedcredit.errors import ErrorCode, FedCreditError
 
 app = typer.Typer(help="Privacy-preserving federated credit network.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -109,6 +109,92 @@ def node_serve() -> None:
         raise _fail(exc) from None
     finally:
         runtime.stop()
+
+
+@node_app.command("join")
+def node_join(
+    wait: Annotated[bool, typer.Option(help="Wait until the request is decided.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600.0,
+    ca_cert: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False,
+        help="The alliance CA certificate (default FEDCREDIT_NODE_CA_FILE).")] = None,
+) -> None:
+    """Ask to join the alliance: make this member's key and file a join request (resumable)."""
+    from fedcredit.clock import system_clock
+    from node.join import Applicant, JoinClient, JoinProgress, JoinState
+    from node.settings import NodeSettings
+
+    def show(progress: JoinProgress) -> None:
+        if progress.state is JoinState.APPROVED:
+            console.print(f"admitted: certificate installed ({progress.request_id})")
+            return
+        console.print(
+            f"join request {progress.request_id} pending — key fingerprint "
+            f"[bold]{progress.fingerprint}[/] (read it out to the alliance admins); "
+            f"admin approved: {'yes' if progress.admin_approved else 'no'}, member approvals "
+            f"{progress.approvals}/{progress.approvals_required}")
+
+    try:
+        settings = NodeSettings()
+        ca_file = ca_cert or settings.ca_file
+        if ca_file is None:
+            raise FedCreditError("the alliance CA certificate is required (--ca-cert or "
+                                 "FEDCREDIT_NODE_CA_FILE)", code=ErrorCode.CONFIGURATION_INVALID)
+        client = JoinClient(settings.coordinator_enroll_address, ca_file.read_bytes())
+        try:
+            applicant = Applicant(settings.member_id, settings.identity_files, client,
+                                  ca_file.read_bytes(), system_clock)
+            name = settings.display_name or settings.member_id
+            if wait:
+                progress = applicant.wait(name, settings.contact, timeout, 0.25, show)
+            else:
+                progress = applicant.step(name, settings.contact)
+                show(progress)
+        finally:
+            client.close()
+    except (FedCreditError, ValidationError) as exc:
+        raise _fail(exc) from None
+    if progress.state is not JoinState.APPROVED:
+        raise typer.Exit(3 if wait else 0)
+
+
+@node_app.command("join-requests")
+def node_join_requests() -> None:
+    """List the join requests awaiting a decision (members vote on them)."""
+    from rich.table import Table
+
+    from node.member_cli import member_client
+
+    try:
+        with member_client() as client:
+            tickets = client.pending_join_requests()
+    except (FedCreditError, ValidationError) as exc:
+        raise _fail(exc) from None
+    table = Table(title="pending join requests")
+    for column in ("request", "member", "name", "key fingerprint", "admin", "approvals"):
+        table.add_column(column)
+    for t in tickets:
+        table.add_row(t.request_id, t.member_id, t.display_name, t.key_fingerprint,
+                      "approved" if t.admin_approved else "—",
+                      f"{t.approvals}/{t.approvals_required}")
+    console.print(table if tickets else "no pending join requests")
+
+
+@node_app.command("vote")
+def node_vote(
+    request_id: Annotated[str, typer.Argument(help="The join request.")],
+    approve: Annotated[bool, typer.Option("--approve/--reject")] = True,
+) -> None:
+    """Vote on a join request as this member (quorum admission)."""
+    from node.member_cli import member_client
+
+    try:
+        with member_client() as client:
+            ticket = client.vote(request_id, approve)
+    except (FedCreditError, ValidationError) as exc:
+        raise _fail(exc) from None
+    console.print(f"voted {'for' if approve else 'against'} {ticket.member_id}: "
+                  f"{ticket.approvals}/{ticket.approvals_required} approvals")
 
 
 @node_app.command("load-features")
@@ -214,6 +300,25 @@ def alliance_subject_key() -> None:
     from mpc.pseudonym import SubjectKey
 
     print(SubjectKey.generate().secret.hex())
+
+
+@alliance_app.command("init")
+def alliance_init(
+    data_dir: Annotated[Path, typer.Option(help="The coordinator's data directory.")] = Path(
+        "coordinator-data"),
+    name: Annotated[str, typer.Option(help="The alliance's name (in the CA certificate).")] = (
+        "fedcredit"),
+) -> None:
+    """Create the alliance CA and the coordinator's identity (once, before the coordinator)."""
+    from coordinator.authority import init_alliance
+    from fedcredit.clock import system_clock
+
+    try:
+        paths = init_alliance(data_dir, name, system_clock())
+    except FedCreditError as exc:
+        raise _fail(exc) from None
+    console.print(f"alliance CA created: key {paths.ca_key} (0600, keep it here), certificate "
+                  f"{paths.published_ca} — hand this file to every member (it is public)")
 
 
 @app.command("demo-data")

@@ -87,6 +87,9 @@ class Plan:
     model_version: str
     fallback: FallbackPolicy
     purpose: Purpose
+    #: The coordinator's directory version when it planned; older views refresh first.
+    directory_version: int = 0
+    requires_existing_customer: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,22 +101,58 @@ class SignedPlan:
     key_id: str
 
 
+class Relationship(StrEnum):
+    """The requester's relationship with the applicant, attested in its signed consent."""
+
+    APPLICANT = "applicant"
+    EXISTING_CUSTOMER = "existing_customer"
+
+
 @dataclass(frozen=True)
-class Consent:
+class ConsentTerms:
+    """The applicant's consent as the lender presents it to its own node."""
+
     purpose: Purpose
     expires_unix_ms: int
     reference: str = ""
+    relationship: Relationship = Relationship.APPLICANT
 
     def check(self, now_ms: int, allowed: frozenset[Purpose] | None = None) -> None:
-        if now_ms >= self.expires_unix_ms:
-            raise ConsentError(
-                "the applicant's consent has expired", code=ErrorCode.CONSENT_EXPIRED
-            )
-        if allowed is not None and self.purpose not in allowed:
-            raise ConsentError(
-                f"purpose {self.purpose.value} is not allowed",
-                code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED,
-            )
+        check_consent_window(self.purpose, self.expires_unix_ms, now_ms, allowed)
+
+
+def check_consent_window(purpose: Purpose, expires_unix_ms: int, now_ms: int,
+                         allowed: frozenset[Purpose] | None) -> None:
+    if now_ms >= expires_unix_ms:
+        raise ConsentError("the applicant's consent has expired", code=ErrorCode.CONSENT_EXPIRED)
+    if allowed is not None and purpose not in allowed:
+        raise ConsentError(
+            f"purpose {purpose.value} is not allowed", code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED
+        )
+
+
+@dataclass(frozen=True)
+class Consent:
+    """The consent record a requester signs for one inquiry (one plan, one subject)."""
+
+    query_id: str
+    subject_pseudonym: bytes = field(repr=False)
+    requester_id: str
+    purpose: Purpose
+    issued_unix_ms: int
+    expires_unix_ms: int
+    #: SHA-256 of the lender's consent reference: the reference itself stays at the lender.
+    reference_digest: bytes
+    relationship: Relationship
+
+
+@dataclass(frozen=True)
+class SignedConsent:
+    """The consent exactly as signed: nodes parse ``body`` only after the signature verified."""
+
+    body: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+    key_id: str
 
 
 @dataclass(frozen=True)

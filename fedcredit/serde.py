@@ -16,7 +16,9 @@ from fedcredit.protocol import (
     HopOutcome,
     Plan,
     Purpose,
+    Relationship,
     RouteMode,
+    SignedConsent,
     SignedPlan,
 )
 from mpc.paillier import PaillierPublicKey
@@ -70,6 +72,8 @@ def plan_to_bytes(plan: Plan) -> bytes:
             min_answered=plan.fallback.min_answered,
         ),
         purpose=plan.purpose.value,
+        directory_version=plan.directory_version,
+        requires_existing_customer=plan.requires_existing_customer,
     )
     return msg.SerializeToString(deterministic=True)
 
@@ -93,6 +97,8 @@ def plan_from_bytes(body: bytes) -> Plan:
                 min_answered=msg.fallback.min_answered,
             ),
             purpose=Purpose(msg.purpose),
+            directory_version=msg.directory_version,
+            requires_existing_customer=msg.requires_existing_customer,
         )
     except (DecodeError, KeyError, ValueError) as exc:
         raise PlanError("the plan body is malformed") from exc
@@ -124,22 +130,55 @@ def accumulator_from_pb(
     )
 
 
-def consent_to_pb(consent: Consent) -> node_pb2.Consent:
-    return node_pb2.Consent(
+_RELATIONSHIP_TO_PB = {
+    Relationship.APPLICANT: node_pb2.RELATIONSHIP_APPLICANT,
+    Relationship.EXISTING_CUSTOMER: node_pb2.RELATIONSHIP_EXISTING_CUSTOMER,
+}
+_RELATIONSHIP_FROM_PB = {v: k for k, v in _RELATIONSHIP_TO_PB.items()}
+
+
+def consent_to_bytes(consent: Consent) -> bytes:
+    msg = node_pb2.Consent(
+        query_id=consent.query_id,
+        subject_pseudonym=consent.subject_pseudonym,
+        requester_id=consent.requester_id,
         purpose=consent.purpose.value,
+        issued_unix_ms=consent.issued_unix_ms,
         expires_unix_ms=consent.expires_unix_ms,
-        reference=consent.reference,
+        reference_digest=consent.reference_digest,
+        relationship=_RELATIONSHIP_TO_PB[consent.relationship],
     )
+    return msg.SerializeToString(deterministic=True)
 
 
-def consent_from_pb(msg: node_pb2.Consent) -> Consent:
-    if not msg.purpose:
+def consent_from_bytes(body: bytes) -> Consent:
+    """Parse a consent body that has already passed signature verification."""
+    try:
+        msg = node_pb2.Consent.FromString(body)
+        return Consent(
+            query_id=msg.query_id,
+            subject_pseudonym=msg.subject_pseudonym,
+            requester_id=msg.requester_id,
+            purpose=Purpose.parse(msg.purpose),
+            issued_unix_ms=msg.issued_unix_ms,
+            expires_unix_ms=msg.expires_unix_ms,
+            reference_digest=msg.reference_digest,
+            relationship=_RELATIONSHIP_FROM_PB[msg.relationship],
+        )
+    except (DecodeError, KeyError) as exc:
+        raise InvalidRequestError("the consent body is malformed",
+                                  code=ErrorCode.CONSENT_INVALID) from exc
+
+
+def signed_consent_to_pb(signed: SignedConsent) -> node_pb2.SignedConsent:
+    return node_pb2.SignedConsent(consent=signed.body, signature=signed.signature,
+                                  key_id=signed.key_id)
+
+
+def signed_consent_from_pb(msg: node_pb2.SignedConsent) -> SignedConsent:
+    if not msg.consent:
         raise InvalidRequestError("consent is missing", code=ErrorCode.CONSENT_MISSING)
-    return Consent(
-        purpose=Purpose.parse(msg.purpose),
-        expires_unix_ms=msg.expires_unix_ms,
-        reference=msg.reference,
-    )
+    return SignedConsent(body=msg.consent, signature=msg.signature, key_id=msg.key_id)
 
 
 def outcome_to_pb(outcome: HopOutcome) -> node_pb2.HopOutcome:

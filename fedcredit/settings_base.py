@@ -47,11 +47,6 @@ def check_key_bytes(name: str, key: bytes, environment: Environment) -> None:
         )
 
 
-def check_transport(insecure_dev: bool, environment: Environment) -> None:
-    if insecure_dev and environment != "dev":
-        raise ValueError("insecure_dev (plaintext gRPC) is allowed only with environment=dev")
-
-
 def reject_unknown_env(
     prefix: str, fields: Iterable[str], environ: Mapping[str, str] | None = None
 ) -> None:

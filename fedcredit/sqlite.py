@@ -22,7 +22,9 @@ class SqliteDatabase:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(schema)
-        self._lock = threading.Lock()
+        # Re-entrant: code inside transaction() may read through the same connection (and
+        # sees its own uncommitted writes); a nested transaction() fails loudly in SQLite.
+        self._lock = threading.RLock()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement (committed on return); the number of rows it changed."""

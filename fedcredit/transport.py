@@ -1,7 +1,8 @@
-"""gRPC plumbing shared by every server and client: limits, health, errors at the edge.
+"""gRPC plumbing shared by every server and client: TLS, limits, health, errors at the edge.
 
-Until the alliance trust plane lands (mutual TLS), the only transport is plaintext gRPC, and
-it is allowed only when a service explicitly runs in dev mode with every address on loopback.
+There is no plaintext transport: every server takes TLS credentials (mutual TLS for the
+Coordinator and Node services, server-authenticated TLS for enrollment), every channel
+names the party it expects at the other end (see :mod:`fedcredit.tls`).
 """
 
 from __future__ import annotations
@@ -50,23 +51,8 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def require_plaintext_allowed(insecure_dev: bool, addresses: Iterable[str]) -> None:
-    """Refuse to run plaintext gRPC unless explicitly in dev mode and on loopback only."""
-    if not insecure_dev:
-        raise FedCreditError(
-            "mutual TLS is not available yet; set insecure_dev=true (dev only, loopback only)",
-            code=ErrorCode.INSECURE_TRANSPORT_REFUSED,
-        )
-    outside = [a for a in addresses if a and not is_loopback(a)]
-    if outside:
-        raise FedCreditError(
-            "plaintext gRPC refuses non-loopback addresses: " + ", ".join(outside),
-            code=ErrorCode.INSECURE_TRANSPORT_REFUSED,
-        )
-
-
 def create_server(
-    bind: str, *, max_workers: int = 64
+    bind: str, credentials: grpc.ServerCredentials, *, max_workers: int = 64
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A server bound to ``bind`` (port 0 picks one) with gRPC health checking registered.
 
@@ -77,7 +63,7 @@ def create_server(
         futures.ThreadPoolExecutor(max_workers=max_workers), options=_SERVER_OPTIONS
     )
     try:
-        port = server.add_insecure_port(bind)
+        port = server.add_secure_port(bind, credentials)
     except RuntimeError:
         port = 0
     if port == 0:
@@ -92,8 +78,12 @@ def set_serving(health_servicer: health.HealthServicer, services: Iterable[str])
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
 
-def create_channel(target: str) -> grpc.Channel:
-    return grpc.insecure_channel(target, options=_OPTIONS)
+def create_channel(
+    target: str, credentials: grpc.ChannelCredentials, server_name: tuple[str, str]
+) -> grpc.Channel:
+    """A TLS channel to ``target`` that accepts only the party ``server_name`` names
+    (:func:`fedcredit.tls.target_name_option`)."""
+    return grpc.secure_channel(target, credentials, options=[*_OPTIONS, server_name])
 
 
 def check_health(channel: grpc.Channel, timeout_s: float, service: str = "") -> bool:

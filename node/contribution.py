@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from fedcredit.clock import Clock
-from fedcredit.errors import CoverageError, ErrorCode, FedCreditError, InvalidRequestError
+from fedcredit.consents import verify_consent
+from fedcredit.errors import (
+    CoverageError,
+    ErrorCode,
+    FedCreditError,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
 from fedcredit.plans import verify_plan
-from fedcredit.protocol import Consent, HopOutcome, Plan, Purpose, RouteMode, describe_skips
+from fedcredit.protocol import HopOutcome, Plan, Purpose, RouteMode, SignedPlan, describe_skips
 from mpc.contribution import MAX_ABS_PARTIAL, ContributionVector
+from mpc.pki import CertifiedIdentity
 from mpc.secure_sum import accumulate
-from mpc.signing import Verifier
+from node.directory import MemberDirectory
 from node.ingest.snapshot import SubjectRecord
 from node.models import ModelCatalog
+from node.replay import SeenPlans
 from node.route import RouteForwarder, RouteResult
 from node.serde import ContributeCall
 from node.store import FeatureStore
@@ -34,39 +43,38 @@ def contribution_for(record: SubjectRecord | None, model: ModelSlice) -> Contrib
     )
 
 
-def check_consent_for_plan(
-    consent: Consent, plan: Plan, now_ms: int, allowed: frozenset[Purpose]
-) -> None:
-    consent.check(now_ms, allowed)
-    if consent.purpose is not plan.purpose:
-        raise FedCreditError(
-            "consent purpose differs from the planned purpose",
-            code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED,
-        )
-
-
 class ContributionService:
     def __init__(
         self,
         member_id: str,
-        verifier: Verifier,
+        directory: MemberDirectory,
         store: FeatureStore,
         models: ModelCatalog,
         forwarder: RouteForwarder,
         allowed_purposes: frozenset[Purpose],
+        seen: SeenPlans,
         clock: Clock,
     ) -> None:
         self._member_id = member_id
-        self._verifier = verifier
+        self._directory = directory
+        self._seen = seen
         self._store = store
         self._models = models
         self._forwarder = forwarder
         self._allowed = allowed_purposes
         self._clock = clock
 
-    def contribute(self, call: ContributeCall, caller_deadline_ms: int | None) -> RouteResult:
+    def verified_plan(self, signed: SignedPlan, now_ms: int) -> Plan:
+        """A plan the coordinator signed with a certified key, enforced against a directory at
+        least as new as the one it was planned with."""
+        plan = verify_plan(signed, self._directory.coordinator_verifier(signed.key_id), now_ms)
+        self._directory.ensure(plan.directory_version)
+        return plan
+
+    def contribute(self, call: ContributeCall, caller: CertifiedIdentity,
+                   caller_deadline_ms: int | None) -> RouteResult:
         now = self._clock()
-        plan = verify_plan(call.plan, self._verifier, now)
+        plan = self.verified_plan(call.plan, now)
         if plan.mode is not RouteMode.CHAIN:
             raise InvalidRequestError(f"route mode {plan.mode.value} is not supported yet")
         if call.hop_index >= len(plan.route) or plan.route[call.hop_index].member_id != (
@@ -74,7 +82,16 @@ class ContributionService:
         ):
             raise FedCreditError("this member is not the addressed hop",
                                  code=ErrorCode.NOT_ON_ROUTE)
-        check_consent_for_plan(call.consent, plan, now, self._allowed)
+        earlier = {plan.requester_id, *(h.member_id for h in plan.route[: call.hop_index])}
+        if caller.party_id not in earlier:
+            raise PermissionDeniedError("only the requester or an earlier hop may call this hop")
+        self._directory.require_active(plan.requester_id)
+        verify_consent(
+            call.consent,
+            self._directory.member_verifier(plan.requester_id, call.consent.key_id),
+            plan=plan, pseudonym=call.pseudonym, now_ms=now, allowed_purposes=self._allowed,
+        )
+        self._seen.admit(plan, now)
         incoming = call.parse_accumulator(plan.requester_key)
         model = self._models.get(plan.model_version)
         vector = contribution_for(self._store.lookup(call.pseudonym), model)

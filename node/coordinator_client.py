@@ -1,38 +1,84 @@
-"""The node's side of the Coordinator service: registration, heartbeats, plans."""
+"""The node's side of the Coordinator service: announce, heartbeats, directory, plans, renewal.
+
+All over mutual TLS with this member's identity; the channel accepts only a server whose
+certificate names the coordinator. A renewed identity gets a new channel.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any
 
 import grpc
 
 from fedcredit.error_catalog import error_from_rpc
 from fedcredit.errors import ErrorCode, FedCreditError
 from fedcredit.protocol import Purpose, SignedPlan
-from fedcredit.serde import public_key_to_pb, signed_plan_from_pb
+from fedcredit.serde import public_key_from_pb, public_key_to_pb, signed_plan_from_pb
+from fedcredit.tls import IdentityHolder, target_name_option
 from fedcredit.transport import create_channel
 from mpc.paillier import PaillierPublicKey
+from mpc.pki import CertRole
+from node.directory import DirectoryCertificate, DirectoryMember, DirectoryView
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
-Reply = TypeVar("Reply")
+COORDINATOR_ID = "coordinator"
+
+
+def directory_from_pb(msg: coordinator_pb2.Directory) -> DirectoryView:
+    def certs(items: object) -> tuple[DirectoryCertificate, ...]:
+        return tuple(DirectoryCertificate(c.serial, c.pem, c.not_after_unix_ms)
+                     for c in items)  # type: ignore[attr-defined]
+
+    members = tuple(
+        DirectoryMember(
+            member_id=m.member_id,
+            display_name=m.display_name,
+            endpoint=m.endpoint,
+            public_key=(public_key_from_pb(m.paillier_public_key)
+                        if m.HasField("paillier_public_key") else None),
+            active=m.membership == coordinator_pb2.MEMBERSHIP_ACTIVE,
+            membership=coordinator_pb2.Membership.Name(m.membership).removeprefix("MEMBERSHIP_"),
+            certificates=certs(m.certificates),
+        )
+        for m in msg.members
+    )
+    return DirectoryView(msg.version, members, certs(msg.coordinator_certificates))
 
 
 class CoordinatorClient:
-    def __init__(self, address: str, member_id: str, token: str, timeout_ms: int) -> None:
-        self._channel = create_channel(address)
-        self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
-        self._member_id = member_id
-        self._token = token
+    def __init__(self, address: str, identity: IdentityHolder, timeout_ms: int) -> None:
+        self._address = address
+        self._identity = identity
         self._timeout_s = timeout_ms / 1000
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._channel: grpc.Channel | None = None
+        self._stub: coordinator_pb2_grpc.CoordinatorStub | None = None
 
     def close(self) -> None:
-        self._channel.close()
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+                self._channel = None
 
-    def _call(self, method: Callable[..., Reply], request: object) -> Reply:
+    def _current_stub(self) -> coordinator_pb2_grpc.CoordinatorStub:
+        with self._lock:
+            if self._stub is None or self._generation != self._identity.generation:
+                if self._channel is not None:
+                    self._channel.close()
+                self._generation = self._identity.generation
+                self._channel = create_channel(
+                    self._address, self._identity.channel_credentials(),
+                    target_name_option(COORDINATOR_ID, CertRole.COORDINATOR))
+                self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+            return self._stub
+
+    def _call(self, name: str, request: object) -> Any:
+        method: Callable[..., Any] = getattr(self._current_stub(), name)
         try:
             return method(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:
@@ -41,80 +87,38 @@ class CoordinatorClient:
                 error = FedCreditError(error.detail, code=ErrorCode.COORDINATOR_UNAVAILABLE)
             raise error from None
 
-    def register(self, display_name: str, endpoint: str, key: PaillierPublicKey) -> int:
-        reply = self._call(
-            self._stub.Register,
-            coordinator_pb2.RegisterRequest(
-                member_id=self._member_id,
-                display_name=display_name,
-                endpoint=endpoint,
-                paillier_public_key=public_key_to_pb(key),
-                registration_token=self._token,
-            ),
-        )
+    def announce(self, display_name: str, endpoint: str, key: PaillierPublicKey) -> int:
+        request = coordinator_pb2.AnnounceRequest(
+            display_name=display_name, endpoint=endpoint, paillier_public_key=public_key_to_pb(key))
+        reply: coordinator_pb2.AnnounceReply = self._call("Announce", request)
         return reply.heartbeat_interval_ms
 
-    def heartbeat(self) -> None:
-        self._call(
-            self._stub.Heartbeat,
-            coordinator_pb2.HeartbeatRequest(
-                member_id=self._member_id, registration_token=self._token
-            ),
-        )
+    def heartbeat(self, applied_version: int) -> int:
+        request = coordinator_pb2.HeartbeatRequest(applied_directory_version=applied_version)
+        reply: coordinator_pb2.HeartbeatReply = self._call("Heartbeat", request)
+        return reply.directory_version
+
+    def directory(self) -> DirectoryView:
+        reply: coordinator_pb2.Directory = self._call("GetDirectory",
+                                                      coordinator_pb2.DirectoryRequest())
+        return directory_from_pb(reply)
 
     def plan(self, model_version: str, purpose: Purpose) -> SignedPlan:
-        reply = self._call(
-            self._stub.PlanEvaluation,
-            coordinator_pb2.PlanRequest(
-                requester_id=self._member_id,
-                model_version=model_version,
-                purpose=purpose.value,
-                registration_token=self._token,
-            ),
-        )
+        reply = self._call("PlanEvaluation", coordinator_pb2.PlanRequest(
+            model_version=model_version, purpose=purpose.value))
         return signed_plan_from_pb(reply)
 
+    def renew(self, csr_pem: bytes) -> bytes:
+        reply: coordinator_pb2.RenewReply = self._call(
+            "RenewCertificate", coordinator_pb2.RenewRequest(csr_pem=csr_pem))
+        return reply.certificate_pem
 
-class Membership:
-    """Keeps this node registered: registers (retrying while the coordinator is down), then
-    heartbeats; re-registers if the coordinator forgot it."""
+    def pending_join_requests(self) -> list[coordinator_pb2.JoinTicket]:
+        reply: coordinator_pb2.ListJoinRequestsReply = self._call(
+            "ListJoinRequests", coordinator_pb2.ListJoinRequestsRequest())
+        return list(reply.requests)
 
-    def __init__(
-        self,
-        client: CoordinatorClient,
-        display_name: str,
-        endpoint: str,
-        key: PaillierPublicKey,
-        retry_s: float = 0.5,
-    ) -> None:
-        self._client = client
-        self._args = (display_name, endpoint, key)
-        self._retry_s = retry_s
-        self._stop = threading.Event()
-        self.registered = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="membership", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        interval_s = self._retry_s
-        while not self._stop.is_set():
-            try:
-                if not self.registered.is_set():
-                    interval_s = self._client.register(*self._args) / 1000
-                    self.registered.set()
-                    log.info("registered with the coordinator")
-                else:
-                    self._client.heartbeat()
-            except FedCreditError as exc:
-                if exc.code is ErrorCode.UNKNOWN_MEMBER:
-                    self.registered.clear()
-                log.warning("coordinator: %s (%s); retrying", exc.detail, exc.code.value)
-                self._stop.wait(self._retry_s)
-                continue
-            self._stop.wait(interval_s)
+    def vote(self, request_id: str, approve: bool) -> coordinator_pb2.JoinTicket:
+        reply: coordinator_pb2.JoinTicket = self._call(
+            "Vote", coordinator_pb2.VoteRequest(request_id=request_id, approve=approve))
+        return reply

@@ -6,14 +6,20 @@ import time
 from dataclasses import dataclass
 
 from fedcredit.clock import Clock
-from fedcredit.errors import CoverageError, ErrorCode, FedCreditError, KeyMismatchError
-from fedcredit.plans import verify_plan
-from fedcredit.protocol import Consent, Coverage, Purpose, describe_skips
+from fedcredit.consents import consent_for, sign_consent
+from fedcredit.errors import (
+    ConsentError,
+    CoverageError,
+    ErrorCode,
+    FedCreditError,
+    KeyMismatchError,
+)
+from fedcredit.protocol import ConsentTerms, Coverage, Purpose, Relationship, describe_skips
+from fedcredit.tls import IdentityHolder
 from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import IdentifierType, SubjectKey, pseudonymize
 from mpc.secure_sum import decrypt_total
-from mpc.signing import Verifier
-from node.contribution import contribution_for
+from node.contribution import ContributionService, contribution_for
 from node.coordinator_client import CoordinatorClient
 from node.models import ModelCatalog
 from node.reports import (
@@ -33,7 +39,7 @@ from scoring.assessment import assess
 class EvaluationRequest:
     id_type: IdentifierType
     identifier: str
-    consent: Consent | None
+    consent: ConsentTerms | None
     requested_amount: float
     term_months: int
 
@@ -44,7 +50,8 @@ class EvaluationService:
         member_id: str,
         subject_key: SubjectKey,
         keypair: PaillierKeyPair,
-        verifier: Verifier,
+        identity: IdentityHolder,
+        contributions: ContributionService,
         coordinator: CoordinatorClient,
         forwarder: RouteForwarder,
         store: FeatureStore,
@@ -57,7 +64,8 @@ class EvaluationService:
         self._member_id = member_id
         self._subject_key = subject_key
         self._keypair = keypair
-        self._verifier = verifier
+        self._identity = identity
+        self._contributions = contributions
         self._coordinator = coordinator
         self._forwarder = forwarder
         self._store = store
@@ -74,24 +82,38 @@ class EvaluationService:
         if request.consent is None:
             raise FedCreditError("the applicant's consent is required",
                                  code=ErrorCode.CONSENT_MISSING)
-        request.consent.check(self._clock(), self._allowed)
+        terms = request.consent
+        terms.check(self._clock(), self._allowed)
         model = self._models.get(self._model_version)
+        own_record = self._store.lookup(pseudonym.value)
+        if terms.relationship is Relationship.EXISTING_CUSTOMER and own_record is None:
+            # The consent will attest this relationship under our signature: check it first.
+            raise ConsentError("the applicant is not a customer of this member",
+                               code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
 
-        signed = self._coordinator.plan(self._model_version, request.consent.purpose)
-        plan = verify_plan(signed, self._verifier, self._clock())
+        signed = self._coordinator.plan(self._model_version, terms.purpose)
+        plan = self._contributions.verified_plan(signed, self._clock())
         if plan.requester_key.fingerprint() != self._keypair.public.fingerprint():
             raise KeyMismatchError("the plan names a different key for this requester")
         if (
             plan.requester_id != self._member_id
             or plan.model_version != self._model_version
-            or plan.purpose is not request.consent.purpose
+            or plan.purpose is not terms.purpose
         ):
             raise FedCreditError("the plan does not match the request", code=ErrorCode.PLAN_INVALID)
+        if plan.requires_existing_customer and terms.relationship is not (
+            Relationship.EXISTING_CUSTOMER
+        ):
+            raise ConsentError(
+                f"alliance policy allows {plan.purpose.value} only for an existing customer",
+                code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
+        consent = sign_consent(consent_for(terms, plan, pseudonym.value, self._clock()),
+                               self._identity.current.signer)
         planned = time.perf_counter()
 
-        own = contribution_for(self._store.lookup(pseudonym.value), model)
+        own = contribution_for(own_record, model)
         result = self._forwarder.forward(
-            plan, signed, pseudonym.value, request.consent, 0, None, plan.expires_unix_ms
+            plan, signed, pseudonym.value, consent, 0, None, plan.expires_unix_ms
         )
         coverage = Coverage.from_outcomes(result.outcomes)
         if result.accumulator is None or coverage.answered < plan.fallback.min_answered:
@@ -112,7 +134,7 @@ class EvaluationService:
             created_at_ms=self._clock(),
             model_version=plan.model_version,
             purpose=plan.purpose.value,
-            consent_reference=request.consent.reference,
+            consent_reference=terms.reference,
             requested_amount=request.requested_amount,
             term_months=request.term_months,
             score=assessment.score,

@@ -16,10 +16,13 @@ import grpc
 from fedcredit.clock import Clock
 from fedcredit.error_catalog import error_from_rpc
 from fedcredit.errors import ErrorCode, FedCreditError
-from fedcredit.protocol import Consent, HopOutcome, Plan, SignedPlan, describe_skips
+from fedcredit.protocol import HopOutcome, Plan, SignedConsent, SignedPlan, describe_skips
+from fedcredit.tls import IdentityHolder, target_name_option
 from fedcredit.transport import create_channel
 from mpc.paillier import PaillierPublicKey
+from mpc.pki import CertRole
 from mpc.secure_sum import EncryptedContribution, rerandomize
+from node.directory import MemberDirectory
 from node.serde import contribute_reply_from_pb, contribute_request_to_pb
 from proto.v1 import node_pb2_grpc
 
@@ -36,17 +39,31 @@ RETURN_MARGIN_MS = 50
 
 
 class PeerChannels:
-    """One channel per peer endpoint, reused across evaluations."""
+    """One mutual-TLS channel per (member, endpoint), reused across evaluations.
 
-    def __init__(self) -> None:
-        self._channels: dict[str, grpc.Channel] = {}
+    Each channel accepts only a server whose certificate names that member, so a plan's
+    endpoint cannot lead this node to hand an accumulator to anyone else. A renewed identity
+    of this node replaces every channel.
+    """
+
+    def __init__(self, identity: IdentityHolder) -> None:
+        self._identity = identity
+        self._generation = identity.generation
+        self._channels: dict[tuple[str, str], grpc.Channel] = {}
         self._lock = threading.Lock()
 
-    def stub(self, endpoint: str) -> node_pb2_grpc.NodeStub:
+    def stub(self, member_id: str, endpoint: str) -> node_pb2_grpc.NodeStub:
         with self._lock:
-            channel = self._channels.get(endpoint)
+            if self._generation != self._identity.generation:
+                for old in self._channels.values():
+                    old.close()
+                self._channels.clear()
+                self._generation = self._identity.generation
+            channel = self._channels.get((member_id, endpoint))
             if channel is None:
-                channel = self._channels[endpoint] = create_channel(endpoint)
+                channel = self._channels[(member_id, endpoint)] = create_channel(
+                    endpoint, self._identity.channel_credentials(),
+                    target_name_option(member_id, CertRole.MEMBER))
         return node_pb2_grpc.NodeStub(channel)
 
     def close(self) -> None:
@@ -64,8 +81,9 @@ class RouteResult:
 
 
 class RouteForwarder:
-    def __init__(self, peers: PeerChannels, clock: Clock) -> None:
+    def __init__(self, peers: PeerChannels, directory: MemberDirectory, clock: Clock) -> None:
         self._peers = peers
+        self._directory = directory
         self._clock = clock
 
     def forward(
@@ -73,7 +91,7 @@ class RouteForwarder:
         plan: Plan,
         signed: SignedPlan,
         pseudonym: bytes,
-        consent: Consent,
+        consent: SignedConsent,
         start: int,
         accumulator: EncryptedContribution | None,
         deadline_ms: int,
@@ -90,11 +108,19 @@ class RouteForwarder:
             if budget_ms <= 0:
                 skipped.append(HopOutcome(hop.member_id, False, ErrorCode.DEADLINE_EXCEEDED.value))
                 continue
+            try:
+                # A member suspended after planning gets nothing from us, however fresh the plan.
+                self._directory.require_active(hop.member_id)
+            except FedCreditError as exc:
+                log.warning("query %s: skipping %s (%s)", plan.query_id, hop.member_id, exc.code)
+                skipped.append(HopOutcome(hop.member_id, False, exc.code.value))
+                continue
             request = contribute_request_to_pb(
                 signed, pseudonym, consent, index, accumulator, plan.requester_key
             )
             try:
-                reply = self._peers.stub(hop.endpoint).Contribute(request, timeout=budget_ms / 1000)
+                reply = self._peers.stub(hop.member_id, hop.endpoint).Contribute(
+                    request, timeout=budget_ms / 1000)
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc, default=ErrorCode.NODE_UNAVAILABLE)
                 if error.code in NOT_SKIPPABLE or not plan.fallback.skip_unreachable:

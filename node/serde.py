@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedcredit.errors import InvalidRequestError
-from fedcredit.protocol import Consent, HopOutcome, SignedPlan
+from fedcredit.protocol import HopOutcome, SignedConsent, SignedPlan
 from fedcredit.serde import (
     accumulator_from_pb,
     accumulator_to_pb,
-    consent_from_pb,
-    consent_to_pb,
     outcome_from_pb,
     outcome_to_pb,
+    signed_consent_from_pb,
+    signed_consent_to_pb,
     signed_plan_from_pb,
     signed_plan_to_pb,
 )
@@ -39,7 +39,7 @@ class ContributeCall:
 
     plan: SignedPlan
     pseudonym: bytes
-    consent: Consent
+    consent: SignedConsent
     hop_index: int
     accumulator: SealedAccumulator | None
 
@@ -57,10 +57,7 @@ def contribute_request_from_pb(msg: node_pb2.ContributeRequest) -> ContributeCal
         raise InvalidRequestError("plan is required")
     if len(msg.subject_pseudonym) != PSEUDONYM_BYTES:
         raise InvalidRequestError("subject_pseudonym must be 32 bytes")
-    if not msg.HasField("consent"):
-        consent = consent_from_pb(node_pb2.Consent())  # raises CONSENT_MISSING
-    else:
-        consent = consent_from_pb(msg.consent)
+    consent = signed_consent_from_pb(msg.consent)  # CONSENT_MISSING when absent
     return ContributeCall(
         plan=signed_plan_from_pb(msg.plan),
         pseudonym=msg.subject_pseudonym,
@@ -81,7 +78,7 @@ def contribute_request_from_pb(msg: node_pb2.ContributeRequest) -> ContributeCal
 def contribute_request_to_pb(
     plan: SignedPlan,
     pseudonym: bytes,
-    consent: Consent,
+    consent: SignedConsent,
     hop_index: int,
     accumulator: EncryptedContribution | None,
     key: PaillierPublicKey,
@@ -89,7 +86,7 @@ def contribute_request_to_pb(
     msg = node_pb2.ContributeRequest(
         plan=signed_plan_to_pb(plan),
         subject_pseudonym=pseudonym,
-        consent=consent_to_pb(consent),
+        consent=signed_consent_to_pb(consent),
         hop_index=hop_index,
     )
     if accumulator is not None:

@@ -17,18 +17,21 @@ from fastapi import FastAPI
 from fedcredit.clock import Clock, system_clock
 from fedcredit.errors import ConfigurationError
 from fedcredit.files import write_atomic
-from fedcredit.transport import create_server, host_of, require_plaintext_allowed, set_serving
+from fedcredit.tls import IdentityHolder, PeerCertificates, TlsIdentity
+from fedcredit.transport import create_server, host_of, set_serving
 from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import SubjectKey
-from mpc.signing import Verifier
 from node.api.app import create_app
 from node.api.deps import ApiContext, HealthProbe, hash_api_key
 from node.api.metrics import ApiMetrics
 from node.contribution import ContributionService
-from node.coordinator_client import CoordinatorClient, Membership
+from node.coordinator_client import CoordinatorClient
+from node.directory import MemberDirectory
 from node.evaluation import EvaluationService
 from node.keystore import load_or_create_keypair
+from node.membership import Membership
 from node.models import ModelCatalog
+from node.replay import SeenPlans
 from node.reports import EvaluationStore
 from node.route import PeerChannels, RouteForwarder
 from node.servicer import NodeServicer
@@ -39,16 +42,6 @@ from proto.v1 import node_pb2, node_pb2_grpc
 log = logging.getLogger(__name__)
 HTTP_STARTUP_TIMEOUT_S = 10.0
 SERVICE_NAME = node_pb2.DESCRIPTOR.services_by_name["Node"].full_name
-
-
-def load_verifier(settings: NodeSettings) -> Verifier:
-    path = settings.coordinator_verify_key_file
-    if not path.exists():
-        raise ConfigurationError(f"coordinator verification key {path} does not exist")
-    try:
-        return Verifier.from_pem(path.read_bytes())
-    except ValueError as exc:
-        raise ConfigurationError(f"{path} is not an Ed25519 public key PEM") from exc
 
 
 @dataclass
@@ -121,17 +114,16 @@ class NodeRuntime:
 
 def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRuntime:
     """Start the gRPC service and membership; the HTTP API is started by the caller."""
-    require_plaintext_allowed(
-        settings.insecure_dev,
-        [settings.grpc_bind, settings.advertise_endpoint or "", settings.coordinator_address,
-         f"{settings.http_host}:0"],
-    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    identity = IdentityHolder(TlsIdentity.load(settings.identity_files, clock()),
+                              settings.identity_files)
+    if identity.current.party_id != settings.member_id:
+        raise ConfigurationError(f"the identity in {settings.identity_files.directory} is "
+                                 f"{identity.current.party_id}'s, not {settings.member_id}'s")
     keypair: PaillierKeyPair = load_or_create_keypair(
         settings.paillier_key_path, settings.paillier_key_bits
     )
     subject_key = SubjectKey.from_hex(settings.subject_key.get_secret_value())
-    verifier = load_verifier(settings)
     store = open_store(settings.feature_store_location, settings.member_id)
     active = store.active()
     if active is None:
@@ -143,37 +135,42 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
                  active.snapshot_id, active.subjects)
     reports = EvaluationStore(settings.evaluation_store_path)
     models = ModelCatalog(settings.model_dir, settings.member_id)
-    peers = PeerChannels()
-    forwarder = RouteForwarder(peers, clock)
     coordinator = CoordinatorClient(
-        settings.coordinator_address,
-        settings.member_id,
-        settings.registration_token.get_secret_value(),
-        settings.coordinator_timeout_ms,
+        settings.coordinator_address, identity, settings.coordinator_timeout_ms
     )
+    directory = MemberDirectory(identity.current.ca_certificate, coordinator.directory, clock)
+    peers = PeerChannels(identity)
+    forwarder = RouteForwarder(peers, directory, clock)
     contributions = ContributionService(
         member_id=settings.member_id,
-        verifier=verifier,
+        directory=directory,
         store=store,
         models=models,
         forwarder=forwarder,
         allowed_purposes=settings.allowed_purposes,
+        seen=SeenPlans(started_ms=clock()),
         clock=clock,
     )
-    server, port, health = create_server(settings.grpc_bind)
-    node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(contributions, clock), server)
+    server, port, health = create_server(settings.grpc_bind, identity.server_credentials())
+    node_pb2_grpc.add_NodeServicer_to_server(
+        NodeServicer(contributions, PeerCertificates(identity.current.ca_certificate), directory,
+                     clock),
+        server,
+    )
     server.start()
     set_serving(health, [SERVICE_NAME])
     endpoint = settings.advertise_endpoint or f"{host_of(settings.grpc_bind)}:{port}"
     membership = Membership(
-        coordinator, settings.display_name or settings.member_id, endpoint, keypair.public
+        coordinator, directory, identity, settings.display_name or settings.member_id, endpoint,
+        keypair.public, renew_before_ms=settings.renew_before_days * 86_400_000, clock=clock,
     )
     membership.start()
     evaluations = EvaluationService(
         member_id=settings.member_id,
         subject_key=subject_key,
         keypair=keypair,
-        verifier=verifier,
+        identity=identity,
+        contributions=contributions,
         coordinator=coordinator,
         forwarder=forwarder,
         store=store,

@@ -1,27 +1,36 @@
-"""The Node gRPC service: translate, delegate to :class:`ContributionService`, translate back."""
+"""The Node gRPC service: authenticate the caller, translate, delegate, translate back."""
 
 from __future__ import annotations
 
 import grpc
 
 from fedcredit.clock import Clock
+from fedcredit.tls import PeerCertificates
 from fedcredit.transport import rpc_edge
 from node.contribution import ContributionService
+from node.directory import MemberDirectory
 from node.serde import contribute_reply_to_pb, contribute_request_from_pb
 from proto.v1 import node_pb2, node_pb2_grpc
 
 
 class NodeServicer(node_pb2_grpc.NodeServicer):
-    def __init__(self, service: ContributionService, clock: Clock) -> None:
+    def __init__(self, service: ContributionService, peers: PeerCertificates,
+                 directory: MemberDirectory, clock: Clock) -> None:
         self._service = service
+        self._peers = peers
+        self._directory = directory
         self._clock = clock
 
     @rpc_edge
     def Contribute(  # noqa: N802 - gRPC method name
         self, request: node_pb2.ContributeRequest, context: grpc.ServicerContext
     ) -> node_pb2.ContributeReply:
+        # Who is calling, before anything else is even parsed: an active member, presenting
+        # a certificate the directory lists (not revoked, not superseded and expired).
+        caller = self._peers.identify(context, self._clock())
+        self._directory.authorize_peer(caller)
         call = contribute_request_from_pb(request)
         remaining = context.time_remaining()
         caller_deadline = None if remaining is None else self._clock() + int(remaining * 1000)
-        result = self._service.contribute(call, caller_deadline)
+        result = self._service.contribute(call, caller, caller_deadline)
         return contribute_reply_to_pb(result.accumulator, result.outcomes, result.key)

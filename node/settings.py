@@ -12,9 +12,9 @@ from fedcredit.settings_base import (
     Environment,
     check_key_bytes,
     check_secret,
-    check_transport,
     reject_unknown_env,
 )
+from fedcredit.tls import TlsFiles
 from mpc.paillier import DEFAULT_KEY_BITS
 from mpc.pseudonym import SubjectKey
 
@@ -23,7 +23,6 @@ class NodeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FEDCREDIT_NODE_", extra="forbid")
 
     environment: Environment = "prod"
-    insecure_dev: bool = False
     member_id: str
     display_name: str = ""
     data_dir: Path = Path("node-data")
@@ -33,9 +32,15 @@ class NodeSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8081, ge=0, le=65535)
     coordinator_address: str = "127.0.0.1:50051"
-    #: The coordinator's plan verification key (PEM), distributed out of band.
-    coordinator_verify_key_file: Path
-    registration_token: SecretStr = SecretStr("")
+    #: The coordinator's Enrollment service, where ``node join`` files the join request.
+    coordinator_enroll_address: str = "127.0.0.1:50052"
+    #: The alliance CA certificate, obtained out of band; ``node join`` trusts only it and
+    #: copies it into the identity directory.
+    ca_file: Path | None = None
+    #: How the alliance admins reach this institution (shown with its join request).
+    contact: str = ""
+    #: Renew this member's certificate (new key) when less than this remains.
+    renew_before_days: int = Field(default=30, ge=1, le=365)
     #: Alliance subject key, hex. Members only; the coordinator never has it.
     subject_key: SecretStr
     #: API keys of the lender applications allowed to call this node's REST API.
@@ -67,8 +72,6 @@ class NodeSettings(BaseSettings):
     @model_validator(mode="after")
     def _check_secrets_and_transport(self) -> NodeSettings:
         reject_unknown_env("FEDCREDIT_NODE_", type(self).model_fields)
-        check_transport(self.insecure_dev, self.environment)
-        check_secret("registration_token", self.registration_token, self.environment)
         check_key_bytes(
             "subject_key",
             SubjectKey.from_hex(self.subject_key.get_secret_value()).secret,
@@ -99,6 +102,11 @@ class NodeSettings(BaseSettings):
     @property
     def evaluation_store_path(self) -> Path:
         return self.data_dir / "evaluations.sqlite3"
+
+    @property
+    def identity_files(self) -> TlsFiles:
+        """This member's alliance identity: key, certificate, CA (written by ``node join``)."""
+        return TlsFiles(self.data_dir / "identity")
 
     @property
     def paillier_key_path(self) -> Path:

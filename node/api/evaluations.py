@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Response, status
 
 from fedcredit.error_catalog import CATALOG
 from fedcredit.errors import ErrorCode
-from fedcredit.protocol import Consent
+from fedcredit.protocol import ConsentTerms
 from node.api.deps import Authenticated, Context, Evaluations
 from node.api.schemas import ErrorOut, EvaluationCreate, EvaluationOut
 from node.evaluation import EvaluationRequest
@@ -31,10 +31,11 @@ def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
 def _to_request(body: EvaluationCreate) -> EvaluationRequest:
     consent = None
     if body.consent is not None:
-        consent = Consent(
+        consent = ConsentTerms(
             purpose=body.consent.purpose,
             expires_unix_ms=int(body.consent.expires_at.timestamp() * 1000),
             reference=body.consent.reference,
+            relationship=body.consent.relationship,
         )
     return EvaluationRequest(
         id_type=body.applicant.id_type,
@@ -78,6 +79,8 @@ def _to_response(report: EvaluationReport) -> EvaluationOut:
         ErrorCode.DECRYPTION_FAILED,
         ErrorCode.DEADLINE_EXCEEDED,
         ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED,
+        ErrorCode.MEMBER_SUSPENDED,
+        ErrorCode.CERTIFICATE_INVALID,
         ErrorCode.INTERNAL,
     ),
 )

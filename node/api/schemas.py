@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from fedcredit.protocol import Purpose
+from fedcredit.protocol import Purpose, Relationship
 from mpc.pseudonym import IdentifierType
 
 
@@ -25,7 +25,16 @@ class ConsentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     purpose: Purpose
     expires_at: AwareDatetime = Field(description="When the applicant's consent ends (with zone).")
-    reference: str = Field(default="", max_length=128, description="Your consent record's id.")
+    reference: str = Field(
+        default="", max_length=128,
+        description="Your consent record's id. Only its SHA-256 leaves this node.",
+    )
+    relationship: Relationship = Field(
+        default=Relationship.APPLICANT,
+        description="Your relationship with the applicant, attested under this member's "
+        "signature. Alliance policy allows some purposes (e.g. account_review) only for an "
+        "existing customer, which this node checks against its own records first.",
+    )
 
 
 class EvaluationCreate(BaseModel):

@@ -26,31 +26,55 @@ from proto.v1 import crypto_pb2 as proto_dot_v1_dot_crypto__pb2
 from proto.v1 import plan_pb2 as proto_dot_v1_dot_plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/v1/coordinator.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x15proto/v1/crypto.proto\x1a\x13proto/v1/plan.proto\"\xa6\x01\n\x0fRegisterRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12<\n\x13paillier_public_key\x18\x04 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKey\x12\x1a\n\x12registration_token\x18\x05 \x01(\t\"A\n\rRegisterReply\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\r\"A\n\x10HeartbeatRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x1a\n\x12registration_token\x18\x02 \x01(\t\"-\n\x0eHeartbeatReply\x12\x1b\n\x13server_time_unix_ms\x18\x01 \x01(\x03\"\x14\n\x12ListMembersRequest\"\xe1\x01\n\x06Member\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12<\n\x13paillier_public_key\x18\x04 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKey\x12*\n\x06status\x18\x05 \x01(\x0e\x32\x1a.fedcredit.v1.MemberStatus\x12\x1e\n\x16last_heartbeat_unix_ms\x18\x06 \x01(\x03\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\"9\n\x10ListMembersReply\x12%\n\x07members\x18\x01 \x03(\x0b\x32\x14.fedcredit.v1.Member\"g\n\x0bPlanRequest\x12\x14\n\x0crequester_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x1a\n\x12registration_token\x18\x04 \x01(\t*`\n\x0cMemberStatus\x12\x1d\n\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14MEMBER_STATUS_ACTIVE\x10\x01\x12\x17\n\x13MEMBER_STATUS_STALE\x10\x02\x32\xb8\x02\n\x0b\x43oordinator\x12\x46\n\x08Register\x12\x1d.fedcredit.v1.RegisterRequest\x1a\x1b.fedcredit.v1.RegisterReply\x12I\n\tHeartbeat\x12\x1e.fedcredit.v1.HeartbeatRequest\x1a\x1c.fedcredit.v1.HeartbeatReply\x12O\n\x0bListMembers\x12 .fedcredit.v1.ListMembersRequest\x1a\x1e.fedcredit.v1.ListMembersReply\x12\x45\n\x0ePlanEvaluation\x12\x19.fedcredit.v1.PlanRequest\x1a\x18.fedcredit.v1.SignedPlanb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aproto/v1/coordinator.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x15proto/v1/crypto.proto\x1a\x13proto/v1/plan.proto\"w\n\x0f\x41nnounceRequest\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12<\n\x13paillier_public_key\x18\x03 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKey\"I\n\rAnnounceReply\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\r\x12\x19\n\x11\x64irectory_version\x18\x02 \x01(\x04\"5\n\x10HeartbeatRequest\x12!\n\x19\x61pplied_directory_version\x18\x01 \x01(\x04\"H\n\x0eHeartbeatReply\x12\x1b\n\x13server_time_unix_ms\x18\x01 \x01(\x03\x12\x19\n\x11\x64irectory_version\x18\x02 \x01(\x04\"\x12\n\x10\x44irectoryRequest\"E\n\x0b\x43\x65rtificate\x12\x0e\n\x06serial\x18\x01 \x01(\t\x12\x0b\n\x03pem\x18\x02 \x01(\x0c\x12\x19\n\x11not_after_unix_ms\x18\x03 \x01(\x03\"\xc0\x02\n\x06Member\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12<\n\x13paillier_public_key\x18\x04 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKey\x12*\n\x06status\x18\x05 \x01(\x0e\x32\x1a.fedcredit.v1.MemberStatus\x12\x1e\n\x16last_heartbeat_unix_ms\x18\x06 \x01(\x03\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12,\n\nmembership\x18\x08 \x01(\x0e\x32\x18.fedcredit.v1.Membership\x12/\n\x0c\x63\x65rtificates\x18\t \x03(\x0b\x32\x19.fedcredit.v1.Certificate\"\x80\x01\n\tDirectory\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12%\n\x07members\x18\x02 \x03(\x0b\x32\x14.fedcredit.v1.Member\x12;\n\x18\x63oordinator_certificates\x18\x03 \x03(\x0b\x32\x19.fedcredit.v1.Certificate\"5\n\x0bPlanRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"\x1f\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"%\n\nRenewReply\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\"E\n\x0bJoinRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontact\x18\x03 \x01(\t\"\'\n\x11JoinStatusRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\xaf\x02\n\nJoinTicket\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.fedcredit.v1.JoinState\x12\x17\n\x0fkey_fingerprint\x18\x04 \x01(\t\x12\x11\n\tapprovals\x18\x05 \x01(\r\x12\x1a\n\x12\x61pprovals_required\x18\x06 \x01(\r\x12\x16\n\x0e\x61\x64min_approved\x18\x07 \x01(\x08\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\t \x01(\x0c\x12\x1a\n\x12\x63\x61_certificate_pem\x18\n \x01(\x0c\x12\x14\n\x0c\x64isplay_name\x18\x0b \x01(\t\x12\x17\n\x0f\x63reated_unix_ms\x18\x0c \x01(\x03\"\x19\n\x17ListJoinRequestsRequest\"C\n\x15ListJoinRequestsReply\x12*\n\x08requests\x18\x01 \x03(\x0b\x32\x18.fedcredit.v1.JoinTicket\"2\n\x0bVoteRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x02 \x01(\x08*`\n\x0cMemberStatus\x12\x1d\n\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14MEMBER_STATUS_ACTIVE\x10\x01\x12\x17\n\x13MEMBER_STATUS_STALE\x10\x02*q\n\nMembership\x12\x1a\n\x16MEMBERSHIP_UNSPECIFIED\x10\x00\x12\x15\n\x11MEMBERSHIP_ACTIVE\x10\x01\x12\x18\n\x14MEMBERSHIP_SUSPENDED\x10\x02\x12\x16\n\x12MEMBERSHIP_REVOKED\x10\x03*q\n\tJoinState\x12\x1a\n\x16JOIN_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12JOIN_STATE_PENDING\x10\x01\x12\x17\n\x13JOIN_STATE_APPROVED\x10\x02\x12\x17\n\x13JOIN_STATE_REJECTED\x10\x03\x32\x97\x04\n\x0b\x43oordinator\x12\x46\n\x08\x41nnounce\x12\x1d.fedcredit.v1.AnnounceRequest\x1a\x1b.fedcredit.v1.AnnounceReply\x12I\n\tHeartbeat\x12\x1e.fedcredit.v1.HeartbeatRequest\x1a\x1c.fedcredit.v1.HeartbeatReply\x12G\n\x0cGetDirectory\x12\x1e.fedcredit.v1.DirectoryRequest\x1a\x17.fedcredit.v1.Directory\x12\x45\n\x0ePlanEvaluation\x12\x19.fedcredit.v1.PlanRequest\x1a\x18.fedcredit.v1.SignedPlan\x12H\n\x10RenewCertificate\x12\x1a.fedcredit.v1.RenewRequest\x1a\x18.fedcredit.v1.RenewReply\x12^\n\x10ListJoinRequests\x12%.fedcredit.v1.ListJoinRequestsRequest\x1a#.fedcredit.v1.ListJoinRequestsReply\x12;\n\x04Vote\x12\x19.fedcredit.v1.VoteRequest\x1a\x18.fedcredit.v1.JoinTicket2\x9e\x01\n\nEnrollment\x12\x44\n\rRequestToJoin\x12\x19.fedcredit.v1.JoinRequest\x1a\x18.fedcredit.v1.JoinTicket\x12J\n\rGetJoinStatus\x12\x1f.fedcredit.v1.JoinStatusRequest\x1a\x18.fedcredit.v1.JoinTicketb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MEMBERSTATUS']._serialized_start=852
-  _globals['_MEMBERSTATUS']._serialized_end=948
-  _globals['_REGISTERREQUEST']._serialized_start=89
-  _globals['_REGISTERREQUEST']._serialized_end=255
-  _globals['_REGISTERREPLY']._serialized_start=257
-  _globals['_REGISTERREPLY']._serialized_end=322
-  _globals['_HEARTBEATREQUEST']._serialized_start=324
-  _globals['_HEARTBEATREQUEST']._serialized_end=389
-  _globals['_HEARTBEATREPLY']._serialized_start=391
-  _globals['_HEARTBEATREPLY']._serialized_end=436
-  _globals['_LISTMEMBERSREQUEST']._serialized_start=438
-  _globals['_LISTMEMBERSREQUEST']._serialized_end=458
-  _globals['_MEMBER']._serialized_start=461
-  _globals['_MEMBER']._serialized_end=686
-  _globals['_LISTMEMBERSREPLY']._serialized_start=688
-  _globals['_LISTMEMBERSREPLY']._serialized_end=745
-  _globals['_PLANREQUEST']._serialized_start=747
-  _globals['_PLANREQUEST']._serialized_end=850
-  _globals['_COORDINATOR']._serialized_start=951
-  _globals['_COORDINATOR']._serialized_end=1263
+  _globals['_MEMBERSTATUS']._serialized_start=1651
+  _globals['_MEMBERSTATUS']._serialized_end=1747
+  _globals['_MEMBERSHIP']._serialized_start=1749
+  _globals['_MEMBERSHIP']._serialized_end=1862
+  _globals['_JOINSTATE']._serialized_start=1864
+  _globals['_JOINSTATE']._serialized_end=1977
+  _globals['_ANNOUNCEREQUEST']._serialized_start=88
+  _globals['_ANNOUNCEREQUEST']._serialized_end=207
+  _globals['_ANNOUNCEREPLY']._serialized_start=209
+  _globals['_ANNOUNCEREPLY']._serialized_end=282
+  _globals['_HEARTBEATREQUEST']._serialized_start=284
+  _globals['_HEARTBEATREQUEST']._serialized_end=337
+  _globals['_HEARTBEATREPLY']._serialized_start=339
+  _globals['_HEARTBEATREPLY']._serialized_end=411
+  _globals['_DIRECTORYREQUEST']._serialized_start=413
+  _globals['_DIRECTORYREQUEST']._serialized_end=431
+  _globals['_CERTIFICATE']._serialized_start=433
+  _globals['_CERTIFICATE']._serialized_end=502
+  _globals['_MEMBER']._serialized_start=505
+  _globals['_MEMBER']._serialized_end=825
+  _globals['_DIRECTORY']._serialized_start=828
+  _globals['_DIRECTORY']._serialized_end=956
+  _globals['_PLANREQUEST']._serialized_start=958
+  _globals['_PLANREQUEST']._serialized_end=1011
+  _globals['_RENEWREQUEST']._serialized_start=1013
+  _globals['_RENEWREQUEST']._serialized_end=1044
+  _globals['_RENEWREPLY']._serialized_start=1046
+  _globals['_RENEWREPLY']._serialized_end=1083
+  _globals['_JOINREQUEST']._serialized_start=1085
+  _globals['_JOINREQUEST']._serialized_end=1154
+  _globals['_JOINSTATUSREQUEST']._serialized_start=1156
+  _globals['_JOINSTATUSREQUEST']._serialized_end=1195
+  _globals['_JOINTICKET']._serialized_start=1198
+  _globals['_JOINTICKET']._serialized_end=1501
+  _globals['_LISTJOINREQUESTSREQUEST']._serialized_start=1503
+  _globals['_LISTJOINREQUESTSREQUEST']._serialized_end=1528
+  _globals['_LISTJOINREQUESTSREPLY']._serialized_start=1530
+  _globals['_LISTJOINREQUESTSREPLY']._serialized_end=1597
+  _globals['_VOTEREQUEST']._serialized_start=1599
+  _globals['_VOTEREQUEST']._serialized_end=1649
+  _globals['_COORDINATOR']._serialized_start=1980
+  _globals['_COORDINATOR']._serialized_end=2515
+  _globals['_ENROLLMENT']._serialized_start=2518
+  _globals['_ENROLLMENT']._serialized_end=2676
 # @@protoc_insertion_point(module_scope)

@@ -28,86 +28,118 @@ class _MemberStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MemberSt
     DESCRIPTOR: _descriptor.EnumDescriptor
     MEMBER_STATUS_UNSPECIFIED: _MemberStatus.ValueType  # 0
     MEMBER_STATUS_ACTIVE: _MemberStatus.ValueType  # 1
+    """heartbeat within the stale window"""
     MEMBER_STATUS_STALE: _MemberStatus.ValueType  # 2
 
 class MemberStatus(_MemberStatus, metaclass=_MemberStatusEnumTypeWrapper): ...
 
 MEMBER_STATUS_UNSPECIFIED: MemberStatus.ValueType  # 0
 MEMBER_STATUS_ACTIVE: MemberStatus.ValueType  # 1
+"""heartbeat within the stale window"""
 MEMBER_STATUS_STALE: MemberStatus.ValueType  # 2
 Global___MemberStatus: _TypeAlias = MemberStatus  # noqa: Y015
 
+class _Membership:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MembershipEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Membership.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MEMBERSHIP_UNSPECIFIED: _Membership.ValueType  # 0
+    MEMBERSHIP_ACTIVE: _Membership.ValueType  # 1
+    MEMBERSHIP_SUSPENDED: _Membership.ValueType  # 2
+    MEMBERSHIP_REVOKED: _Membership.ValueType  # 3
+
+class Membership(_Membership, metaclass=_MembershipEnumTypeWrapper): ...
+
+MEMBERSHIP_UNSPECIFIED: Membership.ValueType  # 0
+MEMBERSHIP_ACTIVE: Membership.ValueType  # 1
+MEMBERSHIP_SUSPENDED: Membership.ValueType  # 2
+MEMBERSHIP_REVOKED: Membership.ValueType  # 3
+Global___Membership: _TypeAlias = Membership  # noqa: Y015
+
+class _JoinState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JoinStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JoinState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOIN_STATE_UNSPECIFIED: _JoinState.ValueType  # 0
+    JOIN_STATE_PENDING: _JoinState.ValueType  # 1
+    JOIN_STATE_APPROVED: _JoinState.ValueType  # 2
+    JOIN_STATE_REJECTED: _JoinState.ValueType  # 3
+
+class JoinState(_JoinState, metaclass=_JoinStateEnumTypeWrapper): ...
+
+JOIN_STATE_UNSPECIFIED: JoinState.ValueType  # 0
+JOIN_STATE_PENDING: JoinState.ValueType  # 1
+JOIN_STATE_APPROVED: JoinState.ValueType  # 2
+JOIN_STATE_REJECTED: JoinState.ValueType  # 3
+Global___JoinState: _TypeAlias = JoinState  # noqa: Y015
+
 @_typing.final
-class RegisterRequest(_message.Message):
+class AnnounceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    MEMBER_ID_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
     PAILLIER_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
-    REGISTRATION_TOKEN_FIELD_NUMBER: _builtins.int
-    member_id: _builtins.str
     display_name: _builtins.str
     endpoint: _builtins.str
-    registration_token: _builtins.str
     @_builtins.property
     def paillier_public_key(self) -> _crypto_pb2.PaillierPublicKey: ...
     def __init__(
         self,
         *,
-        member_id: _builtins.str = ...,
         display_name: _builtins.str = ...,
         endpoint: _builtins.str = ...,
         paillier_public_key: _crypto_pb2.PaillierPublicKey | None = ...,
-        registration_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["paillier_public_key", b"paillier_public_key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "endpoint", b"endpoint", "member_id", b"member_id", "paillier_public_key", b"paillier_public_key", "registration_token", b"registration_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "endpoint", b"endpoint", "paillier_public_key", b"paillier_public_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RegisterRequest: _TypeAlias = RegisterRequest  # noqa: Y015
+Global___AnnounceRequest: _TypeAlias = AnnounceRequest  # noqa: Y015
 
 @_typing.final
-class RegisterReply(_message.Message):
+class AnnounceReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    MEMBER_ID_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
-    member_id: _builtins.str
+    DIRECTORY_VERSION_FIELD_NUMBER: _builtins.int
     heartbeat_interval_ms: _builtins.int
+    directory_version: _builtins.int
     def __init__(
         self,
         *,
-        member_id: _builtins.str = ...,
         heartbeat_interval_ms: _builtins.int = ...,
+        directory_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "member_id", b"member_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["directory_version", b"directory_version", "heartbeat_interval_ms", b"heartbeat_interval_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___RegisterReply: _TypeAlias = RegisterReply  # noqa: Y015
+Global___AnnounceReply: _TypeAlias = AnnounceReply  # noqa: Y015
 
 @_typing.final
 class HeartbeatRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    MEMBER_ID_FIELD_NUMBER: _builtins.int
-    REGISTRATION_TOKEN_FIELD_NUMBER: _builtins.int
-    member_id: _builtins.str
-    registration_token: _builtins.str
+    APPLIED_DIRECTORY_VERSION_FIELD_NUMBER: _builtins.int
+    applied_directory_version: _builtins.int
+    """the directory version this member enforces now"""
     def __init__(
         self,
         *,
-        member_id: _builtins.str = ...,
-        registration_token: _builtins.str = ...,
+        applied_directory_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["member_id", b"member_id", "registration_token", b"registration_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_directory_version", b"applied_directory_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -118,22 +150,25 @@ class HeartbeatReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_TIME_UNIX_MS_FIELD_NUMBER: _builtins.int
+    DIRECTORY_VERSION_FIELD_NUMBER: _builtins.int
     server_time_unix_ms: _builtins.int
+    directory_version: _builtins.int
     def __init__(
         self,
         *,
         server_time_unix_ms: _builtins.int = ...,
+        directory_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["server_time_unix_ms", b"server_time_unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["directory_version", b"directory_version", "server_time_unix_ms", b"server_time_unix_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HeartbeatReply: _TypeAlias = HeartbeatReply  # noqa: Y015
 
 @_typing.final
-class ListMembersRequest(_message.Message):
+class DirectoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -145,7 +180,33 @@ class ListMembersRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListMembersRequest: _TypeAlias = ListMembersRequest  # noqa: Y015
+Global___DirectoryRequest: _TypeAlias = DirectoryRequest  # noqa: Y015
+
+@_typing.final
+class Certificate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERIAL_FIELD_NUMBER: _builtins.int
+    PEM_FIELD_NUMBER: _builtins.int
+    NOT_AFTER_UNIX_MS_FIELD_NUMBER: _builtins.int
+    serial: _builtins.str
+    """hex"""
+    pem: _builtins.bytes
+    not_after_unix_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        serial: _builtins.str = ...,
+        pem: _builtins.bytes = ...,
+        not_after_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["not_after_unix_ms", b"not_after_unix_ms", "pem", b"pem", "serial", b"serial"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Certificate: _TypeAlias = Certificate  # noqa: Y015
 
 @_typing.final
 class Member(_message.Message):
@@ -158,15 +219,23 @@ class Member(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     LAST_HEARTBEAT_UNIX_MS_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
+    MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    CERTIFICATES_FIELD_NUMBER: _builtins.int
     member_id: _builtins.str
     display_name: _builtins.str
     endpoint: _builtins.str
+    """empty until the member announced itself"""
     status: Global___MemberStatus.ValueType
     last_heartbeat_unix_ms: _builtins.int
     latency_ms: _builtins.float
     """EWMA of health-check round trips; 0 when not yet measured"""
+    membership: Global___Membership.ValueType
     @_builtins.property
     def paillier_public_key(self) -> _crypto_pb2.PaillierPublicKey: ...
+    @_builtins.property
+    def certificates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Certificate]:
+        """unrevoked, unexpired; any other serial is refused"""
+
     def __init__(
         self,
         *,
@@ -177,59 +246,261 @@ class Member(_message.Message):
         status: Global___MemberStatus.ValueType = ...,
         last_heartbeat_unix_ms: _builtins.int = ...,
         latency_ms: _builtins.float = ...,
+        membership: Global___Membership.ValueType = ...,
+        certificates: _abc.Iterable[Global___Certificate] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["paillier_public_key", b"paillier_public_key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "endpoint", b"endpoint", "last_heartbeat_unix_ms", b"last_heartbeat_unix_ms", "latency_ms", b"latency_ms", "member_id", b"member_id", "paillier_public_key", b"paillier_public_key", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificates", b"certificates", "display_name", b"display_name", "endpoint", b"endpoint", "last_heartbeat_unix_ms", b"last_heartbeat_unix_ms", "latency_ms", b"latency_ms", "member_id", b"member_id", "membership", b"membership", "paillier_public_key", b"paillier_public_key", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Member: _TypeAlias = Member  # noqa: Y015
 
 @_typing.final
-class ListMembersReply(_message.Message):
+class Directory(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    VERSION_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
+    COORDINATOR_CERTIFICATES_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___Member]: ...
+    @_builtins.property
+    def coordinator_certificates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Certificate]:
+        """plan and tree-head signers"""
+
     def __init__(
         self,
         *,
+        version: _builtins.int = ...,
         members: _abc.Iterable[Global___Member] | None = ...,
+        coordinator_certificates: _abc.Iterable[Global___Certificate] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinator_certificates", b"coordinator_certificates", "members", b"members", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListMembersReply: _TypeAlias = ListMembersReply  # noqa: Y015
+Global___Directory: _TypeAlias = Directory  # noqa: Y015
 
 @_typing.final
 class PlanRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    REQUESTER_ID_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
-    REGISTRATION_TOKEN_FIELD_NUMBER: _builtins.int
-    requester_id: _builtins.str
     model_version: _builtins.str
     purpose: _builtins.str
-    registration_token: _builtins.str
     def __init__(
         self,
         *,
-        requester_id: _builtins.str = ...,
         model_version: _builtins.str = ...,
         purpose: _builtins.str = ...,
-        registration_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version", "purpose", b"purpose", "registration_token", b"registration_token", "requester_id", b"requester_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version", "purpose", b"purpose"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PlanRequest: _TypeAlias = PlanRequest  # noqa: Y015
+
+@_typing.final
+class RenewRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CSR_PEM_FIELD_NUMBER: _builtins.int
+    csr_pem: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        csr_pem: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csr_pem", b"csr_pem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenewRequest: _TypeAlias = RenewRequest  # noqa: Y015
+
+@_typing.final
+class RenewReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    certificate_pem: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        certificate_pem: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certificate_pem", b"certificate_pem"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RenewReply: _TypeAlias = RenewReply  # noqa: Y015
+
+@_typing.final
+class JoinRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CSR_PEM_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    CONTACT_FIELD_NUMBER: _builtins.int
+    csr_pem: _builtins.bytes
+    """its common name is the member id asked for"""
+    display_name: _builtins.str
+    contact: _builtins.str
+    """how the admins reach the applicant to confirm the fingerprint"""
+    def __init__(
+        self,
+        *,
+        csr_pem: _builtins.bytes = ...,
+        display_name: _builtins.str = ...,
+        contact: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "csr_pem", b"csr_pem", "display_name", b"display_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinRequest: _TypeAlias = JoinRequest  # noqa: Y015
+
+@_typing.final
+class JoinStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinStatusRequest: _TypeAlias = JoinStatusRequest  # noqa: Y015
+
+@_typing.final
+class JoinTicket(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    KEY_FINGERPRINT_FIELD_NUMBER: _builtins.int
+    APPROVALS_FIELD_NUMBER: _builtins.int
+    APPROVALS_REQUIRED_FIELD_NUMBER: _builtins.int
+    ADMIN_APPROVED_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    CA_CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    CREATED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    member_id: _builtins.str
+    state: Global___JoinState.ValueType
+    key_fingerprint: _builtins.str
+    """SHA-256 of the requested key, read out to the admins"""
+    approvals: _builtins.int
+    """member votes so far"""
+    approvals_required: _builtins.int
+    admin_approved: _builtins.bool
+    reason: _builtins.str
+    """when rejected"""
+    certificate_pem: _builtins.bytes
+    """when approved"""
+    ca_certificate_pem: _builtins.bytes
+    display_name: _builtins.str
+    created_unix_ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        state: Global___JoinState.ValueType = ...,
+        key_fingerprint: _builtins.str = ...,
+        approvals: _builtins.int = ...,
+        approvals_required: _builtins.int = ...,
+        admin_approved: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+        certificate_pem: _builtins.bytes = ...,
+        ca_certificate_pem: _builtins.bytes = ...,
+        display_name: _builtins.str = ...,
+        created_unix_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin_approved", b"admin_approved", "approvals", b"approvals", "approvals_required", b"approvals_required", "ca_certificate_pem", b"ca_certificate_pem", "certificate_pem", b"certificate_pem", "created_unix_ms", b"created_unix_ms", "display_name", b"display_name", "key_fingerprint", b"key_fingerprint", "member_id", b"member_id", "reason", b"reason", "request_id", b"request_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinTicket: _TypeAlias = JoinTicket  # noqa: Y015
+
+@_typing.final
+class ListJoinRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJoinRequestsRequest: _TypeAlias = ListJoinRequestsRequest  # noqa: Y015
+
+@_typing.final
+class ListJoinRequestsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___JoinTicket]: ...
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___JoinTicket] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJoinRequestsReply: _TypeAlias = ListJoinRequestsReply  # noqa: Y015
+
+@_typing.final
+class VoteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    APPROVE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    approve: _builtins.bool
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        approve: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve", b"approve", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VoteRequest: _TypeAlias = VoteRequest  # noqa: Y015

@@ -27,7 +27,9 @@ if _version_not_supported:
 
 
 class CoordinatorStub:
-    """Missing associated documentation comment in .proto file."""
+    """Served over mutual TLS: the caller's alliance certificate names the member, and the
+    coordinator checks it against the registry (active membership, unrevoked serial) on every call.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -35,33 +37,50 @@ class CoordinatorStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Register = channel.unary_unary(
-                '/fedcredit.v1.Coordinator/Register',
-                request_serializer=proto_dot_v1_dot_coordinator__pb2.RegisterRequest.SerializeToString,
-                response_deserializer=proto_dot_v1_dot_coordinator__pb2.RegisterReply.FromString,
+        self.Announce = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/Announce',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.AnnounceRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.AnnounceReply.FromString,
                 _registered_method=True)
         self.Heartbeat = channel.unary_unary(
                 '/fedcredit.v1.Coordinator/Heartbeat',
                 request_serializer=proto_dot_v1_dot_coordinator__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=proto_dot_v1_dot_coordinator__pb2.HeartbeatReply.FromString,
                 _registered_method=True)
-        self.ListMembers = channel.unary_unary(
-                '/fedcredit.v1.Coordinator/ListMembers',
-                request_serializer=proto_dot_v1_dot_coordinator__pb2.ListMembersRequest.SerializeToString,
-                response_deserializer=proto_dot_v1_dot_coordinator__pb2.ListMembersReply.FromString,
+        self.GetDirectory = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/GetDirectory',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.DirectoryRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.Directory.FromString,
                 _registered_method=True)
         self.PlanEvaluation = channel.unary_unary(
                 '/fedcredit.v1.Coordinator/PlanEvaluation',
                 request_serializer=proto_dot_v1_dot_coordinator__pb2.PlanRequest.SerializeToString,
                 response_deserializer=proto_dot_v1_dot_plan__pb2.SignedPlan.FromString,
                 _registered_method=True)
+        self.RenewCertificate = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/RenewCertificate',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.RenewRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.RenewReply.FromString,
+                _registered_method=True)
+        self.ListJoinRequests = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/ListJoinRequests',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.ListJoinRequestsRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.ListJoinRequestsReply.FromString,
+                _registered_method=True)
+        self.Vote = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/Vote',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.VoteRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.JoinTicket.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Served over mutual TLS: the caller's alliance certificate names the member, and the
+    coordinator checks it against the registry (active membership, unrevoked serial) on every call.
+    """
 
-    def Register(self, request, context):
-        """Join (or re-announce) a member: endpoint and long-term Paillier public key.
+    def Announce(self, request, context):
+        """Announce this member's endpoint and long-term Paillier public key (on start and on change).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -69,13 +88,14 @@ class CoordinatorServicer:
 
     def Heartbeat(self, request, context):
         """Liveness; a member whose heartbeat is older than the stale window is left out of plans.
+        The reply carries the directory version; members fetch the directory when it changes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ListMembers(self, request, context):
-        """The member directory: endpoints, public keys, status, measured latency.
+    def GetDirectory(self, request, context):
+        """The member directory: endpoints, Paillier keys, membership, certificates, latency.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,28 +108,63 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewCertificate(self, request, context):
+        """A new certificate for a new key, before the current one expires (no downtime).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJoinRequests(self, request, context):
+        """Join requests awaiting a decision, for members to vote on (quorum admission).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Vote(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Register': grpc.unary_unary_rpc_method_handler(
-                    servicer.Register,
-                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.RegisterRequest.FromString,
-                    response_serializer=proto_dot_v1_dot_coordinator__pb2.RegisterReply.SerializeToString,
+            'Announce': grpc.unary_unary_rpc_method_handler(
+                    servicer.Announce,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.AnnounceRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.AnnounceReply.SerializeToString,
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
                     request_deserializer=proto_dot_v1_dot_coordinator__pb2.HeartbeatRequest.FromString,
                     response_serializer=proto_dot_v1_dot_coordinator__pb2.HeartbeatReply.SerializeToString,
             ),
-            'ListMembers': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListMembers,
-                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.ListMembersRequest.FromString,
-                    response_serializer=proto_dot_v1_dot_coordinator__pb2.ListMembersReply.SerializeToString,
+            'GetDirectory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDirectory,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.DirectoryRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.Directory.SerializeToString,
             ),
             'PlanEvaluation': grpc.unary_unary_rpc_method_handler(
                     servicer.PlanEvaluation,
                     request_deserializer=proto_dot_v1_dot_coordinator__pb2.PlanRequest.FromString,
                     response_serializer=proto_dot_v1_dot_plan__pb2.SignedPlan.SerializeToString,
+            ),
+            'RenewCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewCertificate,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.RenewRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.RenewReply.SerializeToString,
+            ),
+            'ListJoinRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJoinRequests,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.ListJoinRequestsRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.ListJoinRequestsReply.SerializeToString,
+            ),
+            'Vote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Vote,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.VoteRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.JoinTicket.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -120,10 +175,12 @@ def add_CoordinatorServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Coordinator:
-    """Missing associated documentation comment in .proto file."""
+    """Served over mutual TLS: the caller's alliance certificate names the member, and the
+    coordinator checks it against the registry (active membership, unrevoked serial) on every call.
+    """
 
     @staticmethod
-    def Register(request,
+    def Announce(request,
             target,
             options=(),
             channel_credentials=None,
@@ -136,9 +193,9 @@ class Coordinator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedcredit.v1.Coordinator/Register',
-            proto_dot_v1_dot_coordinator__pb2.RegisterRequest.SerializeToString,
-            proto_dot_v1_dot_coordinator__pb2.RegisterReply.FromString,
+            '/fedcredit.v1.Coordinator/Announce',
+            proto_dot_v1_dot_coordinator__pb2.AnnounceRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.AnnounceReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -177,7 +234,7 @@ class Coordinator:
             _registered_method=True)
 
     @staticmethod
-    def ListMembers(request,
+    def GetDirectory(request,
             target,
             options=(),
             channel_credentials=None,
@@ -190,9 +247,9 @@ class Coordinator:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/fedcredit.v1.Coordinator/ListMembers',
-            proto_dot_v1_dot_coordinator__pb2.ListMembersRequest.SerializeToString,
-            proto_dot_v1_dot_coordinator__pb2.ListMembersReply.FromString,
+            '/fedcredit.v1.Coordinator/GetDirectory',
+            proto_dot_v1_dot_coordinator__pb2.DirectoryRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.Directory.FromString,
             options,
             channel_credentials,
             insecure,
@@ -220,6 +277,205 @@ class Coordinator:
             '/fedcredit.v1.Coordinator/PlanEvaluation',
             proto_dot_v1_dot_coordinator__pb2.PlanRequest.SerializeToString,
             proto_dot_v1_dot_plan__pb2.SignedPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Coordinator/RenewCertificate',
+            proto_dot_v1_dot_coordinator__pb2.RenewRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.RenewReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJoinRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Coordinator/ListJoinRequests',
+            proto_dot_v1_dot_coordinator__pb2.ListJoinRequestsRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.ListJoinRequestsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Vote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Coordinator/Vote',
+            proto_dot_v1_dot_coordinator__pb2.VoteRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.JoinTicket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class EnrollmentStub:
+    """Served over server-authenticated TLS only: parties without a certificate ask to join here.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RequestToJoin = channel.unary_unary(
+                '/fedcredit.v1.Enrollment/RequestToJoin',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.JoinRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.JoinTicket.FromString,
+                _registered_method=True)
+        self.GetJoinStatus = channel.unary_unary(
+                '/fedcredit.v1.Enrollment/GetJoinStatus',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.JoinStatusRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.JoinTicket.FromString,
+                _registered_method=True)
+
+
+class EnrollmentServicer:
+    """Served over server-authenticated TLS only: parties without a certificate ask to join here.
+    """
+
+    def RequestToJoin(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJoinStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_EnrollmentServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RequestToJoin': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestToJoin,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.JoinRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.JoinTicket.SerializeToString,
+            ),
+            'GetJoinStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJoinStatus,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.JoinStatusRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.JoinTicket.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'fedcredit.v1.Enrollment', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('fedcredit.v1.Enrollment', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Enrollment:
+    """Served over server-authenticated TLS only: parties without a certificate ask to join here.
+    """
+
+    @staticmethod
+    def RequestToJoin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Enrollment/RequestToJoin',
+            proto_dot_v1_dot_coordinator__pb2.JoinRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.JoinTicket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJoinStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Enrollment/GetJoinStatus',
+            proto_dot_v1_dot_coordinator__pb2.JoinStatusRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.JoinTicket.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,39 +28,65 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class CoordinatorStub:
+    """Served over mutual TLS: the caller's alliance certificate names the member, and the
+    coordinator checks it against the registry (active membership, unrevoked serial) on every call.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CoordinatorAsyncStub: ...
-    Register: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.RegisterRequest, _coordinator_pb2.RegisterReply]
-    """Join (or re-announce) a member: endpoint and long-term Paillier public key."""
+    Announce: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.AnnounceRequest, _coordinator_pb2.AnnounceReply]
+    """Announce this member's endpoint and long-term Paillier public key (on start and on change)."""
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.HeartbeatRequest, _coordinator_pb2.HeartbeatReply]
-    """Liveness; a member whose heartbeat is older than the stale window is left out of plans."""
-    ListMembers: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListMembersRequest, _coordinator_pb2.ListMembersReply]
-    """The member directory: endpoints, public keys, status, measured latency."""
+    """Liveness; a member whose heartbeat is older than the stale window is left out of plans.
+    The reply carries the directory version; members fetch the directory when it changes.
+    """
+    GetDirectory: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.DirectoryRequest, _coordinator_pb2.Directory]
+    """The member directory: endpoints, Paillier keys, membership, certificates, latency."""
     PlanEvaluation: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.PlanRequest, _plan_pb2.SignedPlan]
     """A signed, short-lived route for one joint evaluation."""
+    RenewCertificate: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.RenewRequest, _coordinator_pb2.RenewReply]
+    """A new certificate for a new key, before the current one expires (no downtime)."""
+    ListJoinRequests: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListJoinRequestsRequest, _coordinator_pb2.ListJoinRequestsReply]
+    """Join requests awaiting a decision, for members to vote on (quorum admission)."""
+    Vote: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.VoteRequest, _coordinator_pb2.JoinTicket]
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
+    """Served over mutual TLS: the caller's alliance certificate names the member, and the
+    coordinator checks it against the registry (active membership, unrevoked serial) on every call.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Register: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.RegisterRequest, _coordinator_pb2.RegisterReply]  # type: ignore[assignment]
-    """Join (or re-announce) a member: endpoint and long-term Paillier public key."""
+    Announce: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.AnnounceRequest, _coordinator_pb2.AnnounceReply]  # type: ignore[assignment]
+    """Announce this member's endpoint and long-term Paillier public key (on start and on change)."""
     Heartbeat: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.HeartbeatRequest, _coordinator_pb2.HeartbeatReply]  # type: ignore[assignment]
-    """Liveness; a member whose heartbeat is older than the stale window is left out of plans."""
-    ListMembers: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListMembersRequest, _coordinator_pb2.ListMembersReply]  # type: ignore[assignment]
-    """The member directory: endpoints, public keys, status, measured latency."""
+    """Liveness; a member whose heartbeat is older than the stale window is left out of plans.
+    The reply carries the directory version; members fetch the directory when it changes.
+    """
+    GetDirectory: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.DirectoryRequest, _coordinator_pb2.Directory]  # type: ignore[assignment]
+    """The member directory: endpoints, Paillier keys, membership, certificates, latency."""
     PlanEvaluation: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.PlanRequest, _plan_pb2.SignedPlan]  # type: ignore[assignment]
     """A signed, short-lived route for one joint evaluation."""
+    RenewCertificate: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.RenewRequest, _coordinator_pb2.RenewReply]  # type: ignore[assignment]
+    """A new certificate for a new key, before the current one expires (no downtime)."""
+    ListJoinRequests: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListJoinRequestsRequest, _coordinator_pb2.ListJoinRequestsReply]  # type: ignore[assignment]
+    """Join requests awaiting a decision, for members to vote on (quorum admission)."""
+    Vote: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.VoteRequest, _coordinator_pb2.JoinTicket]  # type: ignore[assignment]
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
+    """Served over mutual TLS: the caller's alliance certificate names the member, and the
+    coordinator checks it against the registry (active membership, unrevoked serial) on every call.
+    """
+
     @_abc_1.abstractmethod
-    def Register(
+    def Announce(
         self,
-        request: _coordinator_pb2.RegisterRequest,
+        request: _coordinator_pb2.AnnounceRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_coordinator_pb2.RegisterReply, _abc.Awaitable[_coordinator_pb2.RegisterReply]]:
-        """Join (or re-announce) a member: endpoint and long-term Paillier public key."""
+    ) -> _typing.Union[_coordinator_pb2.AnnounceReply, _abc.Awaitable[_coordinator_pb2.AnnounceReply]]:
+        """Announce this member's endpoint and long-term Paillier public key (on start and on change)."""
 
     @_abc_1.abstractmethod
     def Heartbeat(
@@ -68,15 +94,17 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.HeartbeatRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.HeartbeatReply, _abc.Awaitable[_coordinator_pb2.HeartbeatReply]]:
-        """Liveness; a member whose heartbeat is older than the stale window is left out of plans."""
+        """Liveness; a member whose heartbeat is older than the stale window is left out of plans.
+        The reply carries the directory version; members fetch the directory when it changes.
+        """
 
     @_abc_1.abstractmethod
-    def ListMembers(
+    def GetDirectory(
         self,
-        request: _coordinator_pb2.ListMembersRequest,
+        request: _coordinator_pb2.DirectoryRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_coordinator_pb2.ListMembersReply, _abc.Awaitable[_coordinator_pb2.ListMembersReply]]:
-        """The member directory: endpoints, public keys, status, measured latency."""
+    ) -> _typing.Union[_coordinator_pb2.Directory, _abc.Awaitable[_coordinator_pb2.Directory]]:
+        """The member directory: endpoints, Paillier keys, membership, certificates, latency."""
 
     @_abc_1.abstractmethod
     def PlanEvaluation(
@@ -86,4 +114,64 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_plan_pb2.SignedPlan, _abc.Awaitable[_plan_pb2.SignedPlan]]:
         """A signed, short-lived route for one joint evaluation."""
 
+    @_abc_1.abstractmethod
+    def RenewCertificate(
+        self,
+        request: _coordinator_pb2.RenewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.RenewReply, _abc.Awaitable[_coordinator_pb2.RenewReply]]:
+        """A new certificate for a new key, before the current one expires (no downtime)."""
+
+    @_abc_1.abstractmethod
+    def ListJoinRequests(
+        self,
+        request: _coordinator_pb2.ListJoinRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ListJoinRequestsReply, _abc.Awaitable[_coordinator_pb2.ListJoinRequestsReply]]:
+        """Join requests awaiting a decision, for members to vote on (quorum admission)."""
+
+    @_abc_1.abstractmethod
+    def Vote(
+        self,
+        request: _coordinator_pb2.VoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.JoinTicket, _abc.Awaitable[_coordinator_pb2.JoinTicket]]: ...
+
 def add_CoordinatorServicer_to_server(servicer: CoordinatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class EnrollmentStub:
+    """Served over server-authenticated TLS only: parties without a certificate ask to join here."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> EnrollmentAsyncStub: ...
+    RequestToJoin: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.JoinRequest, _coordinator_pb2.JoinTicket]
+    GetJoinStatus: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.JoinStatusRequest, _coordinator_pb2.JoinTicket]
+
+@_typing.type_check_only
+class EnrollmentAsyncStub(EnrollmentStub):
+    """Served over server-authenticated TLS only: parties without a certificate ask to join here."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    RequestToJoin: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.JoinRequest, _coordinator_pb2.JoinTicket]  # type: ignore[assignment]
+    GetJoinStatus: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.JoinStatusRequest, _coordinator_pb2.JoinTicket]  # type: ignore[assignment]
+
+class EnrollmentServicer(metaclass=_abc_1.ABCMeta):
+    """Served over server-authenticated TLS only: parties without a certificate ask to join here."""
+
+    @_abc_1.abstractmethod
+    def RequestToJoin(
+        self,
+        request: _coordinator_pb2.JoinRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.JoinTicket, _abc.Awaitable[_coordinator_pb2.JoinTicket]]: ...
+
+    @_abc_1.abstractmethod
+    def GetJoinStatus(
+        self,
+        request: _coordinator_pb2.JoinStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.JoinTicket, _abc.Awaitable[_coordinator_pb2.JoinTicket]]: ...
+
+def add_EnrollmentServicer_to_server(servicer: EnrollmentServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

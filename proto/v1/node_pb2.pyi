@@ -21,6 +21,27 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Relationship:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RelationshipEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Relationship.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RELATIONSHIP_UNSPECIFIED: _Relationship.ValueType  # 0
+    RELATIONSHIP_APPLICANT: _Relationship.ValueType  # 1
+    """a new applicant"""
+    RELATIONSHIP_EXISTING_CUSTOMER: _Relationship.ValueType  # 2
+    """the requester holds an account of the subject"""
+
+class Relationship(_Relationship, metaclass=_RelationshipEnumTypeWrapper): ...
+
+RELATIONSHIP_UNSPECIFIED: Relationship.ValueType  # 0
+RELATIONSHIP_APPLICANT: Relationship.ValueType  # 1
+"""a new applicant"""
+RELATIONSHIP_EXISTING_CUSTOMER: Relationship.ValueType  # 2
+"""the requester holds an account of the subject"""
+Global___Relationship: _TypeAlias = Relationship  # noqa: Y015
+
 class _HopStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -40,30 +61,77 @@ Global___HopStatus: _TypeAlias = HopStatus  # noqa: Y015
 
 @_typing.final
 class Consent(_message.Message):
-    """The applicant's consent as carried with the inquiry (signatures arrive with the trust plane)."""
+    """The applicant's consent for one inquiry, signed by the requesting member. Every node on the
+    route verifies it before computing anything.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    QUERY_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_PSEUDONYM_FIELD_NUMBER: _builtins.int
+    REQUESTER_ID_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
+    ISSUED_UNIX_MS_FIELD_NUMBER: _builtins.int
     EXPIRES_UNIX_MS_FIELD_NUMBER: _builtins.int
-    REFERENCE_FIELD_NUMBER: _builtins.int
+    REFERENCE_DIGEST_FIELD_NUMBER: _builtins.int
+    RELATIONSHIP_FIELD_NUMBER: _builtins.int
+    query_id: _builtins.str
+    """binds the consent to one plan"""
+    subject_pseudonym: _builtins.bytes
+    requester_id: _builtins.str
     purpose: _builtins.str
+    issued_unix_ms: _builtins.int
     expires_unix_ms: _builtins.int
-    reference: _builtins.str
+    reference_digest: _builtins.bytes
+    """SHA-256 of the lender's consent reference (kept at the lender)"""
+    relationship: Global___Relationship.ValueType
+    """the requester's attested relationship with the applicant"""
     def __init__(
         self,
         *,
+        query_id: _builtins.str = ...,
+        subject_pseudonym: _builtins.bytes = ...,
+        requester_id: _builtins.str = ...,
         purpose: _builtins.str = ...,
+        issued_unix_ms: _builtins.int = ...,
         expires_unix_ms: _builtins.int = ...,
-        reference: _builtins.str = ...,
+        reference_digest: _builtins.bytes = ...,
+        relationship: Global___Relationship.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_unix_ms", b"expires_unix_ms", "purpose", b"purpose", "reference", b"reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_unix_ms", b"expires_unix_ms", "issued_unix_ms", b"issued_unix_ms", "purpose", b"purpose", "query_id", b"query_id", "reference_digest", b"reference_digest", "relationship", b"relationship", "requester_id", b"requester_id", "subject_pseudonym", b"subject_pseudonym"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Consent: _TypeAlias = Consent  # noqa: Y015
+
+@_typing.final
+class SignedConsent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSENT_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    consent: _builtins.bytes
+    """serialized Consent"""
+    signature: _builtins.bytes
+    """the requester's certified key over a context + consent"""
+    key_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        consent: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+        key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent", "key_id", b"key_id", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignedConsent: _TypeAlias = SignedConsent  # noqa: Y015
 
 @_typing.final
 class HopOutcome(_message.Message):
@@ -106,7 +174,7 @@ class ContributeRequest(_message.Message):
     @_builtins.property
     def plan(self) -> _plan_pb2.SignedPlan: ...
     @_builtins.property
-    def consent(self) -> Global___Consent: ...
+    def consent(self) -> Global___SignedConsent: ...
     @_builtins.property
     def accumulator(self) -> _crypto_pb2.EncryptedVector:
         """absent for the first answering hop"""
@@ -116,7 +184,7 @@ class ContributeRequest(_message.Message):
         *,
         plan: _plan_pb2.SignedPlan | None = ...,
         subject_pseudonym: _builtins.bytes = ...,
-        consent: Global___Consent | None = ...,
+        consent: Global___SignedConsent | None = ...,
         hop_index: _builtins.int = ...,
         accumulator: _crypto_pb2.EncryptedVector | None = ...,
     ) -> None: ...

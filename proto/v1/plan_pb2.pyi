@@ -118,6 +118,8 @@ class Plan(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     FALLBACK_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
+    DIRECTORY_VERSION_FIELD_NUMBER: _builtins.int
+    REQUIRES_EXISTING_CUSTOMER_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     requester_id: _builtins.str
     mode: Global___RouteMode.ValueType
@@ -125,6 +127,14 @@ class Plan(_message.Message):
     expires_unix_ms: _builtins.int
     model_version: _builtins.str
     purpose: _builtins.str
+    directory_version: _builtins.int
+    """The coordinator's directory version when planning: a node that enforces an older one
+    refreshes its directory before acting (suspensions take effect on the next call).
+    """
+    requires_existing_customer: _builtins.bool
+    """Alliance policy for this purpose: the signed consent must attest that the subject is an
+    existing customer of the requester (e.g. account review, collections).
+    """
     @_builtins.property
     def requester_key(self) -> _crypto_pb2.PaillierPublicKey: ...
     @_builtins.property
@@ -144,10 +154,12 @@ class Plan(_message.Message):
         model_version: _builtins.str = ...,
         fallback: Global___FallbackPolicy | None = ...,
         purpose: _builtins.str = ...,
+        directory_version: _builtins.int = ...,
+        requires_existing_customer: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fallback", b"fallback", "requester_key", b"requester_key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_unix_ms", b"expires_unix_ms", "fallback", b"fallback", "issued_unix_ms", b"issued_unix_ms", "mode", b"mode", "model_version", b"model_version", "purpose", b"purpose", "query_id", b"query_id", "requester_id", b"requester_id", "requester_key", b"requester_key", "route", b"route"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["directory_version", b"directory_version", "expires_unix_ms", b"expires_unix_ms", "fallback", b"fallback", "issued_unix_ms", b"issued_unix_ms", "mode", b"mode", "model_version", b"model_version", "purpose", b"purpose", "query_id", b"query_id", "requester_id", b"requester_id", "requester_key", b"requester_key", "requires_existing_customer", b"requires_existing_customer", "route", b"route"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -163,9 +175,9 @@ class SignedPlan(_message.Message):
     plan: _builtins.bytes
     """serialized Plan"""
     signature: _builtins.bytes
-    """Ed25519 over a domain-separated prefix + plan"""
+    """ECDSA P-256 (coordinator's certified key) over a context + plan"""
     key_id: _builtins.str
-    """fingerprint of the coordinator's verification key"""
+    """key id of the signing certificate's public key"""
     def __init__(
         self,
         *,

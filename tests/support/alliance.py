@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from coordinator.authority import init_alliance
 from coordinator.registry import MemberStatus
 from coordinator.server import RunningCoordinator, start_coordinator
 from coordinator.settings import CoordinatorSettings
@@ -17,11 +18,11 @@ from fedcredit.clock import Clock, system_clock
 from fedcredit.demo.population import Population, write_member_files
 from mpc.pseudonym import SubjectKey
 from node.feature_loader import load_features
+from node.join import Applicant, JoinClient, JoinState
 from node.server import NodeRuntime, start_node
 from node.settings import NodeSettings
 from node.store import open_store
 
-TOKEN = "integration-registration-token"
 API_KEY = "integration-lender-api-key"
 
 
@@ -40,14 +41,13 @@ class InProcessAlliance:
     def node_settings(self, member_id: str, **overrides: Any) -> NodeSettings:
         doc: dict[str, Any] = {
             "environment": "dev",
-            "insecure_dev": True,
             "member_id": member_id,
             "data_dir": self.workdir / member_id,
             "grpc_bind": "127.0.0.1:0",
             "http_port": 0,
             "coordinator_address": f"127.0.0.1:{self.coordinator.port}",
-            "coordinator_verify_key_file": self.coordinator_settings.verify_key_path,
-            "registration_token": TOKEN,
+            "coordinator_enroll_address": f"127.0.0.1:{self.coordinator.enrollment_port}",
+            "ca_file": self.coordinator_settings.ca_certificate_path,
             "subject_key": self.subject_key.secret.hex(),
             "api_keys": [API_KEY],
             "model_dir": self.workdir / "inputs" / member_id / "models",
@@ -56,10 +56,29 @@ class InProcessAlliance:
         doc.update(overrides)
         return NodeSettings(**doc)
 
+    def admit(self, member_id: str, **overrides: Any) -> NodeSettings:
+        """Take ``member_id`` through the admission flow: its key and CSR, a join request over
+        the Enrollment service, an admin's approval quoting the fingerprint, the certificate."""
+        settings = self.node_settings(member_id, **overrides)
+        if settings.identity_files.exists():
+            return settings
+        ca_pem = self.coordinator_settings.ca_certificate_path.read_bytes()
+        client = JoinClient(settings.coordinator_enroll_address, ca_pem)
+        try:
+            applicant = Applicant(member_id, settings.identity_files, client, ca_pem,
+                                  system_clock)
+            pending = applicant.step(member_id, "ops@" + member_id)
+            self.coordinator.core.admission.decide(
+                pending.request_id, True, "test-admin", fingerprint=pending.fingerprint)
+            assert applicant.step(member_id, "").state is JoinState.APPROVED
+        finally:
+            client.close()
+        return settings
+
     def start_node(
         self, member_id: str, clock: Clock = system_clock, **overrides: Any
     ) -> NodeRuntime:
-        settings = self.node_settings(member_id, **overrides)
+        settings = self.admit(member_id, **overrides)
         store = open_store(settings.feature_store_location, member_id)
         try:
             load_features(self.workdir / "inputs" / member_id / "features.csv", store,
@@ -104,12 +123,13 @@ def start_alliance(
     """Every member of ``population`` as a real node; ``nodes`` holds per-member keyword
     arguments for :meth:`InProcessAlliance.start_node` (settings overrides, a ``clock``)."""
     write_member_files(population, workdir / "inputs")
+    if not (workdir / "coordinator" / "ca" / "ca.key").exists():
+        init_alliance(workdir / "coordinator", "test", system_clock())
     settings = CoordinatorSettings(
         environment="dev",
-        insecure_dev=True,
         bind="127.0.0.1:0",
+        enroll_bind="127.0.0.1:0",
         data_dir=workdir / "coordinator",
-        registration_token=TOKEN,
         heartbeat_interval_ms=200,
         stale_after_ms=1500,
         probe_interval_ms=500,

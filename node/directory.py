@@ -1,0 +1,161 @@
+"""This node's copy of the alliance directory: who is a member, with which certificates.
+
+Every authorization decision at the node reads it: the TLS peer of each call must be an active
+member presenting one of its listed (unrevoked, unexpired) certificates, a plan must be signed
+by a listed coordinator certificate, a consent by a listed certificate of its requester.
+The copy is refreshed when the coordinator's heartbeat reply or a plan names a newer version,
+so a suspension is enforced here on the first call after the coordinator recorded it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from fedcredit.errors import CertificateError, ErrorCode, FedCreditError, InvalidSignature
+from mpc.paillier import PaillierPublicKey
+from mpc.pki import CertifiedIdentity, CertRole, load_certificate, verify_certificate
+from mpc.signing import Verifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DirectoryCertificate:
+    serial: str
+    pem: bytes = field(repr=False)
+    not_after_ms: int
+
+
+@dataclass(frozen=True)
+class DirectoryMember:
+    member_id: str
+    display_name: str
+    endpoint: str
+    public_key: PaillierPublicKey | None
+    active: bool
+    membership: str
+    certificates: tuple[DirectoryCertificate, ...]
+
+
+@dataclass(frozen=True)
+class DirectoryView:
+    version: int
+    members: tuple[DirectoryMember, ...]
+    coordinator_certificates: tuple[DirectoryCertificate, ...]
+
+
+@dataclass(frozen=True)
+class _Indexed:
+    version: int
+    members: dict[str, DirectoryMember]
+    serials: dict[str, str]                        # serial -> member id
+    member_keys: dict[tuple[str, str], Verifier]   # (member id, key id) -> verifier
+    coordinator_keys: dict[str, Verifier]          # key id -> verifier
+
+
+class MemberDirectory:
+    def __init__(self, ca_certificate: x509.Certificate, fetch: Callable[[], DirectoryView],
+                 clock: Callable[[], int]) -> None:
+        self._ca = ca_certificate
+        self._fetch = fetch
+        self._clock = clock
+        self._index = _Indexed(0, {}, {}, {}, {})
+        self._refresh_lock = threading.Lock()
+
+    @property
+    def version(self) -> int:
+        return self._index.version
+
+    def refresh(self) -> int:
+        """Fetch and install the coordinator's current directory; the version now enforced."""
+        with self._refresh_lock:
+            view = self._fetch()
+            if view.version >= self._index.version:
+                self._index = self._build(view)
+            return self._index.version
+
+    def ensure(self, version: int) -> None:
+        """Make sure this node enforces at least ``version`` (refreshing if it is behind)."""
+        if self._index.version < version:
+            self.refresh()
+            if self._index.version < version:
+                raise FedCreditError("the coordinator's directory is behind the plan",
+                                     code=ErrorCode.COORDINATOR_UNAVAILABLE)
+
+    def _verified(self, cert: DirectoryCertificate, role: CertRole, party: str | None,
+                  now: int) -> CertifiedIdentity | None:
+        try:
+            identity = verify_certificate(load_certificate(cert.pem), self._ca, now)
+        except CertificateError:
+            return None
+        if identity.role is not role or (party is not None and identity.party_id != party):
+            return None
+        return identity
+
+    def _build(self, view: DirectoryView) -> _Indexed:
+        now = self._clock()
+        members = {m.member_id: m for m in view.members}
+        serials: dict[str, str] = {}
+        member_keys: dict[tuple[str, str], Verifier] = {}
+        for member in view.members:
+            for cert in member.certificates:
+                identity = self._verified(cert, CertRole.MEMBER, member.member_id, now)
+                if identity is not None:
+                    serials[identity.serial] = member.member_id
+                    member_keys[(member.member_id, identity.verifier.key_id)] = identity.verifier
+        coordinator_keys: dict[str, Verifier] = {}
+        for cert in view.coordinator_certificates:
+            identity = self._verified(cert, CertRole.COORDINATOR, None, now)
+            if identity is not None:
+                coordinator_keys[identity.verifier.key_id] = identity.verifier
+        return _Indexed(view.version, members, serials, member_keys, coordinator_keys)
+
+    # -- decisions -----------------------------------------------------------------------------
+    def member(self, member_id: str) -> DirectoryMember:
+        member = self._index.members.get(member_id)
+        if member is None:
+            raise FedCreditError(f"member {member_id!r} is not in the alliance directory",
+                                 code=ErrorCode.UNKNOWN_MEMBER)
+        return member
+
+    def require_active(self, member_id: str) -> DirectoryMember:
+        member = self.member(member_id)
+        if not member.active:
+            raise FedCreditError(f"member {member_id} is {member.membership.lower()}",
+                                 code=ErrorCode.MEMBER_SUSPENDED)
+        return member
+
+    def authorize_peer(self, identity: CertifiedIdentity) -> None:
+        """A caller over mutual TLS: an active member presenting a listed certificate."""
+        if identity.role is not CertRole.MEMBER:
+            raise CertificateError("a member certificate is required")
+        if self._index.serials.get(identity.serial) != identity.party_id:
+            # Not listed: revoked, or issued after our copy. Check once with the coordinator.
+            self.refresh()
+            if self._index.serials.get(identity.serial) != identity.party_id:
+                raise FedCreditError("the caller's certificate is revoked or unknown",
+                                     code=ErrorCode.CERTIFICATE_REVOKED)
+        self.require_active(identity.party_id)
+
+    def coordinator_verifier(self, key_id: str) -> Verifier:
+        verifier = self._index.coordinator_keys.get(key_id)
+        if verifier is None:
+            self.refresh()
+            verifier = self._index.coordinator_keys.get(key_id)
+        if verifier is None:
+            raise InvalidSignature()
+        return verifier
+
+    def member_verifier(self, member_id: str, key_id: str) -> Verifier:
+        verifier = self._index.member_keys.get((member_id, key_id))
+        if verifier is None:
+            self.refresh()
+            verifier = self._index.member_keys.get((member_id, key_id))
+        if verifier is None:
+            raise InvalidSignature(code=ErrorCode.CONSENT_INVALID)
+        return verifier
