@@ -4,6 +4,7 @@ bad input; judicial cases; propagation; a restart mid-approval; the ``fedcredit 
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
@@ -601,3 +602,76 @@ def test_a_restart_between_approval_and_the_member_vote_loses_nothing(tmp_path: 
         assert kinds[-3:] == [EntryKind.VOTE, EntryKind.VOTE, EntryKind.ADMISSION]
     finally:
         again.stop()
+
+
+# -- the CLI --------------------------------------------------------------------------------------
+def cli(world: World, role: str | None, *args: str, **env: str) -> Any:
+    from typer.testing import CliRunner
+
+    from fedcredit.admin_cli import admin_app
+
+    defaults = {"FEDCREDIT_ADMIN_URL": str(world.http.base_url).rstrip("/"),
+                "FEDCREDIT_ADMIN_CA_CERT": str(world.settings.data_dir / "ca.crt"),
+                "FEDCREDIT_ADMIN_TOKEN": world.tokens[role] if role else ""}
+    return CliRunner().invoke(admin_app, list(args), env=defaults | env)
+
+
+def test_the_cli_configures_and_audits_over_https(world: World, tmp_path: Path) -> None:
+    import re
+
+    member = add_member(world)
+    listed = cli(world, "admin", "members", "list")
+    assert listed.exit_code == 0 and member in listed.stdout, listed.output
+    policy = world.context.policies.current()[1].model_dump(mode="json")
+    (tmp_path / "policy.yaml").write_text(
+        "\n".join(f"{k}: {json.dumps(v)}" for k, v in (policy | {"hop_timeout_ms": 777}).items()))
+    changed = cli(world, "admin", "policy", "set", str(tmp_path / "policy.yaml"))
+    assert "changed: hop_timeout_ms" in changed.stdout, changed.output
+    assert world.context.policies.current()[1].hop_timeout_ms == 777
+    for actor in ("bank-p", "bank-q"):
+        world.core.ledger.append(EntryDraft(EntryKind.CONTRIBUTION, actor, {"n": 1}, "q-cli"),
+                                 now_ms=world.clock())
+    created = cli(world, "admin", "principals", "create", "court-cli", "--role", "judicial")
+    token = re.search(r"fca_([0-9a-f]{16})_\S+", created.stdout)
+    assert token is not None, created.output
+    granted = cli(world, "regulator", "grants", "create", "--case", "case-cli", "--grantee",
+                  token.group(1), "--legal-basis", "order 9", "--query-id", "q-cli")
+    assert granted.exit_code == 0, granted.output
+    read = cli(world, None, "cases", "entries", "case-cli", FEDCREDIT_ADMIN_TOKEN=token.group(0))
+    assert read.exit_code == 0 and "2 entries, each proved" in read.stdout, read.output
+    for role, args in (("regulator", ("--index", "0")), ("admin", ("--old-size", "1"))):
+        proved = cli(world, role, "ledger", "prove", *args)
+        assert proved.exit_code == 0 and proved.stdout.startswith("verified"), proved.output
+
+
+def test_cli_failures_are_one_line_code_and_detail(world: World, tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("hop_timeout_ms: 5\n")
+    (tmp_path / "broken.yaml").write_text("a: 1\n  b: [\n")
+    other = tmp_path / "other-alliance"
+    init_alliance(other, "other", world.clock())
+    request = join_request(world)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    cases = [
+        ("regulator", ("members", "list"), {}, "PERMISSION_DENIED: this action is for the admin"),
+        (None, ("members", "list"), {}, "UNKNOWN_API_KEY: missing admin token"),
+        ("admin", ("policy", "set", str(tmp_path / "bad.yaml")), {},
+         "POLICY_INVALID: hop_timeout_ms"),
+        ("admin", ("policy", "set", str(tmp_path / "broken.yaml")), {},
+         f"POLICY_INVALID: {tmp_path / 'broken.yaml'}:2"),
+        ("admin", ("members", "approve", request.request_id, "--fingerprint", "ab" * 32), {},
+         "PERMISSION_DENIED: the fingerprint does not match"),
+        ("admin", ("members", "show", "nobody"), {}, "RESOURCE_NOT_FOUND: no member"),
+        ("admin", ("members", "list"), {"FEDCREDIT_ADMIN_CA_CERT": str(other / "ca.crt")},
+         "CERTIFICATE_INVALID: the server's certificate"),
+        ("admin", ("members", "list"), {"FEDCREDIT_ADMIN_URL": "http://127.0.0.1:1"},
+         "INSECURE_TRANSPORT_REFUSED"),
+        ("admin", ("members", "list"),
+         {"FEDCREDIT_ADMIN_URL": f"https://127.0.0.1:{closed.getsockname()[1]}"},
+         "COORDINATOR_UNAVAILABLE: cannot reach"),
+    ]
+    for role, args, env, message in cases:
+        result = cli(world, role, *args, **env)
+        assert result.exit_code == 1 and result.stderr.startswith(message), result.output
+        assert "Traceback" not in result.output and len(result.stderr.splitlines()) == 1
+    closed.close()
