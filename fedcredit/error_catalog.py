@@ -15,6 +15,9 @@ import grpc
 from fedcredit.errors import ErrorCode, FedCreditError
 
 ERROR_CODE_METADATA_KEY = "fedcredit-error-code"
+#: What gRPC says when this side's TLS refused the server's certificate. (When the *server*
+#: refuses ours, the client only sees the connection close: that stays NODE_UNAVAILABLE.)
+_TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification", "certificate has expired")
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,12 @@ def error_from_rpc(exc: grpc.RpcError, *, default: ErrorCode) -> FedCreditError:
         if item[0] == ERROR_CODE_METADATA_KEY:  # type: ignore[index]
             code = code_from_name(str(item[1]))  # type: ignore[index]
     status = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else None
+    if code is None and status == grpc.StatusCode.UNAVAILABLE and any(
+        marker in str(details) for marker in _TLS_REFUSALS
+    ):
+        # This side refused the peer's certificate (another CA, expired, wrong member name).
+        code = ErrorCode.CERTIFICATE_INVALID
     if code is None:
         if status == grpc.StatusCode.DEADLINE_EXCEEDED:
             code = ErrorCode.DEADLINE_EXCEEDED
@@ -179,5 +188,4 @@ def error_from_rpc(exc: grpc.RpcError, *, default: ErrorCode) -> FedCreditError:
             code = ErrorCode.MESSAGE_TOO_LARGE
         else:
             code = default
-    details = exc.details() if hasattr(exc, "details") else None
     return FedCreditError(str(details or code.value), code=code)

@@ -193,7 +193,7 @@ class PeerCertificates:
         self._lock = threading.Lock()
 
     def identify(self, context: grpc.ServicerContext, now_ms: int) -> CertifiedIdentity:
-        pems = context.auth_context().get("x509_pem_cert") or []
+        pems: object = context.auth_context().get("x509_pem_cert") or []
         if not isinstance(pems, list) or not pems or not isinstance(pems[0], bytes):
             raise CertificateError("the caller presented no alliance certificate")
         pem = pems[0]

@@ -91,9 +91,10 @@ class ContributionService:
             self._directory.member_verifier(plan.requester_id, call.consent.key_id),
             plan=plan, pseudonym=call.pseudonym, now_ms=now, allowed_purposes=self._allowed,
         )
-        self._seen.admit(plan, now)
         incoming = call.parse_accumulator(plan.requester_key)
         model = self._models.get(plan.model_version)
+        # The plan is spent here, once everything about the call checked out.
+        self._seen.admit(plan, now)
         vector = contribution_for(self._store.lookup(call.pseudonym), model)
         accumulator = accumulate(incoming, vector, plan.requester_key)
         deadline = plan.expires_unix_ms

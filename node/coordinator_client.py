@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from fedcredit.error_catalog import error_from_rpc
-from fedcredit.errors import ErrorCode, FedCreditError
+from fedcredit.errors import CertificateError, ErrorCode, FedCreditError
 from fedcredit.protocol import Purpose, SignedPlan
 from fedcredit.serde import public_key_from_pb, public_key_to_pb, signed_plan_from_pb
 from fedcredit.tls import IdentityHolder, target_name_option
@@ -78,6 +79,10 @@ class CoordinatorClient:
             return self._stub
 
     def _call(self, name: str, request: object) -> Any:
+        if time.time() * 1000 >= self._identity.current.certified.not_after_ms:
+            # The coordinator would only drop the connection; say what is actually wrong.
+            raise CertificateError("this member's certificate has expired; it must rejoin "
+                                   "(certificates renew automatically while they are valid)")
         method: Callable[..., Any] = getattr(self._current_stub(), name)
         try:
             return method(request, timeout=self._timeout_s)

@@ -22,8 +22,9 @@ from fedcredit.transport import create_server, host_of, set_serving
 from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import SubjectKey
 from node.api.app import create_app
-from node.api.deps import ApiContext, HealthProbe, hash_api_key
+from node.api.deps import ApiContext, HealthProbe
 from node.api.metrics import ApiMetrics
+from node.api_keys import ApiKeyStore
 from node.contribution import ContributionService
 from node.coordinator_client import CoordinatorClient
 from node.directory import MemberDirectory
@@ -180,15 +181,20 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         allowed_purposes=settings.allowed_purposes,
         clock=clock,
     )
+    api_keys = ApiKeyStore(settings.api_key_store_path, clock)
+    if not api_keys.list():
+        log.warning("node %s: no lender API keys yet; create one with `fedcredit node api-keys "
+                    "create`", settings.member_id)
     context = ApiContext(
         evaluations=evaluations,
-        api_key_hashes=tuple(hash_api_key(k.get_secret_value()) for k in settings.api_keys),
+        api_keys=api_keys,
         metrics=ApiMetrics(),
         health=HealthProbe(
             member_id=settings.member_id,
             registered=membership.registered.is_set,
             subjects=store.count,
         ),
+        clock=clock,
     )
     app = create_app(context, settings.max_request_bytes)
     log.info("node %s: gRPC on port %d, advertised as %s", settings.member_id, port, endpoint)
@@ -198,5 +204,5 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         grpc_port=port,
         app=app,
         membership=membership,
-        closers=[store.close, reports.close, peers.close, coordinator.close],
+        closers=[store.close, reports.close, peers.close, coordinator.close, api_keys.close],
     )

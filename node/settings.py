@@ -11,7 +11,6 @@ from fedcredit.protocol import Purpose
 from fedcredit.settings_base import (
     Environment,
     check_key_bytes,
-    check_secret,
     reject_unknown_env,
 )
 from fedcredit.tls import TlsFiles
@@ -43,8 +42,6 @@ class NodeSettings(BaseSettings):
     renew_before_days: int = Field(default=30, ge=1, le=365)
     #: Alliance subject key, hex. Members only; the coordinator never has it.
     subject_key: SecretStr
-    #: API keys of the lender applications allowed to call this node's REST API.
-    api_keys: list[SecretStr] = Field(default_factory=list)
     #: Directory of this member's model slices, one ``<version>.json`` each.
     model_dir: Path = Path("models")
     #: The model version this node asks for when it is the requester.
@@ -77,10 +74,6 @@ class NodeSettings(BaseSettings):
             SubjectKey.from_hex(self.subject_key.get_secret_value()).secret,
             self.environment,
         )
-        if not self.api_keys:
-            raise ValueError("at least one API key is required (FEDCREDIT_NODE_API_KEYS)")
-        for key in self.api_keys:
-            check_secret("api_keys", key, self.environment)
         return self
 
     @property
@@ -102,6 +95,11 @@ class NodeSettings(BaseSettings):
     @property
     def evaluation_store_path(self) -> Path:
         return self.data_dir / "evaluations.sqlite3"
+
+    @property
+    def api_key_store_path(self) -> Path:
+        """The lender applications' API keys (hashed, scoped): ``fedcredit node api-keys``."""
+        return self.data_dir / "api-keys.sqlite3"
 
     @property
     def identity_files(self) -> TlsFiles:

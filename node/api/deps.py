@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -11,8 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from fedcredit.clock import Clock, system_clock
 from fedcredit.errors import AuthenticationError
 from node.api.metrics import ApiMetrics
+from node.api_keys import UNKNOWN_KEY_DETAIL, ApiKeyRecord, ApiKeyStore, ApiScope
 from node.evaluation import EvaluationService
 
 
@@ -28,13 +28,11 @@ class ApiContext:
     """Everything the routes need, built by the node's wiring and put on ``app.state``."""
 
     evaluations: EvaluationService
-    api_key_hashes: tuple[bytes, ...]
+    api_keys: ApiKeyStore
     metrics: ApiMetrics
     health: HealthProbe
-
-
-def hash_api_key(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    #: Decides when keys expire and when a rotation's grace period ends.
+    clock: Clock = system_clock
 
 
 def get_context(request: Request) -> ApiContext:
@@ -44,19 +42,25 @@ def get_context(request: Request) -> ApiContext:
 
 Context = Annotated[ApiContext, Depends(get_context)]
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                               description="A lender application's API key.")
+                               description="A lender application's API key (fck_...).")
 
 
-def require_api_key(
-    context: Context, key: Annotated[str | None, Security(_api_key_header)]
-) -> None:
-    if key:
-        digest = hash_api_key(key)
-        # Compare against every key so timing does not reveal which one matched.
-        matches = [hmac.compare_digest(digest, known) for known in context.api_key_hashes]
-        if any(matches):
-            return
-    raise AuthenticationError("missing or unknown API key")
+class RequireScope:
+    """A dependency: the caller's API key, which must carry ``scope``.
+
+    No key, or one that is not usable, is ``401 UNKNOWN_API_KEY``; a usable key without the
+    scope is ``403 PERMISSION_DENIED``.
+    """
+
+    def __init__(self, scope: ApiScope) -> None:
+        self.scope = scope
+
+    def __call__(
+        self, context: Context, token: Annotated[str | None, Security(_api_key_header)]
+    ) -> ApiKeyRecord:
+        if not token:
+            raise AuthenticationError(UNKNOWN_KEY_DETAIL)
+        return context.api_keys.authenticate(token, self.scope, context.clock())
 
 
 def get_evaluations(context: Context) -> EvaluationService:
@@ -64,4 +68,7 @@ def get_evaluations(context: Context) -> EvaluationService:
 
 
 Evaluations = Annotated[EvaluationService, Depends(get_evaluations)]
-Authenticated = Annotated[None, Depends(require_api_key)]
+CanCreateEvaluations = Annotated[ApiKeyRecord,
+                                 Depends(RequireScope(ApiScope.EVALUATIONS_CREATE))]
+CanReadEvaluations = Annotated[ApiKeyRecord, Depends(RequireScope(ApiScope.EVALUATIONS_READ))]
+CanReadInquiries = Annotated[ApiKeyRecord, Depends(RequireScope(ApiScope.INQUIRIES_READ))]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Response, status
 from fedcredit.error_catalog import CATALOG
 from fedcredit.errors import ErrorCode
 from fedcredit.protocol import ConsentTerms
-from node.api.deps import Authenticated, Context, Evaluations
+from node.api.deps import CanCreateEvaluations, CanReadEvaluations, Context, Evaluations
 from node.api.schemas import ErrorOut, EvaluationCreate, EvaluationOut
 from node.evaluation import EvaluationRequest
 from node.reports import EvaluationReport
@@ -64,6 +64,7 @@ def _to_response(report: EvaluationReport) -> EvaluationOut:
     ),
     responses=_errors(
         ErrorCode.UNKNOWN_API_KEY,
+        ErrorCode.PERMISSION_DENIED,
         ErrorCode.MALFORMED_IDENTIFIER,
         ErrorCode.INVALID_REQUEST,
         ErrorCode.CONSENT_MISSING,
@@ -87,7 +88,7 @@ def _to_response(report: EvaluationReport) -> EvaluationOut:
 def create_evaluation(
     body: EvaluationCreate,
     response: Response,
-    _: Authenticated,
+    _: CanCreateEvaluations,
     evaluations: Evaluations,
     context: Context,
 ) -> EvaluationOut:
@@ -102,10 +103,11 @@ def create_evaluation(
     "/{query_id}",
     response_model=EvaluationOut,
     summary="Fetch a stored evaluation report",
-    responses=_errors(ErrorCode.UNKNOWN_API_KEY, ErrorCode.EVALUATION_NOT_FOUND),
+    responses=_errors(ErrorCode.UNKNOWN_API_KEY, ErrorCode.PERMISSION_DENIED,
+                      ErrorCode.EVALUATION_NOT_FOUND),
 )
 def get_evaluation(
-    _: Authenticated,
+    _: CanReadEvaluations,
     evaluations: Evaluations,
     query_id: str = Path(max_length=64, examples=["5f0c2a8e-8f7e-4a53-9b8f-2d8c1f6f3b7a"]),
 ) -> EvaluationOut:

@@ -12,25 +12,31 @@ import grpc
 import httpx
 import pytest
 
-from fedcredit.clock import system_clock
 from fedcredit.demo.population import Population, pooled_result
 from fedcredit.plans import sign_plan
-from fedcredit.protocol import Consent, Hop, Purpose
+from fedcredit.protocol import Hop
 from fedcredit.serde import public_key_to_pb
-from fedcredit.transport import create_channel, create_server, set_serving
+from fedcredit.tls import IdentityHolder, TlsIdentity
+from fedcredit.transport import create_server, set_serving
 from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import SubjectKey, pseudonymize
 from mpc.secure_sum import decrypt_total
-from node.route import PeerChannels, RouteForwarder
+from node.route import RouteForwarder
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 from tests.support.alliance import (
-    TOKEN,
     InProcessAlliance,
     body,
     indices_with_records,
     start_alliance,
 )
-from tests.support.grpc_calls import coordinator_signer, make_plan, now_ms, requester_keypair
+from tests.support.grpc_calls import (
+    coordinator_channel,
+    coordinator_signer,
+    make_plan,
+    now_ms,
+    requester_keypair,
+    signed_consent,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -127,13 +133,15 @@ class Sloth(node_pb2_grpc.NodeServicer):
 def sloth(fresh_alliance: InProcessAlliance, other_keypair: PaillierKeyPair) -> Iterator[int]:
     """A hanging member, registered with the coordinator; yields its gRPC port."""
     servicer = Sloth()
-    server, port, health = create_server("127.0.0.1:0")
+    settings = fresh_alliance.admit("sloth")  # a real member: admitted, with a certificate
+    identity = IdentityHolder(TlsIdentity.load(settings.identity_files, now_ms()))
+    server, port, health = create_server("127.0.0.1:0", identity.server_credentials())
     node_pb2_grpc.add_NodeServicer_to_server(servicer, server)
     server.start()
     set_serving(health, ["fedcredit.v1.Node"])
-    with create_channel(f"127.0.0.1:{fresh_alliance.coordinator.port}") as channel:
-        coordinator_pb2_grpc.CoordinatorStub(channel).Register(coordinator_pb2.RegisterRequest(
-            member_id="sloth", endpoint=f"127.0.0.1:{port}", registration_token=TOKEN,
+    with coordinator_channel(fresh_alliance, identity) as channel:
+        coordinator_pb2_grpc.CoordinatorStub(channel).Announce(coordinator_pb2.AnnounceRequest(
+            endpoint=f"127.0.0.1:{port}",
             paillier_public_key=public_key_to_pb(other_keypair.public)), timeout=5)
     yield port
     servicer.release.set()
@@ -173,9 +181,10 @@ def test_the_requester_waits_out_a_hung_first_hop_within_the_plan_lifetime(
                                expires_unix_ms=now + fallback.route_lifetime_ms(len(route)))
     signed = sign_plan(plan, coordinator_signer(fresh_alliance))
     pseudonym = pseudonymize(subject_key, "cn_resident_id", population.identifiers[index]).value
-    forwarder = RouteForwarder(PeerChannels(), system_clock)
+    bank = fresh_alliance.nodes["bank"].app.state.context.evaluations
+    forwarder: RouteForwarder = bank._forwarder
     result = forwarder.forward(plan, signed, pseudonym,
-                               Consent(Purpose.ORIGINATION, now + 60_000, "c"), 0, None,
+                               signed_consent(fresh_alliance, plan, pseudonym), 0, None,
                                plan.expires_unix_ms)
     assert [(o.member_id, o.answered) for o in result.outcomes] == [
         ("sloth", False), ("finco", True), ("shop", True), ("telco", True)]
@@ -200,12 +209,12 @@ def test_coordinator_outage_fails_fast_and_the_alliance_recovers_by_itself(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "COORDINATOR_UNAVAILABLE"
     assert time.monotonic() - started < 5
-    # Back on the same address, with its registry lost: members re-register on their own.
-    fresh_alliance.coordinator_settings.registry_path.unlink()
+    # Back on the same address (its database intact): members find it again on their own.
     settings = fresh_alliance.coordinator_settings.model_copy(
         update={"bind": f"127.0.0.1:{port}"})
+    restarted = now_ms()
     fresh_alliance.coordinator = start_coordinator(settings)
-    fresh_alliance.wait_active({"bank", "finco", "shop", "telco"})
+    fresh_alliance.wait_active({"bank", "finco", "shop", "telco"}, heard_since_ms=restarted)
     response = evaluate(fresh_alliance, population, 3)
     assert response.status_code == 201, response.text
     assert response.json()["coverage"]["answered"] == 3

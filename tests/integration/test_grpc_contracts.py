@@ -11,24 +11,36 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fedcredit.demo.population import Population, pooled_result
 from fedcredit.errors import KeyTooShortError
 from fedcredit.plans import sign_plan
-from fedcredit.protocol import Consent, Purpose
+from fedcredit.protocol import ConsentTerms, Purpose
 from fedcredit.serde import accumulator_to_pb, plan_to_bytes, signed_plan_to_pb
-from fedcredit.transport import create_channel
+from fedcredit.tls import target_name_option
 from mpc.contribution import ContributionVector
 from mpc.paillier import PaillierKeyPair
+from mpc.pki import CertRole
 from mpc.pseudonym import SubjectKey, pseudonymize
 from mpc.secure_sum import decrypt_total, encrypt_contribution
 from mpc.signing import PLAN_CONTEXT, Signer
 from node.serde import contribute_reply_from_pb
-from proto.v1 import coordinator_pb2, coordinator_pb2_grpc, crypto_pb2, node_pb2_grpc, plan_pb2
-from tests.support.alliance import TOKEN, InProcessAlliance, indices_with_records
+from proto.v1 import (
+    coordinator_pb2,
+    coordinator_pb2_grpc,
+    crypto_pb2,
+    node_pb2,
+    node_pb2_grpc,
+    plan_pb2,
+)
+from tests.support.alliance import InProcessAlliance, indices_with_records
 from tests.support.grpc_calls import (
+    channel_to,
+    coordinator_channel,
     coordinator_signer,
     error_code,
     make_plan,
     make_request,
+    member_identity,
     now_ms,
     requester_keypair,
+    signed_consent,
 )
 
 pytestmark = pytest.mark.integration
@@ -37,14 +49,16 @@ ROUTE = ("finco", "shop", "telco")
 
 @pytest.fixture
 def finco(alliance: InProcessAlliance) -> Iterator[node_pb2_grpc.NodeStub]:
-    channel = create_channel(f"127.0.0.1:{alliance.nodes['finco'].grpc_port}")
+    """finco's Node service, called as the bank (the requester) over mutual TLS."""
+    channel = channel_to(alliance, "finco")
     yield node_pb2_grpc.NodeStub(channel)
     channel.close()
 
 
 @pytest.fixture
 def coordinator(alliance: InProcessAlliance) -> Iterator[coordinator_pb2_grpc.CoordinatorStub]:
-    channel = create_channel(f"127.0.0.1:{alliance.coordinator.port}")
+    """The Coordinator service, called as the bank."""
+    channel = coordinator_channel(alliance, member_identity(alliance, "bank"))
     yield coordinator_pb2_grpc.CoordinatorStub(channel)
     channel.close()
 
@@ -112,14 +126,31 @@ def test_wrong_hop(alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub,
 
 def test_consent_checks(alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub,
                         pseudonym: bytes) -> None:
-    plan = make_plan(alliance, ROUTE)
-    expired = Consent(Purpose.ORIGINATION, now_ms() - 1, "c")
+    def request(**consent: object) -> node_pb2.ContributeRequest:
+        plan = make_plan(alliance, ROUTE)
+        return make_request(alliance, plan, pseudonym,
+                            consent=signed_consent(alliance, plan, pseudonym, **consent))
+
+    expired = ConsentTerms(Purpose.ORIGINATION, now_ms() - 1, "c")
     expect(grpc.StatusCode.FAILED_PRECONDITION, "CONSENT_EXPIRED", finco.Contribute,
-           make_request(alliance, plan, pseudonym, consent=expired))
-    other = Consent(Purpose.COLLECTIONS, now_ms() + 60_000, "c")
+           request(terms=expired))
+    other = ConsentTerms(Purpose.COLLECTIONS, now_ms() + 60_000, "c")
     expect(grpc.StatusCode.PERMISSION_DENIED, "CONSENT_PURPOSE_NOT_ALLOWED", finco.Contribute,
-           make_request(alliance, plan, pseudonym, consent=other))
-    missing = make_request(alliance, plan, pseudonym)
+           request(terms=other))
+    # Forged: signed by a key that is not the requester's certified one.
+    expect(grpc.StatusCode.PERMISSION_DENIED, "CONSENT_INVALID", finco.Contribute,
+           request(signer=Signer.generate()))
+    # Genuine signature, but for another subject, another inquiry, or another requester.
+    for change in ({"subject_pseudonym": b"\x07" * 32}, {"query_id": "q-other"},
+                   {"requester_id": "shop"}):
+        expect(grpc.StatusCode.PERMISSION_DENIED, "CONSENT_INVALID", finco.Contribute,
+               request(**change))
+    # A signed consent altered in transit.
+    plan = make_plan(alliance, ROUTE)
+    altered = make_request(alliance, plan, pseudonym)
+    altered.consent.consent = altered.consent.consent.replace(b"origination", b"collections")
+    expect(grpc.StatusCode.PERMISSION_DENIED, "CONSENT_INVALID", finco.Contribute, altered)
+    missing = make_request(alliance, make_plan(alliance, ROUTE), pseudonym)
     missing.ClearField("consent")
     expect(grpc.StatusCode.FAILED_PRECONDITION, "CONSENT_MISSING", finco.Contribute, missing)
 
@@ -167,63 +198,57 @@ def test_oversized_messages_are_refused(alliance: InProcessAlliance, pseudonym: 
     request = make_request(alliance, make_plan(alliance, ROUTE), pseudonym)
     request.accumulator.ciphertexts.extend([b"\xff" * 4096] * 400)  # ~1.6 MiB
     # Our own channels refuse to send it ...
-    with create_channel(target) as channel, pytest.raises(grpc.RpcError) as info:
+    with channel_to(alliance, "finco") as channel, pytest.raises(grpc.RpcError) as info:
         node_pb2_grpc.NodeStub(channel).Contribute(request, timeout=10)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     # ... and the server refuses to receive it from a peer that would.
-    options = [("grpc.max_send_message_length", 8 * 1024 * 1024)]
-    with grpc.insecure_channel(target, options=options) as channel, \
+    options = [("grpc.max_send_message_length", 8 * 1024 * 1024),
+               target_name_option("finco", CertRole.MEMBER)]
+    credentials = member_identity(alliance, "bank").channel_credentials()
+    with grpc.secure_channel(target, credentials, options=options) as channel, \
             pytest.raises(grpc.RpcError) as info:
         node_pb2_grpc.NodeStub(channel).Contribute(request, timeout=10)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_health_checking(alliance: InProcessAlliance) -> None:
-    for port, service in ((alliance.nodes["shop"].grpc_port, "fedcredit.v1.Node"),
-                          (alliance.coordinator.port, "fedcredit.v1.Coordinator")):
-        with create_channel(f"127.0.0.1:{port}") as channel:
+    bank = member_identity(alliance, "bank")
+    for channel, service in ((channel_to(alliance, "shop"), "fedcredit.v1.Node"),
+                             (coordinator_channel(alliance, bank), "fedcredit.v1.Coordinator")):
+        with channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
-def register(key: bytes, token: str = TOKEN, endpoint: str = "127.0.0.1:9",
-             member_id: str = "newcomer") -> coordinator_pb2.RegisterRequest:
-    return coordinator_pb2.RegisterRequest(
-        member_id=member_id, endpoint=endpoint, registration_token=token,
-        paillier_public_key=crypto_pb2.PaillierPublicKey(n=key))
 
 
 def test_coordinator_contract(
     alliance: InProcessAlliance, coordinator: coordinator_pb2_grpc.CoordinatorStub,
     other_keypair: PaillierKeyPair,
 ) -> None:
-    good_key = other_keypair.public.to_bytes()
-    expect(grpc.StatusCode.PERMISSION_DENIED, "REGISTRATION_REFUSED", coordinator.Register,
-           register(good_key, token="wrong"))
-    expect(grpc.StatusCode.INVALID_ARGUMENT, "KEY_TOO_SHORT", coordinator.Register,
-           register(((1 << 1023) + 1).to_bytes(128, "big")))
-    expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", coordinator.Register,
-           register(good_key, endpoint="10.1.2.3:50061"))
-    expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", coordinator.Register,
-           register(good_key, member_id="Bad Id!"))
-    expect(grpc.StatusCode.NOT_FOUND, "UNKNOWN_MEMBER", coordinator.Heartbeat,
-           coordinator_pb2.HeartbeatRequest(member_id="nobody", registration_token=TOKEN))
-    expect(grpc.StatusCode.NOT_FOUND, "UNKNOWN_MEMBER", coordinator.PlanEvaluation,
-           coordinator_pb2.PlanRequest(requester_id="nobody", model_version="v1",
-                                       purpose="origination", registration_token=TOKEN))
+    good_key = crypto_pb2.PaillierPublicKey(n=other_keypair.public.to_bytes())
+    short_key = crypto_pb2.PaillierPublicKey(n=((1 << 1023) + 1).to_bytes(128, "big"))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "KEY_TOO_SHORT", coordinator.Announce,
+           coordinator_pb2.AnnounceRequest(endpoint="127.0.0.1:9", paillier_public_key=short_key))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", coordinator.Announce,
+           coordinator_pb2.AnnounceRequest(endpoint="", paillier_public_key=good_key))
     expect(grpc.StatusCode.PERMISSION_DENIED, "CONSENT_PURPOSE_NOT_ALLOWED",
            coordinator.PlanEvaluation,
-           coordinator_pb2.PlanRequest(requester_id="bank", model_version="v1",
-                                       purpose="marketing", registration_token=TOKEN))
-    members = coordinator.ListMembers(coordinator_pb2.ListMembersRequest(), timeout=5).members
+           coordinator_pb2.PlanRequest(model_version="v1", purpose="marketing"))
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", coordinator.PlanEvaluation,
+           coordinator_pb2.PlanRequest(model_version="", purpose="origination"))
+    directory = coordinator.GetDirectory(coordinator_pb2.DirectoryRequest(), timeout=5)
+    members = directory.members
     assert {m.member_id for m in members} >= {"bank", "finco", "shop", "telco"}
     assert all(m.status == coordinator_pb2.MEMBER_STATUS_ACTIVE for m in members)
+    assert all(m.membership == coordinator_pb2.MEMBERSHIP_ACTIVE for m in members)
     assert all(len(m.paillier_public_key.n) >= 256 for m in members)
+    assert all(len(m.certificates) == 1 for m in members)
+    assert len(directory.coordinator_certificates) == 1
+    assert directory.version == alliance.coordinator.registry.version()
 
 
 def test_a_node_refuses_to_generate_a_short_key(alliance: InProcessAlliance, tmp_path) -> None:
-    settings = alliance.node_settings("extra", data_dir=tmp_path, paillier_key_bits=1024)
+    settings = alliance.admit("extra", data_dir=tmp_path, paillier_key_bits=1024)
     from node.server import start_node
 
     with pytest.raises(KeyTooShortError):
@@ -233,14 +258,13 @@ def test_a_node_refuses_to_generate_a_short_key(alliance: InProcessAlliance, tmp
 def test_plans_from_the_coordinator_are_signed_and_exclude_the_requester(
     alliance: InProcessAlliance, coordinator: coordinator_pb2_grpc.CoordinatorStub,
 ) -> None:
-    signed = coordinator.PlanEvaluation(coordinator_pb2.PlanRequest(
-        requester_id="shop", model_version="v1", purpose="origination",
-        registration_token=TOKEN), timeout=5)
+    with coordinator_channel(alliance, member_identity(alliance, "shop")) as channel:
+        signed = coordinator_pb2_grpc.CoordinatorStub(channel).PlanEvaluation(
+            coordinator_pb2.PlanRequest(model_version="v1", purpose="origination"), timeout=5)
     from fedcredit.plans import verify_plan
     from fedcredit.serde import signed_plan_from_pb
-    from mpc.signing import Verifier
 
-    verifier = Verifier.from_pem(alliance.coordinator_settings.verify_key_path.read_bytes())
+    verifier = alliance.coordinator.core.identity.current.certified.verifier
     plan = verify_plan(signed_plan_from_pb(signed), verifier, now_ms())
     assert plan.requester_id == "shop"
     assert {h.member_id for h in plan.route} == {"bank", "finco", "telco"}
@@ -254,12 +278,14 @@ def test_a_hop_that_starts_the_sum_never_returns_a_single_share(
     """Calling the last hop directly with no accumulator would hand the requester one member's
     exact share; the starting hop withholds any sum with fewer than min_answered shares."""
     plan = make_plan(alliance, ROUTE)
-    with create_channel(f"127.0.0.1:{alliance.nodes['telco'].grpc_port}") as channel:
+    with channel_to(alliance, "telco") as channel:
         telco = node_pb2_grpc.NodeStub(channel)
         expect(grpc.StatusCode.UNAVAILABLE, "INSUFFICIENT_COVERAGE", telco.Contribute,
                make_request(alliance, plan, pseudonym, hop_index=2))
-    # Two hops from the middle are enough for min_answered = 2.
-    with create_channel(f"127.0.0.1:{alliance.nodes['shop'].grpc_port}") as channel:
+    # Two hops from the middle are enough for min_answered = 2 (a fresh plan: each plan acts
+    # once per node).
+    plan = make_plan(alliance, ROUTE)
+    with channel_to(alliance, "shop") as channel:
         reply = node_pb2_grpc.NodeStub(channel).Contribute(
             make_request(alliance, plan, pseudonym, hop_index=1), timeout=10)
     assert [o.member_id for o in reply.outcomes] == ["shop", "telco"]

@@ -1,4 +1,4 @@
-"""One member's own state or policy (a skewed clock, a stale verification key, a purpose it
+"""One member's own state or policy (a skewed clock, a missing model version, a purpose it
 does not serve) must not fail everyone's evaluations; as a requester, it gets a clear error."""
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ import httpx
 import pytest
 
 from fedcredit.demo.population import Population, generate, pooled_result
-from fedcredit.files import write_atomic
 from mpc.pseudonym import SubjectKey
-from mpc.signing import Signer
 from tests.support.alliance import API_KEY, InProcessAlliance, body, consent, start_alliance
 
 pytestmark = pytest.mark.integration
@@ -28,11 +26,11 @@ def population5() -> Population:
 def faulty(tmp_path_factory: pytest.TempPathFactory, population5: Population,
            subject_key: SubjectKey) -> Iterator[InProcessAlliance]:
     workdir = tmp_path_factory.mktemp("faults")
-    stale_key = workdir / "stale-verify-key.pem"
-    write_atomic(stale_key, Signer.generate().verifier.to_pem())
+    no_models = workdir / "no-models"
+    no_models.mkdir()
     running = start_alliance(workdir, population5, subject_key, nodes={
         "shop": {"clock": lambda: time.time_ns() // 1_000_000 + TEN_MINUTES_MS},
-        "telco": {"coordinator_verify_key_file": stale_key},
+        "telco": {"model_dir": no_models},
         "union": {"allowed_purposes": ["origination"]},
     })
     yield running
@@ -61,7 +59,7 @@ def test_faulty_members_are_skipped_and_the_rest_answer_exactly(
     assert response.status_code == 201, response.text
     report = response.json()
     skipped = {s["member_id"]: s["error_code"] for s in report["coverage"]["skipped"]}
-    assert skipped == {"shop": "PLAN_EXPIRED", "telco": "PLAN_INVALID"}
+    assert skipped == {"shop": "PLAN_EXPIRED", "telco": "MODEL_VERSION_UNAVAILABLE"}
     assert (report["coverage"]["asked"], report["coverage"]["answered"]) == (4, 2)
     expected = pooled_result(population5, index)
     missing = [share(population5, m, index) for m in ("shop", "telco")]
@@ -75,7 +73,10 @@ def test_a_purpose_one_member_declines_only_removes_that_member(
     faulty: InProcessAlliance, population5: Population
 ) -> None:
     before = faulty.stored_reports("bank")
-    response = post(faulty, "bank", body(population5, 3, consent=consent(purpose="collections")))
+    bank = population5.institutions[0]
+    index = next(i for i in range(len(population5.identifiers)) if bank.has_record[i])
+    collections = {**consent(purpose="collections"), "relationship": "existing_customer"}
+    response = post(faulty, "bank", body(population5, index, consent=collections))
     # finco alone is left: its share would be the whole sum, so it withholds it.
     assert response.status_code == 503
     error = response.json()["error"]
@@ -84,13 +85,12 @@ def test_a_purpose_one_member_declines_only_removes_that_member(
     assert faulty.stored_reports("bank") == before
 
 
-def test_a_requester_with_a_stale_verification_key_gets_plan_invalid(
+def test_a_requester_without_the_model_version_gets_a_clear_error(
     faulty: InProcessAlliance, population5: Population
 ) -> None:
     response = post(faulty, "telco", body(population5, 4))
-    assert response.status_code == 502
-    assert response.json()["error"]["code"] == "PLAN_INVALID"
-    assert response.json()["error"]["detail"] == "signature verification failed"
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "MODEL_VERSION_UNAVAILABLE"
     assert faulty.stored_reports("telco") == 0
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 
 from coordinator.authority import init_alliance
-from coordinator.registry import MemberStatus
 from coordinator.server import RunningCoordinator, start_coordinator
 from coordinator.settings import CoordinatorSettings
 from fedcredit.clock import Clock, system_clock
 from fedcredit.demo.population import Population, write_member_files
 from mpc.pseudonym import SubjectKey
+from node.api_keys import ApiKeyStore, ApiScope
 from node.feature_loader import load_features
 from node.join import Applicant, JoinClient, JoinState
 from node.server import NodeRuntime, start_node
@@ -49,7 +49,6 @@ class InProcessAlliance:
             "coordinator_enroll_address": f"127.0.0.1:{self.coordinator.enrollment_port}",
             "ca_file": self.coordinator_settings.ca_certificate_path,
             "subject_key": self.subject_key.secret.hex(),
-            "api_keys": [API_KEY],
             "model_dir": self.workdir / "inputs" / member_id / "models",
             "coordinator_timeout_ms": 2000,
         }
@@ -79,6 +78,12 @@ class InProcessAlliance:
         self, member_id: str, clock: Clock = system_clock, **overrides: Any
     ) -> NodeRuntime:
         settings = self.admit(member_id, **overrides)
+        keys = ApiKeyStore(settings.api_key_store_path)
+        try:
+            if not keys.list():  # the lender app's key, kept through the hashed store
+                keys.import_plaintext("tests", API_KEY, list(ApiScope))
+        finally:
+            keys.close()
         store = open_store(settings.feature_store_location, member_id)
         try:
             load_features(self.workdir / "inputs" / member_id / "features.csv", store,
@@ -96,16 +101,28 @@ class InProcessAlliance:
         count: int = self.nodes[member_id].app.state.context.evaluations._reports.count()
         return count
 
-    def wait_active(self, member_ids: set[str], timeout_s: float = 20) -> None:
+    def wait_active(self, member_ids: set[str], timeout_s: float = 20,
+                    heard_since_ms: int = 0) -> None:
+        """Until every member in ``member_ids`` is plannable (and, with ``heard_since_ms``,
+        has heartbeated since then: a restarted coordinator remembers old heartbeats)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             now = int(time.time() * 1000)
             active = {m.member_id for m in self.coordinator.registry.members(now)
-                      if m.status is MemberStatus.ACTIVE}
+                      if m.plannable and m.last_heartbeat_ms >= heard_since_ms}
             if member_ids <= active:
                 return
             time.sleep(0.05)
         raise AssertionError(f"members not active: {member_ids}")
+
+    def wait_confirmed(self, version: int, timeout_s: float = 10) -> None:
+        """Until every online member enforces directory ``version`` (what an admin's suspend
+        waits for before it returns)."""
+        deadline = time.monotonic() + timeout_s
+        while self.coordinator.registry.unconfirmed(version, int(time.time() * 1000)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"directory version {version} not confirmed")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for runtime in self.nodes.values():

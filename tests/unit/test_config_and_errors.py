@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -8,8 +7,8 @@ from pydantic import ValidationError
 
 from coordinator.settings import CoordinatorSettings
 from fedcredit.error_catalog import CATALOG
-from fedcredit.errors import ErrorCode, FedCreditError
-from fedcredit.transport import is_loopback, require_plaintext_allowed
+from fedcredit.errors import ErrorCode
+from fedcredit.transport import is_loopback
 from node.settings import NodeSettings
 
 pytestmark = pytest.mark.unit
@@ -21,27 +20,17 @@ def test_every_error_code_has_one_catalog_entry() -> None:
     assert all(400 <= e.http_status < 600 for e in CATALOG.values())
 
 
-@pytest.mark.parametrize("token", ["", "changeme", "dev-token", "short"])
-def test_coordinator_refuses_placeholder_tokens_outside_dev(token: str) -> None:
-    with pytest.raises(ValidationError, match="registration_token"):
-        CoordinatorSettings(environment="prod", registration_token=token)
-    assert CoordinatorSettings(environment="dev", insecure_dev=True,
-                               registration_token=token)
-
-
-def test_plaintext_transport_is_dev_only() -> None:
-    with pytest.raises(ValidationError, match="insecure_dev"):
-        CoordinatorSettings(environment="prod", insecure_dev=True,
-                            registration_token=STRONG)
+def test_coordinator_settings_refuse_unsafe_coverage_outside_dev() -> None:
+    with pytest.raises(ValidationError, match="min_answered"):
+        CoordinatorSettings(environment="prod", min_answered=1)
+    assert CoordinatorSettings(environment="dev", min_answered=1).min_answered == 1
 
 
 def node_settings(**overrides: object) -> NodeSettings:
     base: dict[str, Any] = {
         "environment": "prod",
         "member_id": "bank",
-        "coordinator_verify_key_file": Path("k.pem"),
         "subject_key": bytes(range(100, 132)).hex(),
-        "registration_token": STRONG,
         "api_keys": [STRONG],
     }
     return NodeSettings(**{**base, **overrides})
@@ -62,9 +51,7 @@ def test_node_settings_refuse_placeholders_and_bad_subject_keys() -> None:
 def test_node_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEDCREDIT_NODE_MEMBER_ID", "finco")
     monkeypatch.setenv("FEDCREDIT_NODE_API_KEYS", f'["{STRONG}"]')
-    settings = NodeSettings(environment="prod", coordinator_verify_key_file=Path("k.pem"),
-                            subject_key=bytes(range(32)).hex(),
-                            registration_token=STRONG)
+    settings = NodeSettings(environment="prod", subject_key=bytes(range(32)).hex())
     assert settings.member_id == "finco"
 
 
@@ -77,25 +64,14 @@ def test_loopback_detection(address: str, loopback: bool) -> None:
     assert is_loopback(address) is loopback
 
 
-def test_plaintext_refuses_non_loopback_and_non_dev() -> None:
-    require_plaintext_allowed(True, ["127.0.0.1:1", "localhost:2"])
-    for insecure, addresses in ((True, ["0.0.0.0:1"]), (False, ["127.0.0.1:1"])):
-        with pytest.raises(FedCreditError) as info:
-            require_plaintext_allowed(insecure, addresses)
-        assert info.value.code is ErrorCode.INSECURE_TRANSPORT_REFUSED
-
-
 def test_misspelled_settings_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEDCREDIT_COORDINATOR_MIN_ANSWERD", "1")
     with pytest.raises(ValidationError, match="FEDCREDIT_COORDINATOR_MIN_ANSWERD"):
-        CoordinatorSettings(environment="dev", insecure_dev=True)
+        CoordinatorSettings(environment="dev")
 
 
-@pytest.mark.parametrize("secret", ["dev-registration-token-override-me",
-                                    "dev-lender-api-key-override-me", "PLACEHOLDER-0123456789"])
+@pytest.mark.parametrize("secret", ["dev-lender-api-key-override-me", "PLACEHOLDER-0123456789"])
 def test_documented_placeholders_are_refused_in_prod(secret: str) -> None:
-    with pytest.raises(ValidationError):
-        node_settings(registration_token=secret)
     with pytest.raises(ValidationError):
         node_settings(api_keys=[secret])
 

@@ -2,29 +2,41 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.planner import PlanningPolicy, RoutePlanner
-from coordinator.registry import MemberRecord, MemberStatus
+from coordinator.planner import RoutePlanner
+from coordinator.policy import AlliancePolicy
+from coordinator.registry import MemberRecord, Membership, MemberStatus
 from fedcredit.errors import CoverageError, ErrorCode, FedCreditError
-from fedcredit.protocol import Purpose, RouteMode
+from fedcredit.protocol import Plan, Purpose, RouteMode
 from mpc.paillier import PaillierKeyPair
 
 pytestmark = pytest.mark.unit
 
 
 def member(kp: PaillierKeyPair, member_id: str, latency: float,
-           status: MemberStatus = MemberStatus.ACTIVE) -> MemberRecord:
-    return MemberRecord(member_id, member_id, f"127.0.0.1:{len(member_id)}", kp.public, 0,
-                        latency, status)
+           status: MemberStatus = MemberStatus.ACTIVE,
+           membership: Membership = Membership.ACTIVE) -> MemberRecord:
+    return MemberRecord(member_id, member_id, membership, f"127.0.0.1:{len(member_id)}",
+                        kp.public, 0, 0, latency, status, ())
+
+
+class Planner:
+    """The route planner under a given policy (the coordinator reads it per plan)."""
+
+    def __init__(self, **policy: object) -> None:
+        self.policy = AlliancePolicy.model_validate(
+            {"plan_ttl_ms": 5000, "max_plan_ttl_ms": 30_000, "hop_timeout_ms": 1000, **policy})
+        self.planner = RoutePlanner(new_query_id=lambda: "q")
+
+    def plan(self, requester: MemberRecord, members: list[MemberRecord], *, model_version: str,
+             purpose: Purpose, now_ms: int) -> Plan:
+        return self.planner.plan(requester, members, policy=self.policy, directory_version=7,
+                                 model_version=model_version, purpose=purpose, now_ms=now_ms)
 
 
 def planner(
     min_answered: int = 2, purposes: frozenset[Purpose] = frozenset(Purpose)
-) -> RoutePlanner:
-    return RoutePlanner(
-        PlanningPolicy(plan_ttl_ms=5000, max_plan_ttl_ms=30_000, hop_timeout_ms=1000,
-                       min_answered=min_answered, allowed_purposes=purposes),
-        new_query_id=lambda: "q",
-    )
+) -> Planner:
+    return Planner(min_answered=min_answered, allowed_purposes=purposes)
 
 
 def test_route_excludes_requester_and_stale_members_and_orders_by_latency(
@@ -37,6 +49,8 @@ def test_route_excludes_requester_and_stale_members_and_orders_by_latency(
         member(keypair, "fast", 2.0),
         member(keypair, "unmeasured", 0.0),
         member(keypair, "gone", 1.0, MemberStatus.STALE),
+        member(keypair, "benched", 1.0, membership=Membership.SUSPENDED),
+        member(keypair, "expelled", 1.0, membership=Membership.REVOKED),
     ]
     plan = planner().plan(bank, members, model_version="v1", purpose=Purpose.ORIGINATION,
                           now_ms=1000)
@@ -46,6 +60,28 @@ def test_route_excludes_requester_and_stale_members_and_orders_by_latency(
     assert plan.expires_unix_ms == 1000 + 8000
     assert plan.requester_key == keypair.public
     assert plan.fallback.min_answered == 2
+    assert plan.directory_version == 7
+    assert not plan.requires_existing_customer
+
+
+def test_a_suspended_requester_gets_no_plan(keypair: PaillierKeyPair) -> None:
+    bank = member(keypair, "bank", 1.0, membership=Membership.SUSPENDED)
+    others = [member(keypair, "a1", 1.0), member(keypair, "b1", 1.0)]
+    with pytest.raises(FedCreditError) as info:
+        planner().plan(bank, [bank, *others], model_version="v1", purpose=Purpose.ORIGINATION,
+                       now_ms=0)
+    assert info.value.code is ErrorCode.MEMBER_SUSPENDED
+
+
+def test_policy_marks_purposes_that_need_an_existing_customer(keypair: PaillierKeyPair) -> None:
+    bank = member(keypair, "bank", 1.0)
+    others = [member(keypair, "a1", 1.0), member(keypair, "b1", 1.0)]
+    review = planner().plan(bank, [bank, *others], model_version="v1",
+                            purpose=Purpose.ACCOUNT_REVIEW, now_ms=0)
+    assert review.requires_existing_customer
+    relaxed = Planner(existing_customer_purposes=frozenset()).plan(
+        bank, [bank, *others], model_version="v1", purpose=Purpose.ACCOUNT_REVIEW, now_ms=0)
+    assert not relaxed.requires_existing_customer
 
 
 def test_no_other_member(keypair: PaillierKeyPair) -> None:
@@ -90,9 +126,7 @@ def test_plan_lifetime_covers_the_route_budget(keypair: PaillierKeyPair) -> None
     plan = planner().plan(bank, [bank, *others], model_version="v1",
                           purpose=Purpose.ORIGINATION, now_ms=0)
     assert plan.expires_unix_ms == 21_000  # 5 hops: f(6) = 20 units + 1 s
-    capped = RoutePlanner(PlanningPolicy(plan_ttl_ms=5000, max_plan_ttl_ms=12_000,
-                                         hop_timeout_ms=1000, min_answered=2,
-                                         allowed_purposes=frozenset(Purpose)))
+    capped = Planner(max_plan_ttl_ms=12_000)
     plan = capped.plan(bank, [bank, *others], model_version="v1",
                        purpose=Purpose.ORIGINATION, now_ms=0)
     assert plan.expires_unix_ms == 12_000  # never beyond the policy's cap
