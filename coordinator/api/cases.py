@@ -63,7 +63,8 @@ def list_grants(caller: CaseReader, ctx: Context) -> list[GrantOut]:
 
 @router.post("/v1/grants/{grant_id}/revoke", response_model=GrantOut,
              summary="End a grant before it expires",
-             responses=error_responses(*AUTH_ERRORS, ErrorCode.RESOURCE_NOT_FOUND,
+             responses=error_responses(*AUTH_ERRORS, ErrorCode.INVALID_REQUEST,
+                                       ErrorCode.RESOURCE_NOT_FOUND,
                                        ErrorCode.RESOURCE_CONFLICT))
 def revoke_grant(caller: Regulator, ctx: Context,
                  grant_id: Annotated[str, Path(max_length=64)]) -> GrantOut:

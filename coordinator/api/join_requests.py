@@ -42,7 +42,8 @@ def list_join_requests(_: Admin, ctx: Context,
 
 
 @router.get("/{request_id}", response_model=JoinRequestOut, summary="Show a join request",
-            responses=error_responses(*AUTH_ERRORS, ErrorCode.RESOURCE_NOT_FOUND))
+            responses=error_responses(*AUTH_ERRORS, ErrorCode.INVALID_REQUEST,
+                                      ErrorCode.RESOURCE_NOT_FOUND))
 def get_join_request(_: Admin, ctx: Context, request_id: RequestId) -> JoinRequestOut:
     return join_request_out(ctx.admission.get(request_id))
 

@@ -69,7 +69,8 @@ def list_members(_: Admin, ctx: Context) -> list[MemberOut]:
 
 @router.get("/v1/members/{member_id}", response_model=MemberOut,
             summary="Show a member, with every certificate it was issued",
-            responses=error_responses(*AUTH_ERRORS, ErrorCode.RESOURCE_NOT_FOUND))
+            responses=error_responses(*AUTH_ERRORS, ErrorCode.INVALID_REQUEST,
+                                      ErrorCode.RESOURCE_NOT_FOUND))
 def get_member(_: Admin, ctx: Context, member_id: MemberId) -> MemberOut:
     if ctx.registry.exists(member_id) is None:
         raise ResourceNotFoundError(f"no member {member_id!r}")

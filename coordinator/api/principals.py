@@ -60,7 +60,8 @@ def create_principal(body: PrincipalCreate, caller: Admin, ctx: Context) -> Prin
 
 @router.get("/v1/principals/{principal_id}", response_model=PrincipalOut,
             summary="Show a principal",
-            responses=error_responses(*AUTH_ERRORS, ErrorCode.RESOURCE_NOT_FOUND))
+            responses=error_responses(*AUTH_ERRORS, ErrorCode.INVALID_REQUEST,
+                                      ErrorCode.RESOURCE_NOT_FOUND))
 def get_principal(_: AdminOrRegulator, ctx: Context,
                   principal_id: PrincipalId) -> PrincipalOut:
     return principal_out(ctx.principals.get(principal_id))
@@ -70,7 +71,8 @@ def get_principal(_: AdminOrRegulator, ctx: Context,
              summary="Replace a principal's token",
              description="The old token stops working when this returns. Recorded in the "
                          "ledger (principal_change, never the token).",
-             responses=error_responses(*AUTH_ERRORS, ErrorCode.RESOURCE_NOT_FOUND,
+             responses=error_responses(*AUTH_ERRORS, ErrorCode.INVALID_REQUEST,
+                                       ErrorCode.RESOURCE_NOT_FOUND,
                                        ErrorCode.RESOURCE_CONFLICT))
 def rotate_principal(caller: Admin, ctx: Context,
                      principal_id: PrincipalId) -> PrincipalTokenOut:

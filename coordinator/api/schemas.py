@@ -22,6 +22,28 @@ from fedcredit.errors import ErrorCode
 FINGERPRINT_EXAMPLE = ("b1a9:2df0:8872:e33e:baf2:0cce:2a99:9069:dfed:7113:2a79:fbaa:cb15:547b:"
                        "da78:ab03")
 HASH_EXAMPLE = "6d1f3a0e9c2b7d4f8a1e5c3b9d7f2a4c6e8b0d1f3a5c7e9b2d4f6a8c0e1b3d5f"
+CERTIFICATE_EXAMPLE: dict[str, Any] = {
+    "serial": "5c2f0e9a41d7b3e8a0c6f1d2b9e4a7c3", "issued_ms": 1795360000000,
+    "not_after_ms": 1803136000000, "revoked_ms": None}
+POLICY_EXAMPLE: dict[str, Any] = {
+    "route_mode": "chain", "min_answered": 2, "hop_timeout_ms": 2000, "plan_ttl_ms": 20000,
+    "max_plan_ttl_ms": 60000, "allowed_purposes": ["origination", "account_review", "collections"],
+    "existing_customer_purposes": ["account_review", "collections"], "admission_quorum": 0,
+    "member_certificate_days": 90}
+HEAD_EXAMPLE: dict[str, Any] = {"size": 1024, "root": HASH_EXAMPLE, "timestamp_ms": 1795360210919,
+                "key_id": "4dbaa9ff381011c0", "signature": "3045022100ed..."}
+ENTRY_EXAMPLE: dict[str, Any] = {
+    "index": 41, "created_ms": 1795360210919, "kind": "suspension",
+    "actor": "admin:9c0e2b4d1a7f3e58", "query_id": None, "subject_tag": None,
+    "body": {"member_id": "bank-c", "reason": "unpaid dues", "directory_version": 9},
+    "leaf_hash": HASH_EXAMPLE}
+GRANT_EXAMPLE: dict[str, Any] = {
+    "grant_id": "0b7c9e2a-1f3d-4c5b-8a6e-9d2f4b1c7e3a", "case_id": "court-4:2026-118",
+    "grantee": "3fa2c1d07b9e4a15", "granted_by": "regulator:71c2e9a4b0d3f658",
+    "legal_basis": "court order 2026-118 of District Court 4",
+    "query_ids": ["5f0c2a8e-8f7e-4a53-9b8f-2d8c1f6f3b7a"], "member_id": "bank-c",
+    "since_ms": 1790000000000, "until_ms": 1795000000000, "created_ms": 1795360210919,
+    "expires_ms": 1800000000000, "revoked_ms": None, "revoked_by": None, "active": True}
 
 
 def _examples(*docs: dict[str, Any]) -> ConfigDict:
@@ -56,12 +78,13 @@ AUTH_ERRORS = (ErrorCode.UNKNOWN_API_KEY, ErrorCode.PERMISSION_DENIED)
 
 
 class HealthOut(BaseModel):
+    model_config = _examples({"status": "ok", "version": "0.1.0"})
     status: str = Field(examples=["ok"])
     version: str = Field(examples=["0.1.0"])
 
 
 # -- principals ------------------------------------------------------------------------------
-PRINCIPAL_EXAMPLE = {
+PRINCIPAL_EXAMPLE: dict[str, Any] = {
     "principal_id": "3fa2c1d07b9e4a15", "name": "Financial Supervisory Authority",
     "role": "regulator", "created_ms": 1795360210919, "created_by": "admin:9c0e2b4d1a7f3e58",
     "rotated_ms": None, "revoked_ms": None, "revoked_reason": "", "active": True}
@@ -135,6 +158,7 @@ class ApproveIn(BaseModel):
 
 
 class CertificateOut(BaseModel):
+    model_config = _examples(CERTIFICATE_EXAMPLE)
     serial: str
     issued_ms: int
     not_after_ms: int
@@ -145,9 +169,7 @@ class MemberOut(BaseModel):
     model_config = _examples({
         "member_id": "bank-a", "display_name": "Bank A", "membership": "ACTIVE",
         "status": "ACTIVE", "endpoint": "10.0.0.5:50061", "last_heartbeat_ms": 1795360210919,
-        "applied_version": 7, "latency_ms": 3.2, "certificates": [{
-            "serial": "5c2f0e9a...", "issued_ms": 1795360000000, "not_after_ms": 1803136000000,
-            "revoked_ms": None}]})
+        "applied_version": 7, "latency_ms": 3.2, "certificates": [CERTIFICATE_EXAMPLE]})
     member_id: str
     display_name: str
     membership: str = Field(examples=["ACTIVE", "SUSPENDED", "REVOKED"])
@@ -169,20 +191,19 @@ class DirectoryChangeOut(BaseModel):
 
 # -- policy ------------------------------------------------------------------------------------
 class PolicyDocument(AlliancePolicy):
-    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [{
-        "route_mode": "chain", "min_answered": 2, "hop_timeout_ms": 2000,
-        "plan_ttl_ms": 20000, "max_plan_ttl_ms": 60000,
-        "allowed_purposes": ["origination", "account_review", "collections"],
-        "existing_customer_purposes": ["account_review", "collections"],
-        "admission_quorum": 0, "member_certificate_days": 90}]})
+    model_config = ConfigDict(frozen=True, extra="forbid",
+                              json_schema_extra={"examples": [POLICY_EXAMPLE]})
 
 
 class PolicyOut(BaseModel):
+    model_config = _examples({"version": 3, "policy": POLICY_EXAMPLE})
     version: int
     policy: PolicyDocument
 
 
 class PolicyChangeOut(BaseModel):
+    model_config = _examples({"version": 4, "previous_version": 3,
+                              "changed": ["hop_timeout_ms"], "policy": POLICY_EXAMPLE})
     version: int = Field(description="The policy's version now (unchanged if nothing changed).")
     previous_version: int
     changed: list[str] = Field(description="Fields whose value changed.", examples=[
@@ -192,8 +213,7 @@ class PolicyChangeOut(BaseModel):
 
 # -- ledger --------------------------------------------------------------------------------------
 class TreeHeadOut(BaseModel):
-    model_config = _examples({"size": 1024, "root": HASH_EXAMPLE, "timestamp_ms": 1795360210919,
-                              "key_id": "c0ffee00", "signature": "3045022100..."})
+    model_config = _examples(HEAD_EXAMPLE)
     size: int
     root: str
     timestamp_ms: int
@@ -202,11 +222,7 @@ class TreeHeadOut(BaseModel):
 
 
 class LedgerEntryOut(BaseModel):
-    model_config = _examples({
-        "index": 41, "created_ms": 1795360210919, "kind": "suspension",
-        "actor": "admin:9c0e2b4d1a7f3e58", "query_id": None, "subject_tag": None,
-        "body": {"member_id": "bank-c", "reason": "unpaid dues", "directory_version": 9},
-        "leaf_hash": HASH_EXAMPLE})
+    model_config = _examples(ENTRY_EXAMPLE)
     index: int
     created_ms: int
     kind: str
@@ -218,6 +234,7 @@ class LedgerEntryOut(BaseModel):
 
 
 class LedgerPageOut(BaseModel):
+    model_config = _examples({"start": 41, "end": 42, "size": 1024, "entries": [ENTRY_EXAMPLE]})
     start: int
     end: int = Field(description="Exclusive; continue from here.")
     size: int = Field(description="The ledger's size when read.")
@@ -225,6 +242,8 @@ class LedgerPageOut(BaseModel):
 
 
 class InclusionProofOut(BaseModel):
+    model_config = _examples({"index": 41, "size": 1024, "leaf_hash": HASH_EXAMPLE,
+                              "hashes": [HASH_EXAMPLE], "tree_head": HEAD_EXAMPLE})
     index: int
     size: int
     leaf_hash: str
@@ -233,6 +252,9 @@ class InclusionProofOut(BaseModel):
 
 
 class ConsistencyProofOut(BaseModel):
+    model_config = _examples({"old_size": 1000, "new_size": 1024, "hashes": [HASH_EXAMPLE],
+                              "old_head": HEAD_EXAMPLE | {"size": 1000},
+                              "new_head": HEAD_EXAMPLE})
     old_size: int
     new_size: int
     hashes: list[str]
@@ -243,10 +265,8 @@ class ConsistencyProofOut(BaseModel):
 # -- grants and cases ----------------------------------------------------------------------------
 class GrantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "case_id": "court-4:2026-118", "grantee": "3fa2c1d07b9e4a15",
-        "legal_basis": "court order 2026-118 of District Court 4",
-        "query_ids": ["5f0c2a8e-8f7e-4a53-9b8f-2d8c1f6f3b7a"], "member_id": "bank-c",
-        "since_ms": 1790000000000, "until_ms": 1795000000000, "expires_ms": 1800000000000}]})
+        k: GRANT_EXAMPLE[k] for k in ("case_id", "grantee", "legal_basis", "query_ids",
+                                      "member_id", "since_ms", "until_ms", "expires_ms")}]})
     case_id: str = Field(min_length=1, max_length=64)
     grantee: str = Field(description="The judicial principal's id.", max_length=32)
     legal_basis: str = Field(min_length=1, max_length=200)
@@ -258,6 +278,7 @@ class GrantCreate(BaseModel):
 
 
 class GrantOut(BaseModel):
+    model_config = _examples(GRANT_EXAMPLE)
     grant_id: str
     case_id: str
     grantee: str
@@ -275,11 +296,15 @@ class GrantOut(BaseModel):
 
 
 class CaseEntryOut(BaseModel):
+    model_config = _examples({"entry": ENTRY_EXAMPLE, "inclusion": [HASH_EXAMPLE]})
     entry: LedgerEntryOut
     inclusion: list[str] = Field(description="Audit path to the read's tree head.")
 
 
 class CaseReadOut(BaseModel):
+    model_config = _examples({"case_id": "court-4:2026-118", "tree_head": HEAD_EXAMPLE,
+                              "start": 0, "next_start": 1024, "complete": True,
+                              "entries": [{"entry": ENTRY_EXAMPLE, "inclusion": [HASH_EXAMPLE]}]})
     case_id: str
     tree_head: TreeHeadOut
     start: int
