@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -46,9 +46,6 @@ from fedcredit.errors import (
 )
 from fedcredit.settings_base import check_secret
 from fedcredit.sqlite import SqliteDatabase
-
-if TYPE_CHECKING:
-    from node.settings import NodeSettings
 
 TOKEN_PREFIX = "fck"
 SECRET_BYTES = 32
@@ -121,11 +118,6 @@ class ApiKeyRecord:
 
     def usable(self, now_ms: int) -> bool:
         return self.revoked_ms is None and not self.expired(now_ms)
-
-
-def store_path(settings: NodeSettings) -> Path:
-    """Where a node keeps its API keys (to become ``NodeSettings.api_key_store_path``)."""
-    return settings.data_dir / "api-keys.sqlite3"
 
 
 def token_digest(token: str) -> bytes:

@@ -24,11 +24,11 @@ from rich.table import Table
 
 from fedcredit.errors import FedCreditError
 from fedcredit.files import write_secret
-from node.api_keys import ApiKeyRecord, ApiKeyStore, ApiScope, store_path
+from node.api_keys import ApiKeyRecord, ApiKeyStore, ApiScope
 
 api_keys_app = typer.Typer(help="API keys of the lender applications calling this node.",
                            no_args_is_help=True)
-console = Console(width=max(Console().width, 130))
+console = Console(width=max(Console().width, 140))
 err_console = Console(stderr=True)
 
 ScopeOption = Annotated[list[ApiScope], typer.Option(
@@ -43,7 +43,7 @@ def _store() -> Iterator[ApiKeyStore]:
     from node.settings import NodeSettings
 
     try:
-        store = ApiKeyStore(store_path(NodeSettings()))
+        store = ApiKeyStore(NodeSettings().api_key_store_path)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
                              for e in exc.errors())
@@ -98,10 +98,9 @@ def list_keys() -> None:
         records = store.list()
     table = Table(title="API keys (times in UTC)")
     table.add_column("id", no_wrap=True)
-    table.add_column("name")
-    table.add_column("scopes", no_wrap=True)
-    for column in ("created", "expires", "last used", "revoked"):
-        table.add_column(column)
+    table.add_column("name")  # the one column that wraps when the terminal is narrow
+    for column in ("scopes", "created", "expires", "last used", "revoked"):
+        table.add_column(column, no_wrap=True)
     for r in records:
         name = f"{r.name} (imported)" if r.imported else r.name
         table.add_row(r.key_id, name, "\n".join(sorted(r.scopes)), _when(r.created_ms),
