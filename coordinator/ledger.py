@@ -244,6 +244,12 @@ class AuditLedger:
             params.append(query_id)
         return [_read(row) for row in self._db.all(sql + " ORDER BY idx", params)]
 
+    def first_of(self, kind: EntryKind, query_id: str) -> LedgerEntry | None:
+        """The first entry of ``kind`` for ``query_id`` (e.g. the plan an evaluation ran on)."""
+        row = self._db.one(f"SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE query_id = ? "
+                           "AND kind = ? ORDER BY idx LIMIT 1", (query_id, kind.value))
+        return None if row is None else _read(row)
+
     def consent_tags(self, since_ms: int, until_ms: int) -> list[ConsentTag]:
         """Every consent's opaque subject tag recorded in ``[since_ms, until_ms)``.
 

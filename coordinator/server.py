@@ -11,13 +11,14 @@ from coordinator import admission as admission_schema
 from coordinator import policy as policy_schema
 from coordinator import registry as registry_schema
 from coordinator.admission import AdmissionService, LedgerAppender
+from coordinator.audit_intake import AuditIntake
 from coordinator.authority import load_authority
 from coordinator.ledger import AuditLedger
 from coordinator.planner import RoutePlanner
 from coordinator.policy import PolicyStore
 from coordinator.prober import LatencyProber
 from coordinator.registry import MemberRegistry
-from coordinator.servicer import CoordinatorServicer, EnrollmentServicer, LedgerWriter
+from coordinator.servicer import CoordinatorServicer, EnrollmentServicer
 from coordinator.settings import CoordinatorSettings
 from fedcredit.clock import Clock, system_clock
 from fedcredit.sqlite import SqliteDatabase
@@ -95,7 +96,7 @@ def start_coordinator(
         planner=RoutePlanner(),
         identity=identity,
         peers=PeerCertificates(identity.current.ca_certificate),
-        ledger=LedgerWriter(core.ledger),
+        intake=AuditIntake(core.ledger),
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         clock=clock,
     )

@@ -11,32 +11,29 @@ import hashlib
 import grpc
 
 from coordinator.admission import AdmissionService, JoinState
+from coordinator.audit_intake import AuditIntake, SubmittedRecord
 from coordinator.planner import RoutePlanner
 from coordinator.policy import PolicyStore
 from coordinator.registry import MemberRegistry
 from coordinator.serde import directory_to_pb, ticket_to_pb
 from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
-from fedcredit.errors import InvalidRequestError
+from fedcredit.errors import InvalidRequestError, PermissionDeniedError
 from fedcredit.plans import sign_plan
 from fedcredit.protocol import Purpose
-from fedcredit.serde import public_key_from_pb, signed_plan_to_pb
+from fedcredit.serde import (
+    public_key_from_pb,
+    receipt_to_pb,
+    signed_plan_to_pb,
+    tree_head_to_pb,
+)
 from fedcredit.tls import IdentityHolder, PeerCertificates
 from fedcredit.transport import rpc_edge
 from mpc.pki import CertifiedIdentity
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc, plan_pb2
 
 MAX_ENDPOINT_CHARS = 255
-
-
-class LedgerWriter:
-    """The ledger's append, as the servicers use it (one durable entry per call)."""
-
-    def __init__(self, ledger: object) -> None:
-        self._ledger = ledger
-
-    def append(self, draft: EntryDraft, now_ms: int) -> None:
-        self._ledger.append(draft, now_ms=now_ms)  # type: ignore[attr-defined]
+MAX_PROOFS = 1_000
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
@@ -48,7 +45,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         planner: RoutePlanner,
         identity: IdentityHolder,
         peers: PeerCertificates,
-        ledger: LedgerWriter,
+        intake: AuditIntake,
         heartbeat_interval_ms: int,
         clock: Clock,
     ) -> None:
@@ -58,7 +55,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._planner = planner
         self._identity = identity
         self._peers = peers
-        self._ledger = ledger
+        self._intake = intake
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._clock = clock
 
@@ -122,7 +119,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         )
         signed = sign_plan(plan, self._identity.current.signer)
         # Durable before the plan is handed out: no evaluation runs without its ledger entry.
-        self._ledger.append(EntryDraft(
+        self._intake.ledger.append(EntryDraft(
             kind=EntryKind.PLAN, actor=caller.party_id, query_id=plan.query_id, body={
                 "query_id": plan.query_id,
                 "requester_id": plan.requester_id,
@@ -133,7 +130,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 "expires_ms": plan.expires_unix_ms,
                 "directory_version": plan.directory_version,
                 "plan_sha256": hashlib.sha256(signed.body).hexdigest(),
-            }), now)
+            }), now_ms=now)
         return signed_plan_to_pb(signed)
 
     @rpc_edge
@@ -161,6 +158,67 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         caller = self._member(context)
         record = self._admission.vote(request.request_id, caller.party_id, request.approve)
         return ticket_to_pb(record, self._identity.current.ca_pem)
+
+
+    # -- the audit ledger, for members -------------------------------------------------------
+    @rpc_edge
+    def RecordAudit(  # noqa: N802
+        self, request: coordinator_pb2.AuditSubmission, context: grpc.ServicerContext
+    ) -> coordinator_pb2.AuditReceipts:
+        caller = self._member(context)
+        records = [SubmittedRecord(r.kind, r.query_id, r.subject_tag, r.body_json)
+                   for r in request.records]
+        receipts = self._intake.record(caller.party_id, records, self._clock())
+        return coordinator_pb2.AuditReceipts(receipts=[receipt_to_pb(r) for r in receipts])
+
+    @rpc_edge
+    def GetAuditProofs(  # noqa: N802
+        self, request: coordinator_pb2.AuditProofRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.AuditProofs:
+        self._member(context)
+        if len(request.indices) + len(request.old_sizes) > MAX_PROOFS:
+            raise InvalidRequestError(f"at most {MAX_PROOFS} proofs per call")
+        ledger = self._intake.ledger
+        head = ledger.tree_head()
+        # What cannot be proved against the current head is left out: the member's check then
+        # fails exactly those receipts (a log that shrank or forked), not the whole request.
+        return coordinator_pb2.AuditProofs(
+            head=tree_head_to_pb(head),
+            inclusion=[coordinator_pb2.ProofPath(
+                at=i, hashes=ledger.inclusion_proof(i, head.size).hashes)
+                for i in request.indices if i < head.size],
+            consistency=[coordinator_pb2.ProofPath(
+                at=old, hashes=ledger.consistency_proof(old, head.size).hashes)
+                for old in request.old_sizes if 0 < old <= head.size],
+        )
+
+    @rpc_edge
+    def ListConsentTags(  # noqa: N802
+        self, request: coordinator_pb2.ConsentTagsRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ConsentTags:
+        self._member(context)
+        tags = self._intake.ledger.consent_tags(request.since_unix_ms, request.until_unix_ms)
+        return coordinator_pb2.ConsentTags(tags=[
+            coordinator_pb2.ConsentTag(index=t.index, query_id=t.query_id or "",
+                                       subject_tag=t.subject_tag or b"") for t in tags])
+
+    @rpc_edge
+    def GetConsentEntries(  # noqa: N802
+        self, request: coordinator_pb2.ConsentEntriesRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ConsentEntries:
+        self._member(context)
+        if len(request.indices) > MAX_PROOFS:
+            raise InvalidRequestError(f"at most {MAX_PROOFS} entries per call")
+        out = []
+        for index in request.indices:
+            entry = self._intake.ledger.entry(index)
+            if entry.kind is not EntryKind.CONSENT:
+                raise PermissionDeniedError("members read consent entries only")
+            out.append(coordinator_pb2.ConsentEntry(
+                index=entry.index, requester_id=entry.actor,
+                purpose=str(entry.body.get("purpose", "")), created_unix_ms=entry.created_ms,
+                query_id=entry.query_id or ""))
+        return coordinator_pb2.ConsentEntries(entries=out)
 
 
 class EnrollmentServicer(coordinator_pb2_grpc.EnrollmentServicer):

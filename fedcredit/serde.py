@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
+from fedcredit.audit import Receipt, SignedTreeHead
 from fedcredit.errors import ErrorCode, InvalidRequestError, PlanError
 from fedcredit.protocol import (
     Consent,
@@ -23,7 +24,7 @@ from fedcredit.protocol import (
 )
 from mpc.paillier import PaillierPublicKey
 from mpc.secure_sum import EncryptedContribution
-from proto.v1 import crypto_pb2, node_pb2, plan_pb2
+from proto.v1 import coordinator_pb2, crypto_pb2, node_pb2, plan_pb2
 
 _MODE_TO_PB = {
     RouteMode.CHAIN: plan_pb2.ROUTE_MODE_CHAIN,
@@ -195,3 +196,25 @@ def outcome_from_pb(msg: node_pb2.HopOutcome) -> HopOutcome:
         answered=msg.status == node_pb2.HOP_STATUS_ANSWERED,
         error_code=msg.error_code,
     )
+
+
+def tree_head_to_pb(head: SignedTreeHead) -> coordinator_pb2.SignedTreeHead:
+    return coordinator_pb2.SignedTreeHead(size=head.size, root=head.root,
+                                          timestamp_unix_ms=head.timestamp_ms,
+                                          key_id=head.key_id, signature=head.signature)
+
+
+def tree_head_from_pb(msg: coordinator_pb2.SignedTreeHead) -> SignedTreeHead:
+    return SignedTreeHead(size=msg.size, root=msg.root, timestamp_ms=msg.timestamp_unix_ms,
+                          key_id=msg.key_id, signature=msg.signature)
+
+
+def receipt_to_pb(receipt: Receipt) -> coordinator_pb2.AuditReceipt:
+    return coordinator_pb2.AuditReceipt(
+        index=receipt.index, created_unix_ms=receipt.created_ms, leaf_hash=receipt.leaf_hash,
+        tree_head=tree_head_to_pb(receipt.tree_head), inclusion=list(receipt.inclusion))
+
+
+def receipt_from_pb(msg: coordinator_pb2.AuditReceipt) -> Receipt:
+    return Receipt(index=msg.index, created_ms=msg.created_unix_ms, leaf_hash=msg.leaf_hash,
+                   tree_head=tree_head_from_pb(msg.tree_head), inclusion=tuple(msg.inclusion))

@@ -134,3 +134,18 @@ def pseudonymize(key: SubjectKey, id_type: IdentifierType | str, raw: str) -> Su
     canonical = normalize_identifier(id_type, raw)
     message = _DOMAIN + IdentifierType(id_type).value.encode() + b"\x00" + canonical.encode()
     return SubjectPseudonym(hmac.new(key.secret, message, hashlib.sha256).digest())
+
+
+_LEDGER_TAG_DOMAIN = b"fedcredit/ledger-subject-tag/v1\x00"
+
+
+def ledger_subject_tag(key: SubjectKey, pseudonym: bytes, query_id: str) -> bytes:
+    """The tag a consent's ledger entry carries: HMAC(K_tag, pseudonym ‖ query id).
+
+    ``K_tag`` is derived from the alliance subject key, so only members can compute it. Keying
+    each tag by the query id as well makes two inquiries about one applicant unlinkable for the
+    coordinator, while the applicant's own member can still recognise them by recomputing the
+    tag of every consent entry in a time window.
+    """
+    tag_key = hmac.new(key.secret, _LEDGER_TAG_DOMAIN, hashlib.sha256).digest()
+    return hmac.new(tag_key, pseudonym + b"\x00" + query_id.encode(), hashlib.sha256).digest()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+
+from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
 from fedcredit.consents import verify_consent
 from fedcredit.errors import (
@@ -16,6 +19,7 @@ from fedcredit.protocol import HopOutcome, Plan, Purpose, RouteMode, SignedPlan,
 from mpc.contribution import MAX_ABS_PARTIAL, ContributionVector
 from mpc.pki import CertifiedIdentity
 from mpc.secure_sum import accumulate
+from node.audit_trail import AuditTrail
 from node.directory import MemberDirectory
 from node.ingest.snapshot import SubjectRecord
 from node.models import ModelCatalog
@@ -53,16 +57,22 @@ class ContributionService:
         forwarder: RouteForwarder,
         allowed_purposes: frozenset[Purpose],
         seen: SeenPlans,
+        audit: AuditTrail,
         clock: Clock,
     ) -> None:
         self._member_id = member_id
         self._directory = directory
         self._seen = seen
+        self._audit = audit
         self._store = store
         self._models = models
         self._forwarder = forwarder
         self._allowed = allowed_purposes
         self._clock = clock
+
+    @property
+    def directory(self) -> MemberDirectory:
+        return self._directory
 
     def verified_plan(self, signed: SignedPlan, now_ms: int) -> Plan:
         """A plan the coordinator signed with a certified key, enforced against a directory at
@@ -97,6 +107,13 @@ class ContributionService:
         self._seen.admit(plan, now)
         vector = contribution_for(self._store.lookup(call.pseudonym), model)
         accumulator = accumulate(incoming, vector, plan.requester_key)
+        self._audit.enqueue(EntryDraft(
+            kind=EntryKind.CONTRIBUTION, actor=self._member_id, query_id=plan.query_id, body={
+                "accumulator_sha256": hashlib.sha256(
+                    b"".join(accumulator.to_wire(plan.requester_key))).hexdigest(),
+                "consent_sha256": hashlib.sha256(call.consent.body).hexdigest(),
+                "hop_index": call.hop_index,
+            }))
         deadline = plan.expires_unix_ms
         if caller_deadline_ms is not None:
             deadline = min(deadline, caller_deadline_ms)

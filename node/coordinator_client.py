@@ -9,15 +9,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 
+from fedcredit.audit import EntryDraft, Receipt, SignedTreeHead
 from fedcredit.error_catalog import error_from_rpc
 from fedcredit.errors import CertificateError, ErrorCode, FedCreditError
 from fedcredit.protocol import Purpose, SignedPlan
-from fedcredit.serde import public_key_from_pb, public_key_to_pb, signed_plan_from_pb
+from fedcredit.serde import (
+    public_key_from_pb,
+    public_key_to_pb,
+    receipt_from_pb,
+    signed_plan_from_pb,
+    tree_head_from_pb,
+)
 from fedcredit.tls import IdentityHolder, target_name_option
 from fedcredit.transport import create_channel
 from mpc.paillier import PaillierPublicKey
@@ -127,3 +134,34 @@ class CoordinatorClient:
         reply: coordinator_pb2.JoinTicket = self._call(
             "Vote", coordinator_pb2.VoteRequest(request_id=request_id, approve=approve))
         return reply
+
+    # -- the audit ledger ----------------------------------------------------------------------
+    def record_audit(self, drafts: Sequence[EntryDraft]) -> list[Receipt]:
+        request = coordinator_pb2.AuditSubmission(records=[
+            coordinator_pb2.AuditRecord(kind=d.kind.value, query_id=d.query_id or "",
+                                        subject_tag=d.subject_tag or b"",
+                                        body_json=d.body_json.decode())
+            for d in drafts])
+        reply: coordinator_pb2.AuditReceipts = self._call("RecordAudit", request)
+        return [receipt_from_pb(r) for r in reply.receipts]
+
+    def audit_proofs(
+        self, indices: Sequence[int], old_sizes: Sequence[int]
+    ) -> tuple[SignedTreeHead, dict[int, tuple[bytes, ...]], dict[int, tuple[bytes, ...]]]:
+        reply: coordinator_pb2.AuditProofs = self._call(
+            "GetAuditProofs",
+            coordinator_pb2.AuditProofRequest(indices=list(indices), old_sizes=list(old_sizes)))
+        return (tree_head_from_pb(reply.head),
+                {p.at: tuple(p.hashes) for p in reply.inclusion},
+                {p.at: tuple(p.hashes) for p in reply.consistency})
+
+    def consent_tags(self, since_ms: int, until_ms: int) -> list[coordinator_pb2.ConsentTag]:
+        reply: coordinator_pb2.ConsentTags = self._call(
+            "ListConsentTags",
+            coordinator_pb2.ConsentTagsRequest(since_unix_ms=since_ms, until_unix_ms=until_ms))
+        return list(reply.tags)
+
+    def consent_entries(self, indices: Sequence[int]) -> list[coordinator_pb2.ConsentEntry]:
+        reply: coordinator_pb2.ConsentEntries = self._call(
+            "GetConsentEntries", coordinator_pb2.ConsentEntriesRequest(indices=list(indices)))
+        return list(reply.entries)

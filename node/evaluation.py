@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
+from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
 from fedcredit.consents import consent_for, sign_consent
 from fedcredit.errors import (
@@ -17,10 +19,12 @@ from fedcredit.errors import (
 from fedcredit.protocol import ConsentTerms, Coverage, Purpose, Relationship, describe_skips
 from fedcredit.tls import IdentityHolder
 from mpc.paillier import PaillierKeyPair
-from mpc.pseudonym import IdentifierType, SubjectKey, pseudonymize
+from mpc.pseudonym import IdentifierType, SubjectKey, ledger_subject_tag, pseudonymize
 from mpc.secure_sum import decrypt_total
+from node.audit_trail import AuditTrail, Inquiry
 from node.contribution import ContributionService, contribution_for
 from node.coordinator_client import CoordinatorClient
+from node.inquiries import inquiry_history
 from node.models import ModelCatalog
 from node.reports import (
     CoverageReport,
@@ -52,6 +56,7 @@ class EvaluationService:
         keypair: PaillierKeyPair,
         identity: IdentityHolder,
         contributions: ContributionService,
+        audit: AuditTrail,
         coordinator: CoordinatorClient,
         forwarder: RouteForwarder,
         store: FeatureStore,
@@ -66,6 +71,7 @@ class EvaluationService:
         self._keypair = keypair
         self._identity = identity
         self._contributions = contributions
+        self._audit = audit
         self._coordinator = coordinator
         self._forwarder = forwarder
         self._store = store
@@ -107,8 +113,20 @@ class EvaluationService:
             raise ConsentError(
                 f"alliance policy allows {plan.purpose.value} only for an existing customer",
                 code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
-        consent = sign_consent(consent_for(terms, plan, pseudonym.value, self._clock()),
-                               self._identity.current.signer)
+        record = consent_for(terms, plan, pseudonym.value, self._clock())
+        consent = sign_consent(record, self._identity.current.signer)
+        # No inquiry without its ledger entry: recorded (durably) before anything is routed.
+        self._audit.record(EntryDraft(
+            kind=EntryKind.CONSENT, actor=self._member_id, query_id=plan.query_id,
+            subject_tag=ledger_subject_tag(self._subject_key, pseudonym.value, plan.query_id),
+            body={
+                "consent_sha256": hashlib.sha256(consent.body).hexdigest(),
+                "purpose": record.purpose.value,
+                "issued_ms": record.issued_unix_ms,
+                "expires_ms": record.expires_unix_ms,
+                "reference_sha256": record.reference_digest.hex(),
+                "relationship": record.relationship.value,
+            }))
         planned = time.perf_counter()
 
         own = contribution_for(own_record, model)
@@ -127,6 +145,15 @@ class EvaluationService:
         total = decrypt_total(result.accumulator, self._keypair) + own
         assessment = assess(total, model.intercept, model.scale)
         done = time.perf_counter()
+        self._audit.enqueue(EntryDraft(
+            kind=EntryKind.COMPLETION, actor=self._member_id, query_id=plan.query_id, body={
+                "asked": coverage.asked,
+                "answered": coverage.answered,
+                "skipped": [{"member_id": o.member_id, "error_code": o.error_code}
+                            for o in coverage.skipped],
+                "result_commitment": self._audit.commitment(
+                    plan.query_id.encode() + repr(total).encode()),
+            }))
 
         report = EvaluationReport(
             query_id=plan.query_id,
@@ -167,3 +194,10 @@ class EvaluationService:
 
     def get(self, query_id: str) -> EvaluationReport:
         return self._reports.get(query_id)
+
+    def inquiry_history(self, id_type: IdentifierType, identifier: str,
+                        since_ms: int) -> list[Inquiry]:
+        """Who asked the alliance about this applicant, when and why (from the ledger)."""
+        pseudonym = pseudonymize(self._subject_key, id_type, identifier)
+        return inquiry_history(self._coordinator, self._contributions.directory,
+                               self._subject_key, pseudonym.value, since_ms, self._clock())

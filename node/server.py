@@ -25,6 +25,7 @@ from node.api.app import create_app
 from node.api.deps import ApiContext, HealthProbe
 from node.api.metrics import ApiMetrics
 from node.api_keys import ApiKeyStore
+from node.audit_trail import AuditTrail
 from node.contribution import ContributionService
 from node.coordinator_client import CoordinatorClient
 from node.directory import MemberDirectory
@@ -142,6 +143,8 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     directory = MemberDirectory(identity.current.ca_certificate, coordinator.directory, clock)
     peers = PeerChannels(identity)
     forwarder = RouteForwarder(peers, directory, clock)
+    audit = AuditTrail(settings.audit_store_path, settings.member_id, coordinator, directory,
+                       clock)
     contributions = ContributionService(
         member_id=settings.member_id,
         directory=directory,
@@ -150,6 +153,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         forwarder=forwarder,
         allowed_purposes=settings.allowed_purposes,
         seen=SeenPlans(started_ms=clock()),
+        audit=audit,
         clock=clock,
     )
     server, port, health = create_server(settings.grpc_bind, identity.server_credentials())
@@ -166,12 +170,14 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         keypair.public, renew_before_ms=settings.renew_before_days * 86_400_000, clock=clock,
     )
     membership.start()
+    audit.start()
     evaluations = EvaluationService(
         member_id=settings.member_id,
         subject_key=subject_key,
         keypair=keypair,
         identity=identity,
         contributions=contributions,
+        audit=audit,
         coordinator=coordinator,
         forwarder=forwarder,
         store=store,
@@ -204,5 +210,6 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         grpc_port=port,
         app=app,
         membership=membership,
-        closers=[store.close, reports.close, peers.close, coordinator.close, api_keys.close],
+        closers=[store.close, reports.close, peers.close, coordinator.close, api_keys.close,
+                 audit.stop],
     )

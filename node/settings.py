@@ -97,6 +97,11 @@ class NodeSettings(BaseSettings):
         return self.data_dir / "evaluations.sqlite3"
 
     @property
+    def audit_store_path(self) -> Path:
+        """This member's ledger receipts and its outbox of entries not yet recorded."""
+        return self.data_dir / "audit.sqlite3"
+
+    @property
     def api_key_store_path(self) -> Path:
         """The lender applications' API keys (hashed, scoped): ``fedcredit node api-keys``."""
         return self.data_dir / "api-keys.sqlite3"

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from fedcredit import __version__
 from fedcredit.error_catalog import entry, http_status
 from fedcredit.errors import ErrorCode, FedCreditError
-from node.api import evaluations
+from node.api import evaluations, inquiries
 from node.api.deps import ApiContext, Context
 from node.api.limits import BodySizeLimit
 from node.api.schemas import HealthOut
@@ -35,6 +35,7 @@ def create_app(context: ApiContext, max_request_bytes: int) -> FastAPI:
     )
     app.state.context = context
     app.include_router(evaluations.router)
+    app.include_router(inquiries.router)
 
     @app.exception_handler(FedCreditError)
     async def _typed_error(request: Request, exc: FedCreditError) -> JSONResponse:

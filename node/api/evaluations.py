@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Path, Response, status
 
-from fedcredit.error_catalog import CATALOG
 from fedcredit.errors import ErrorCode
 from fedcredit.protocol import ConsentTerms
 from node.api.deps import CanCreateEvaluations, CanReadEvaluations, Context, Evaluations
-from node.api.schemas import ErrorOut, EvaluationCreate, EvaluationOut
+from node.api.errors import error_responses
+from node.api.schemas import EvaluationCreate, EvaluationOut
 from node.evaluation import EvaluationRequest
 from node.reports import EvaluationReport
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
-
-
-def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
-    out: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
-        item = CATALOG[code]
-        slot = out.setdefault(item.http_status, {"model": ErrorOut, "description": ""})
-        slot["description"] = (slot["description"] + f" {code.value}: {item.message}").strip()
-    return out
 
 
 def _to_request(body: EvaluationCreate) -> EvaluationRequest:
@@ -62,7 +52,7 @@ def _to_response(report: EvaluationReport) -> EvaluationOut:
         "the members' encrypted contributions and decrypts only their sum. The report is "
         "persisted before this call returns; fetch it again with GET /v1/evaluations/{id}."
     ),
-    responses=_errors(
+    responses=error_responses(
         ErrorCode.UNKNOWN_API_KEY,
         ErrorCode.PERMISSION_DENIED,
         ErrorCode.MALFORMED_IDENTIFIER,
@@ -103,7 +93,7 @@ def create_evaluation(
     "/{query_id}",
     response_model=EvaluationOut,
     summary="Fetch a stored evaluation report",
-    responses=_errors(ErrorCode.UNKNOWN_API_KEY, ErrorCode.PERMISSION_DENIED,
+    responses=error_responses(ErrorCode.UNKNOWN_API_KEY, ErrorCode.PERMISSION_DENIED,
                       ErrorCode.EVALUATION_NOT_FOUND),
 )
 def get_evaluation(

@@ -175,3 +175,28 @@ class HealthOut(BaseModel):
     member_id: str
     registered: bool
     subjects: int
+
+
+class InquirySearch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{
+            "applicant": {"id_type": "cn_resident_id", "identifier": "11010519491231002X"},
+            "since": "2025-01-01T00:00:00Z",
+        }]},
+    )
+    applicant: Applicant
+    since: AwareDatetime | None = Field(
+        default=None, description="Start of the window (default: two years back).")
+
+
+class InquiryOut(BaseModel):
+    requester_id: str
+    requester_name: str
+    purpose: str
+    at: datetime
+    query_id: str
+
+
+class InquiryHistoryOut(BaseModel):
+    inquiries: list[InquiryOut] = Field(description="Newest first.")

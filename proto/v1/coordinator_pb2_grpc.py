@@ -72,6 +72,26 @@ class CoordinatorStub:
                 request_serializer=proto_dot_v1_dot_coordinator__pb2.VoteRequest.SerializeToString,
                 response_deserializer=proto_dot_v1_dot_coordinator__pb2.JoinTicket.FromString,
                 _registered_method=True)
+        self.RecordAudit = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/RecordAudit',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.AuditSubmission.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.AuditReceipts.FromString,
+                _registered_method=True)
+        self.GetAuditProofs = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/GetAuditProofs',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.AuditProofRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.AuditProofs.FromString,
+                _registered_method=True)
+        self.ListConsentTags = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/ListConsentTags',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.ConsentTagsRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.ConsentTags.FromString,
+                _registered_method=True)
+        self.GetConsentEntries = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/GetConsentEntries',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.ConsentEntriesRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.ConsentEntries.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -128,6 +148,37 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordAudit(self, request, context):
+        """Members record their part of an evaluation in the audit ledger (consent, contribution
+        digest, completion) and get signed receipts back; durable before the reply.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAuditProofs(self, request, context):
+        """What a member needs to check its receipts: the current signed tree head, and inclusion
+        and consistency proofs against it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConsentTags(self, request, context):
+        """(index, query id, tag) of consent entries in a time window, for answering an applicant's
+        inquiry history at its institution (the tags are opaque to the coordinator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsentEntries(self, request, context):
+        """Consent entries by index (only consent entries; for inquiry histories).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +216,26 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Vote,
                     request_deserializer=proto_dot_v1_dot_coordinator__pb2.VoteRequest.FromString,
                     response_serializer=proto_dot_v1_dot_coordinator__pb2.JoinTicket.SerializeToString,
+            ),
+            'RecordAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAudit,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.AuditSubmission.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.AuditReceipts.SerializeToString,
+            ),
+            'GetAuditProofs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditProofs,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.AuditProofRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.AuditProofs.SerializeToString,
+            ),
+            'ListConsentTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConsentTags,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.ConsentTagsRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.ConsentTags.SerializeToString,
+            ),
+            'GetConsentEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsentEntries,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.ConsentEntriesRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.ConsentEntries.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +429,114 @@ class Coordinator:
             '/fedcredit.v1.Coordinator/Vote',
             proto_dot_v1_dot_coordinator__pb2.VoteRequest.SerializeToString,
             proto_dot_v1_dot_coordinator__pb2.JoinTicket.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Coordinator/RecordAudit',
+            proto_dot_v1_dot_coordinator__pb2.AuditSubmission.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.AuditReceipts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditProofs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Coordinator/GetAuditProofs',
+            proto_dot_v1_dot_coordinator__pb2.AuditProofRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.AuditProofs.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConsentTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Coordinator/ListConsentTags',
+            proto_dot_v1_dot_coordinator__pb2.ConsentTagsRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.ConsentTags.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsentEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Coordinator/GetConsentEntries',
+            proto_dot_v1_dot_coordinator__pb2.ConsentEntriesRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.ConsentEntries.FromString,
             options,
             channel_credentials,
             insecure,

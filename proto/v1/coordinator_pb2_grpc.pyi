@@ -51,6 +51,20 @@ class CoordinatorStub:
     ListJoinRequests: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListJoinRequestsRequest, _coordinator_pb2.ListJoinRequestsReply]
     """Join requests awaiting a decision, for members to vote on (quorum admission)."""
     Vote: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.VoteRequest, _coordinator_pb2.JoinTicket]
+    RecordAudit: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.AuditSubmission, _coordinator_pb2.AuditReceipts]
+    """Members record their part of an evaluation in the audit ledger (consent, contribution
+    digest, completion) and get signed receipts back; durable before the reply.
+    """
+    GetAuditProofs: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.AuditProofRequest, _coordinator_pb2.AuditProofs]
+    """What a member needs to check its receipts: the current signed tree head, and inclusion
+    and consistency proofs against it.
+    """
+    ListConsentTags: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ConsentTagsRequest, _coordinator_pb2.ConsentTags]
+    """(index, query id, tag) of consent entries in a time window, for answering an applicant's
+    inquiry history at its institution (the tags are opaque to the coordinator).
+    """
+    GetConsentEntries: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ConsentEntriesRequest, _coordinator_pb2.ConsentEntries]
+    """Consent entries by index (only consent entries; for inquiry histories)."""
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
@@ -74,6 +88,20 @@ class CoordinatorAsyncStub(CoordinatorStub):
     ListJoinRequests: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListJoinRequestsRequest, _coordinator_pb2.ListJoinRequestsReply]  # type: ignore[assignment]
     """Join requests awaiting a decision, for members to vote on (quorum admission)."""
     Vote: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.VoteRequest, _coordinator_pb2.JoinTicket]  # type: ignore[assignment]
+    RecordAudit: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.AuditSubmission, _coordinator_pb2.AuditReceipts]  # type: ignore[assignment]
+    """Members record their part of an evaluation in the audit ledger (consent, contribution
+    digest, completion) and get signed receipts back; durable before the reply.
+    """
+    GetAuditProofs: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.AuditProofRequest, _coordinator_pb2.AuditProofs]  # type: ignore[assignment]
+    """What a member needs to check its receipts: the current signed tree head, and inclusion
+    and consistency proofs against it.
+    """
+    ListConsentTags: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ConsentTagsRequest, _coordinator_pb2.ConsentTags]  # type: ignore[assignment]
+    """(index, query id, tag) of consent entries in a time window, for answering an applicant's
+    inquiry history at its institution (the tags are opaque to the coordinator).
+    """
+    GetConsentEntries: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ConsentEntriesRequest, _coordinator_pb2.ConsentEntries]  # type: ignore[assignment]
+    """Consent entries by index (only consent entries; for inquiry histories)."""
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     """Served over mutual TLS: the caller's alliance certificate names the member, and the
@@ -136,6 +164,44 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.VoteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.JoinTicket, _abc.Awaitable[_coordinator_pb2.JoinTicket]]: ...
+
+    @_abc_1.abstractmethod
+    def RecordAudit(
+        self,
+        request: _coordinator_pb2.AuditSubmission,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.AuditReceipts, _abc.Awaitable[_coordinator_pb2.AuditReceipts]]:
+        """Members record their part of an evaluation in the audit ledger (consent, contribution
+        digest, completion) and get signed receipts back; durable before the reply.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAuditProofs(
+        self,
+        request: _coordinator_pb2.AuditProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.AuditProofs, _abc.Awaitable[_coordinator_pb2.AuditProofs]]:
+        """What a member needs to check its receipts: the current signed tree head, and inclusion
+        and consistency proofs against it.
+        """
+
+    @_abc_1.abstractmethod
+    def ListConsentTags(
+        self,
+        request: _coordinator_pb2.ConsentTagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ConsentTags, _abc.Awaitable[_coordinator_pb2.ConsentTags]]:
+        """(index, query id, tag) of consent entries in a time window, for answering an applicant's
+        inquiry history at its institution (the tags are opaque to the coordinator).
+        """
+
+    @_abc_1.abstractmethod
+    def GetConsentEntries(
+        self,
+        request: _coordinator_pb2.ConsentEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ConsentEntries, _abc.Awaitable[_coordinator_pb2.ConsentEntries]]:
+        """Consent entries by index (only consent entries; for inquiry histories)."""
 
 def add_CoordinatorServicer_to_server(servicer: CoordinatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

@@ -1,0 +1,132 @@
+"""What members may write to the audit ledger, and the checks before it is written.
+
+A member records its own part of an evaluation that the coordinator planned: the requester
+its signed consent (digest, purpose, validity, relationship, the subject tag) and the
+completion; each hop the digest of the accumulator it passed on. The coordinator checks that
+the plan exists, that the caller had that role in it, that each body has exactly the fields of
+its kind, and that none of them can carry an identifier (digests are hex SHA-256, tags 32
+bytes). Everything in one submission commits under one signed tree head.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.ledger import AuditLedger
+from fedcredit.audit import EntryDraft, EntryKind, Receipt
+from fedcredit.errors import InvalidRequestError, PermissionDeniedError, ResourceNotFoundError
+from fedcredit.protocol import Purpose, Relationship
+
+MAX_RECORDS = 256
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_ERROR_CODE = re.compile(r"^[A-Z_]{1,64}$")
+
+
+@dataclass(frozen=True)
+class SubmittedRecord:
+    kind: str
+    query_id: str
+    subject_tag: bytes
+    body_json: str
+
+
+def _digest(body: dict[str, Any], key: str) -> None:
+    if not isinstance(body.get(key), str) or not _DIGEST.match(body[key]):
+        raise InvalidRequestError(f"{key} must be a hex SHA-256 digest")
+
+
+def _int(body: dict[str, Any], key: str, low: int, high: int) -> None:
+    value = body.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidRequestError(f"{key} must be an integer in [{low}, {high}]")
+
+
+_FIELDS = {
+    EntryKind.CONSENT: {"consent_sha256", "purpose", "issued_ms", "expires_ms",
+                        "reference_sha256", "relationship"},
+    EntryKind.CONTRIBUTION: {"accumulator_sha256", "consent_sha256", "hop_index"},
+    EntryKind.COMPLETION: {"asked", "answered", "skipped", "result_commitment"},
+}
+_MAX_MS = 2**53
+
+
+def _check_body(kind: EntryKind, body: dict[str, Any], route: Sequence[str]) -> None:
+    if set(body) != _FIELDS[kind]:
+        raise InvalidRequestError(f"a {kind.value} entry has exactly the fields "
+                                  f"{sorted(_FIELDS[kind])}")
+    if kind is EntryKind.CONSENT:
+        _digest(body, "consent_sha256")
+        _digest(body, "reference_sha256")
+        _int(body, "issued_ms", 0, _MAX_MS)
+        _int(body, "expires_ms", 0, _MAX_MS)
+        if body["purpose"] not in {p.value for p in Purpose}:
+            raise InvalidRequestError("unknown purpose")
+        if body["relationship"] not in {r.value for r in Relationship}:
+            raise InvalidRequestError("unknown relationship")
+    elif kind is EntryKind.CONTRIBUTION:
+        _digest(body, "accumulator_sha256")
+        _digest(body, "consent_sha256")
+        _int(body, "hop_index", 0, len(route) - 1)
+    else:
+        _int(body, "asked", 0, len(route))
+        _int(body, "answered", 0, len(route))
+        _digest(body, "result_commitment")
+        skipped = body["skipped"]
+        if not isinstance(skipped, list) or len(skipped) > len(route) or not all(
+            isinstance(s, dict) and set(s) == {"member_id", "error_code"}
+            and s["member_id"] in route and isinstance(s["error_code"], str)
+            and _ERROR_CODE.match(s["error_code"]) for s in skipped
+        ):
+            raise InvalidRequestError("skipped lists route members and error codes")
+
+
+class AuditIntake:
+    def __init__(self, ledger: AuditLedger) -> None:
+        self.ledger = ledger
+
+    def record(self, caller: str, records: Sequence[SubmittedRecord],
+               now_ms: int) -> list[Receipt]:
+        if not 0 < len(records) <= MAX_RECORDS:
+            raise InvalidRequestError(f"submit 1 to {MAX_RECORDS} records at a time")
+        drafts = [self._draft(caller, record) for record in records]
+        return self.ledger.append_many(drafts, now_ms=now_ms)
+
+    def _draft(self, caller: str, record: SubmittedRecord) -> EntryDraft:
+        try:
+            kind = EntryKind(record.kind)
+        except ValueError:
+            raise InvalidRequestError(f"unknown entry kind {record.kind!r}") from None
+        if kind not in _FIELDS:
+            raise PermissionDeniedError(f"members cannot record {kind.value} entries")
+        plan = self.ledger.first_of(EntryKind.PLAN, record.query_id) if record.query_id else None
+        if plan is None:
+            raise ResourceNotFoundError("no plan with this query id is in the ledger")
+        requester = plan.body.get("requester_id")
+        route = plan.body.get("route")
+        assert isinstance(route, list)
+        members = [str(m) for m in route]
+        if kind is EntryKind.CONTRIBUTION:
+            if caller not in members:
+                raise PermissionDeniedError("only a member on the route records a contribution")
+        elif caller != requester:
+            raise PermissionDeniedError(f"only the requester records the {kind.value}")
+        try:
+            body = json.loads(record.body_json)
+        except ValueError:
+            raise InvalidRequestError("body_json is not JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidRequestError("body_json must be an object")
+        _check_body(kind, body, members)
+        tag = None
+        if kind is EntryKind.CONSENT:
+            if len(record.subject_tag) != 32:
+                raise InvalidRequestError("a consent entry carries a 32-byte subject tag")
+            tag = record.subject_tag
+        elif record.subject_tag:
+            raise InvalidRequestError("only consent entries carry a subject tag")
+        return EntryDraft(kind=kind, actor=caller, body=body, query_id=record.query_id,
+                          subject_tag=tag)

@@ -1,0 +1,203 @@
+"""This member's part of the alliance audit ledger: what it records, and the receipts it keeps.
+
+The requester records an inquiry's consent *before* anything is routed (no inquiry without
+its ledger entry), synchronously. Contribution digests and completions go through a durable
+local outbox, flushed in batches by a background thread, so a hop's latency never waits on
+the coordinator and a coordinator outage loses nothing. Every receipt the coordinator returns
+is checked (its signed tree head, and the entry's inclusion in it) and kept; :meth:`check`
+later asks the coordinator for proofs that the current log still contains every kept entry
+and grew consistently from every kept head — what catches an operator rewriting history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedcredit.audit import (
+    ConsistencyProof,
+    EntryDraft,
+    EntryKind,
+    InclusionProof,
+    Receipt,
+    ReceiptAudit,
+    check_receipts,
+    verify_receipt,
+)
+from fedcredit.clock import Clock
+from fedcredit.errors import FedCreditError, LedgerRangeError
+from fedcredit.files import write_secret
+from fedcredit.sqlite import SqliteDatabase
+from node.coordinator_client import CoordinatorClient
+from node.directory import MemberDirectory
+
+log = logging.getLogger(__name__)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    query_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_receipts (
+    idx INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    query_id TEXT,
+    receipt TEXT NOT NULL,
+    received_ms INTEGER NOT NULL
+);
+"""
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class Inquiry:
+    """One line of an applicant's inquiry history, as a credit report shows it."""
+
+    requester_id: str
+    requester_name: str
+    purpose: str
+    at_ms: int
+    query_id: str
+
+
+class AuditTrail:
+    def __init__(self, path: Path, member_id: str, client: CoordinatorClient,
+                 directory: MemberDirectory, clock: Clock, flush_interval_s: float = 0.2) -> None:
+        self._db = SqliteDatabase(path, _SCHEMA)
+        key_path = path.with_name("audit-commitment.key")
+        if not key_path.exists():
+            write_secret(key_path, secrets.token_bytes(32))
+        self._commitment_key = key_path.read_bytes()
+        self._member_id = member_id
+        self._client = client
+        self._directory = directory
+        self._clock = clock
+        self._interval_s = flush_interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-outbox", daemon=True)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        try:
+            self.flush()
+        except FedCreditError as exc:
+            log.warning("audit outbox: %d entries wait for the next start (%s)",
+                        self.pending(), exc.code.value)
+        self._db.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval_s)
+            self._wake.clear()
+            try:
+                self.flush()
+            except FedCreditError as exc:
+                log.warning("audit outbox: %s (%s); retrying", exc.detail, exc.code.value)
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("audit outbox flush failed")
+                self._stop.wait(1.0)
+
+    def commitment(self, data: bytes) -> str:
+        """A hiding commitment to a result (HMAC under a key only this member holds): the
+        ledger shows a result was fixed, and the member can open it to a regulator later."""
+        return hmac.new(self._commitment_key, data, hashlib.sha256).hexdigest()
+
+    # -- recording ----------------------------------------------------------------------------
+    def _accept(self, drafts: Sequence[EntryDraft], receipts: Sequence[Receipt]) -> None:
+        if len(receipts) != len(drafts):
+            raise FedCreditError("the coordinator returned the wrong number of receipts")
+        for draft, receipt in zip(drafts, receipts, strict=True):
+            verifier = self._directory.coordinator_verifier(receipt.tree_head.key_id)
+            verify_receipt(receipt, draft, verifier)
+
+    def _store(self, drafts: Sequence[EntryDraft], receipts: Sequence[Receipt],
+               outbox_ids: Sequence[int] = ()) -> None:
+        now = self._clock()
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO audit_receipts VALUES (?, ?, ?, ?, ?)",
+                [(r.index, d.kind.value, d.query_id, json.dumps(r.to_dict()), now)
+                 for d, r in zip(drafts, receipts, strict=True)])
+            conn.executemany("DELETE FROM audit_outbox WHERE id=?", [(i,) for i in outbox_ids])
+
+    def record(self, draft: EntryDraft) -> Receipt:
+        """Record now (durable at the coordinator before this returns) and keep the receipt."""
+        receipts = self._client.record_audit([draft])
+        self._accept([draft], receipts)
+        self._store([draft], receipts)
+        return receipts[0]
+
+    def enqueue(self, draft: EntryDraft) -> None:
+        """Record soon: durable here now, at the coordinator with the next flush."""
+        if draft.subject_tag is not None:
+            raise ValueError("entries with a subject tag are recorded synchronously")
+        self._db.execute("INSERT INTO audit_outbox (kind, query_id, body, created_ms) "
+                         "VALUES (?, ?, ?, ?)",
+                         (draft.kind.value, draft.query_id or "", draft.body_json.decode(),
+                          self._clock()))
+        self._wake.set()
+
+    def pending(self) -> int:
+        row = self._db.one("SELECT COUNT(*) FROM audit_outbox")
+        return int(row[0]) if row else 0
+
+    def flush(self) -> int:
+        """Send queued entries in batches; the number sent."""
+        sent = 0
+        while True:
+            rows = self._db.all("SELECT id, kind, query_id, body FROM audit_outbox "
+                                "ORDER BY id LIMIT ?", (BATCH,))
+            if not rows:
+                return sent
+            drafts = [EntryDraft(kind=EntryKind(r[1]), actor=self._member_id,
+                                 body=json.loads(r[3]), query_id=r[2]) for r in rows]
+            receipts = self._client.record_audit(drafts)
+            self._accept(drafts, receipts)
+            self._store(drafts, receipts, [r[0] for r in rows])
+            sent += len(rows)
+
+    # -- checking -----------------------------------------------------------------------------
+    def receipts(self) -> list[Receipt]:
+        return [Receipt.from_dict(json.loads(r[0]))
+                for r in self._db.all("SELECT receipt FROM audit_receipts ORDER BY idx")]
+
+    def check(self) -> ReceiptAudit:
+        """Prove, against the coordinator's current signed head, that every kept receipt's
+        entry is still in the log and that the log only grew since each kept head."""
+        receipts = self.receipts()
+        indices = sorted({r.index for r in receipts})
+        sizes = sorted({r.tree_head.size for r in receipts})
+        head, inclusion, consistency = self._client.audit_proofs(indices, sizes)
+        verifiers = {key: self._directory.coordinator_verifier(key)
+                     for key in {head.key_id, *(r.tree_head.key_id for r in receipts)}}
+
+        def inclusion_proof(index: int, size: int) -> InclusionProof:
+            if size != head.size or index not in inclusion:
+                raise LedgerRangeError("no proof for that index")
+            return InclusionProof(index, size, inclusion[index])
+
+        def consistency_proof(old: int, new: int) -> ConsistencyProof:
+            if new != head.size or old not in consistency:
+                raise LedgerRangeError("no proof for that size")
+            return ConsistencyProof(old, new, consistency[old])
+
+        return check_receipts(receipts, head, verifiers, inclusion_proof=inclusion_proof,
+                              consistency_proof=consistency_proof)
