@@ -11,8 +11,9 @@ from coordinator import admission as admission_schema
 from coordinator import policy as policy_schema
 from coordinator import registry as registry_schema
 from coordinator.admission import AdmissionService, LedgerAppender
+from coordinator.api import AdminContext, create_admin_app
 from coordinator.audit_intake import AuditIntake
-from coordinator.authority import load_authority
+from coordinator.authority import AuthorityPaths, load_authority
 from coordinator.ledger import AuditLedger
 from coordinator.planner import RoutePlanner
 from coordinator.policy import PolicyStore
@@ -21,8 +22,10 @@ from coordinator.registry import MemberRegistry
 from coordinator.servicer import CoordinatorServicer, EnrollmentServicer
 from coordinator.settings import CoordinatorSettings
 from fedcredit.clock import Clock, system_clock
+from fedcredit.http_server import HttpServer, TlsFilesForHttp
 from fedcredit.sqlite import SqliteDatabase
 from fedcredit.tls import IdentityHolder, PeerCertificates
+from fedcredit.transcript import TranscriptInterceptor
 from fedcredit.transport import create_server, set_serving
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -71,12 +74,22 @@ class RunningCoordinator:
     enrollment_server: grpc.Server
     enrollment_port: int
     prober: LatencyProber
+    admin: HttpServer
+
+    @property
+    def admin_port(self) -> int:
+        return self.admin.bound_port
+
+    def ports(self) -> dict[str, int]:
+        return {"grpc_port": self.port, "enroll_port": self.enrollment_port,
+                "admin_port": self.admin_port}
 
     @property
     def registry(self) -> MemberRegistry:
         return self.core.registry
 
     def stop(self, grace_s: float = 2.0) -> None:
+        self.admin.stop()
         self.prober.stop()
         self.enrollment_server.stop(grace_s).wait()
         self.server.stop(grace_s).wait()
@@ -100,20 +113,32 @@ def start_coordinator(
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         clock=clock,
     )
-    server, port, health = create_server(settings.bind, identity.server_credentials())
+    transcript = ([TranscriptInterceptor(settings.transcript_file)]
+                  if settings.transcript_file is not None else [])
+    server, port, health = create_server(settings.bind, identity.server_credentials(),
+                                         interceptors=transcript)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(servicer, server)
     enrollment, enrollment_port, enrollment_health = create_server(
         settings.enroll_bind, identity.server_credentials(require_client_auth=False),
-        max_workers=8)
+        max_workers=8, interceptors=transcript)
     coordinator_pb2_grpc.add_EnrollmentServicer_to_server(
         EnrollmentServicer(core.admission, identity), enrollment)
+    admin_host, _, admin_port = settings.admin_bind.rpartition(":")
+    paths = AuthorityPaths(settings.data_dir)
+    admin = HttpServer(
+        create_admin_app(AdminContext.from_core(core, settings, clock),
+                         settings.admin_max_request_bytes),
+        admin_host.strip("[]") or "127.0.0.1", int(admin_port or 0), "admin API",
+        tls=TlsFilesForHttp(keyfile=paths.identity.key, certfile=paths.identity.certificate))
+    admin.bind()
     server.start()
     enrollment.start()
+    admin.start_in_thread()
     set_serving(health, [SERVICE_NAME])
     set_serving(enrollment_health, [ENROLLMENT_SERVICE_NAME])
     prober = LatencyProber(core.registry, identity, settings.probe_interval_ms, clock)
     prober.start()
-    log.info("coordinator: members on port %d (mutual TLS), enrollment on port %d",
-             port, enrollment_port)
+    log.info("coordinator: members on port %d (mutual TLS), enrollment on port %d, admin API "
+             "on port %d (HTTPS)", port, enrollment_port, admin.bound_port)
     return RunningCoordinator(core=core, server=server, port=port, enrollment_server=enrollment,
-                              enrollment_port=enrollment_port, prober=prober)
+                              enrollment_port=enrollment_port, prober=prober, admin=admin)

@@ -20,6 +20,10 @@ class CoordinatorSettings(BaseSettings):
     bind: str = "127.0.0.1:50051"
     #: The Enrollment service (server-authenticated TLS: applicants file join requests here).
     enroll_bind: str = "127.0.0.1:50052"
+    #: The admin API (HTTPS with the coordinator's certificate; admins, regulators, judges).
+    admin_bind: str = "127.0.0.1:8443"
+    #: Request bodies above this are refused while being read (before authentication).
+    admin_max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     #: Holds the CA, the coordinator identity and the database (``fedcredit alliance init``).
     data_dir: Path = Path("coordinator-data")
     #: Validity of the coordinator's own certificate when it renews it.
@@ -48,9 +52,15 @@ class CoordinatorSettings(BaseSettings):
     #: If set, the coordinator writes {"grpc_port"} here once it serves (launchers).
     ready_file: Path | None = None
 
+    #: Dev only: append every gRPC message this process receives and sends to this file, to
+    #: audit what the party learns (see fedcredit/transcript.py). Refused outside dev.
+    transcript_file: Path | None = None
+
     @model_validator(mode="after")
     def _check_secrets_and_transport(self) -> CoordinatorSettings:
         reject_unknown_env("FEDCREDIT_COORDINATOR_", type(self).model_fields)
+        if self.transcript_file is not None and self.environment != "dev":
+            raise ValueError("transcript_file records every message: allowed only in dev")
         if self.stale_after_ms <= self.heartbeat_interval_ms:
             raise ValueError("stale_after_ms must exceed heartbeat_interval_ms")
         if self.max_plan_ttl_ms < self.plan_ttl_ms:

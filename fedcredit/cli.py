@@ -22,6 +22,8 @@ alliance_app = typer.Typer(help="Alliance-wide secrets and setup.", no_args_is_h
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(node_app, name="node")
 app.add_typer(alliance_app, name="alliance")
+audit_app = typer.Typer(help="The alliance's tamper-evident audit ledger.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 console = Console(width=max(Console().width, 130))
 err_console = Console(stderr=True)
 
@@ -83,7 +85,7 @@ def coordinator_serve() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if settings.ready_file is not None:
-        write_json(settings.ready_file, {"grpc_port": running.port})
+        write_json(settings.ready_file, running.ports())
     stop.wait()
     running.stop()
 
@@ -308,17 +310,33 @@ def alliance_init(
         "coordinator-data"),
     name: Annotated[str, typer.Option(help="The alliance's name (in the CA certificate).")] = (
         "fedcredit"),
+    admin_name: Annotated[str, typer.Option(help="Name of the first admin principal.")] = (
+        "admin"),
 ) -> None:
     """Create the alliance CA and the coordinator's identity (once, before the coordinator)."""
     from coordinator.authority import init_alliance
+    from coordinator.principals import PrincipalStore
+    from coordinator.server import open_core
+    from coordinator.settings import CoordinatorSettings
     from fedcredit.clock import system_clock
+    from fedcredit.files import write_secret
 
     try:
+        settings = CoordinatorSettings(data_dir=data_dir)
         paths = init_alliance(data_dir, name, system_clock())
-    except FedCreditError as exc:
+        core = open_core(settings)
+        try:
+            token = PrincipalStore(core.db, core.ledger).bootstrap_admin(admin_name)
+        finally:
+            core.close()
+    except (FedCreditError, ValidationError) as exc:
         raise _fail(exc) from None
+    token_file = data_dir / "admin-token"
+    write_secret(token_file, token.encode())
     console.print(f"alliance CA created: key {paths.ca_key} (0600, keep it here), certificate "
                   f"{paths.published_ca} — hand this file to every member (it is public)")
+    console.print(f"first admin {admin_name!r}: token in {token_file} (0600); use it with "
+                  "FEDCREDIT_ADMIN_TOKEN or `fedcredit admin --token-file`")
 
 
 @app.command("demo-data")
@@ -362,8 +380,83 @@ def node_ingest(
         raise typer.Exit(2) from None
 
 
+@audit_app.command("verify")
+def audit_verify(
+    data_dir: Annotated[Path, typer.Option(help="The coordinator's data directory.")] = Path(
+        "coordinator-data"),
+) -> None:
+    """Recompute the whole ledger (leaf hashes, roots, signed heads); name the first bad entry."""
+    from coordinator.audit_verify import verify_ledger
+    from coordinator.registry import MemberRegistry
+    from coordinator.server import SCHEMA
+    from fedcredit.sqlite import SqliteDatabase
+    from mpc.pki import CertRole, load_certificate, verify_certificate
+
+    database = data_dir / "coordinator.sqlite3"
+    if not database.exists():
+        raise _fail(FedCreditError(f"no coordinator database at {database}",
+                                   code=ErrorCode.CONFIGURATION_INVALID))
+    db = SqliteDatabase(database, SCHEMA)
+    try:
+        certs = [c for c in MemberRegistry(db, 0).certificates()
+                 if c.role is CertRole.COORDINATOR]
+    finally:
+        db.close()
+    ca = load_certificate((data_dir / "ca.crt").read_bytes())
+    # Every coordinator key that ever signed, checked against the CA (expired ones included).
+    verifiers = {}
+    for cert in certs:
+        identity = verify_certificate(load_certificate(cert.pem), ca, cert.issued_ms)
+        verifiers[identity.verifier.key_id] = identity.verifier
+    result = verify_ledger(database, verifiers)
+    if result.ok:
+        console.print(f"ledger OK: {result.entries_checked} entries, {result.heads_checked} "
+                      "signed tree heads recomputed and verified")
+        return
+    err_console.print(f"[red]LEDGER_TAMPERED:[/] first bad entry {result.first_bad_index}: "
+                      f"{result.reason}")
+    raise typer.Exit(1)
+
+
+@node_app.command("audit-check")
+def node_audit_check() -> None:
+    """Check this member's ledger receipts against the coordinator's current signed log."""
+    from fedcredit.clock import system_clock
+    from node.audit_trail import AuditTrail
+    from node.directory import MemberDirectory
+    from node.member_cli import member_client
+    from node.settings import NodeSettings
+
+    try:
+        settings = NodeSettings()
+        with member_client(settings) as client:
+            identity = client.identity.current
+            directory = MemberDirectory(identity.ca_certificate, client.directory, system_clock)
+            directory.refresh()
+            trail = AuditTrail(settings.audit_store_path, settings.member_id, client, directory,
+                               system_clock)
+            try:
+                result = trail.check()
+            finally:
+                trail.close()
+    except (FedCreditError, ValidationError) as exc:
+        raise _fail(exc) from None
+    if result.ok:
+        console.print(f"receipts OK: {result.receipts_checked} entries of this member are in the "
+                      "coordinator's current log, which grew consistently from every kept head")
+        return
+    err_console.print(f"[red]LEDGER_TAMPERED:[/] receipts no longer honoured for entries "
+                      f"{list(result.failed_indices)}")
+    raise typer.Exit(1)
+
+
 def _register_generate() -> None:
+    from fedcredit.admin_cli import admin_app
     from fedcredit.synth.command import generate
+    from node.api_keys_cli import api_keys_app
+
+    app.add_typer(admin_app, name="admin")
+    node_app.add_typer(api_keys_app, name="api-keys")
 
     app.command("generate", help="Write a synthetic alliance of raw institution tables "
                 "(overlapping customers, latent risk, default labels).")(generate)

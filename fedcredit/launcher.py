@@ -17,10 +17,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from fedcredit.admin_client import AdminClient
 from fedcredit.errors import ConfigurationError
-from fedcredit.transport import create_channel
-from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -101,7 +101,6 @@ class LocalAlliance:
     workdir: Path
     nodes: list[NodeSpec]
     subject_key_hex: str
-    registration_token: str
     api_key: str
     extra_coordinator_env: dict[str, str] = field(default_factory=dict)
     #: Per-member environment overrides (e.g. an advertised endpoint behind a proxy).
@@ -114,10 +113,10 @@ class LocalAlliance:
         data = self.workdir / "coordinator"
         return {
             "FEDCREDIT_COORDINATOR_ENVIRONMENT": "dev",
-            "FEDCREDIT_COORDINATOR_INSECURE_DEV": "true",
             "FEDCREDIT_COORDINATOR_BIND": "127.0.0.1:0",
+            "FEDCREDIT_COORDINATOR_ENROLL_BIND": "127.0.0.1:0",
+            "FEDCREDIT_COORDINATOR_ADMIN_BIND": "127.0.0.1:0",
             "FEDCREDIT_COORDINATOR_DATA_DIR": str(data),
-            "FEDCREDIT_COORDINATOR_REGISTRATION_TOKEN": self.registration_token,
             "FEDCREDIT_COORDINATOR_HEARTBEAT_INTERVAL_MS": "500",
             "FEDCREDIT_COORDINATOR_STALE_AFTER_MS": "2000",
             "FEDCREDIT_COORDINATOR_PROBE_INTERVAL_MS": "1000",
@@ -125,23 +124,22 @@ class LocalAlliance:
             **self.extra_coordinator_env,
         }
 
-    def node_env(self, spec: NodeSpec, coordinator_port: int) -> dict[str, str]:
+    def node_env(self, spec: NodeSpec) -> dict[str, str]:
         data = self.workdir / spec.member_id
+        ports = self.coordinator.ports if self.coordinator is not None else {}
         return {
             "FEDCREDIT_NODE_ENVIRONMENT": "dev",
-            "FEDCREDIT_NODE_INSECURE_DEV": "true",
             "FEDCREDIT_NODE_MEMBER_ID": spec.member_id,
             "FEDCREDIT_NODE_DISPLAY_NAME": spec.display_name,
             "FEDCREDIT_NODE_DATA_DIR": str(data),
             "FEDCREDIT_NODE_GRPC_BIND": "127.0.0.1:0",
             "FEDCREDIT_NODE_HTTP_PORT": "0",
-            "FEDCREDIT_NODE_COORDINATOR_ADDRESS": f"127.0.0.1:{coordinator_port}",
-            "FEDCREDIT_NODE_COORDINATOR_VERIFY_KEY_FILE": str(
-                self.workdir / "coordinator" / "plan-verify-key.pem"
-            ),
-            "FEDCREDIT_NODE_REGISTRATION_TOKEN": self.registration_token,
+            "FEDCREDIT_NODE_COORDINATOR_ADDRESS": f"127.0.0.1:{ports.get('grpc_port', 0)}",
+            "FEDCREDIT_NODE_COORDINATOR_ENROLL_ADDRESS":
+                f"127.0.0.1:{ports.get('enroll_port', 0)}",
+            "FEDCREDIT_NODE_CA_FILE": str(self.ca_file),
+            "FEDCREDIT_NODE_CONTACT": f"ops@{spec.member_id}.example",
             "FEDCREDIT_NODE_SUBJECT_KEY": self.subject_key_hex,
-            "FEDCREDIT_NODE_API_KEYS": json.dumps([self.api_key]),
             "FEDCREDIT_NODE_MODEL_DIR": str(spec.model_dir),
             "FEDCREDIT_NODE_READY_FILE": str(data / "ready.json"),
             **self.node_env_overrides.get(spec.member_id, {}),
@@ -153,12 +151,38 @@ class LocalAlliance:
         assert self.coordinator is not None
         return self.coordinator.ports["grpc_port"]
 
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "coordinator" / "ca.crt"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.workdir / "coordinator" / "admin-token"
+
+    def admin(self) -> AdminClient:
+        """The admin API, as the alliance's first admin (HTTPS, verified against the CA)."""
+        assert self.coordinator is not None
+        return AdminClient(f"https://127.0.0.1:{self.coordinator.ports['admin_port']}",
+                           self.ca_file, self.admin_token_file.read_text().strip())
+
     def http_url(self, member_id: str) -> str:
         return f"http://127.0.0.1:{self.node_procs[member_id].ports['http_port']}"
+
+    def run_cli(self, args: list[str], env: Mapping[str, str], what: str,
+                stdin: str | None = None) -> str:
+        result = subprocess.run(fedcredit_command(*args), env={**os.environ, **env,
+                                "PYTHONUNBUFFERED": "1"}, input=stdin, capture_output=True,
+                                text=True, check=False)
+        if result.returncode != 0:
+            raise ConfigurationError(f"{what} failed:\n{result.stderr}{result.stdout}")
+        return result.stdout
 
     def start(self) -> LocalAlliance:
         logs = self.workdir / "logs"
         env = self.coordinator_env()
+        if not self.ca_file.exists():
+            self.run_cli(["alliance", "init", "--data-dir", env["FEDCREDIT_COORDINATOR_DATA_DIR"],
+                          "--name", "demo"], env, "alliance init")
         Path(env["FEDCREDIT_COORDINATOR_READY_FILE"]).unlink(missing_ok=True)
         self.coordinator = spawn("coordinator", fedcredit_command("coordinator", "serve"), env,
                                  logs)
@@ -169,18 +193,54 @@ class LocalAlliance:
         return self
 
     def load_features(self, spec: NodeSpec) -> None:
-        env = {**os.environ, **self.node_env(spec, 0), "PYTHONUNBUFFERED": "1"}
-        result = subprocess.run(
-            fedcredit_command("node", "load-features", str(spec.features_file)),
-            env=env, capture_output=True, text=True, check=False,
-        )
-        if result.returncode != 0:
-            raise ConfigurationError(f"{spec.member_id}: load-features failed:\n{result.stderr}")
+        self.run_cli(["node", "load-features", str(spec.features_file)], self.node_env(spec),
+                     f"{spec.member_id}: load-features")
+
+    def admit(self, spec: NodeSpec) -> None:
+        """The admission flow, as an institution and an admin would run it: ``node join``
+        files the request and waits; the admin approves it through the admin API, quoting the
+        key fingerprint the institution reads out; the node installs its certificate."""
+        identity = self.workdir / spec.member_id / "identity"
+        if (identity / "identity.crt").exists():
+            return
+        env = self.node_env(spec)
+        join = spawn(f"{spec.member_id}-join", fedcredit_command("node", "join", "--wait",
+                                                                 "--timeout", "60"),
+                     env, self.workdir / "logs")
+        request_file = identity / "join-request.json"
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not request_file.exists():
+            if not join.alive() or time.monotonic() > deadline:
+                join.stop()
+                raise ConfigurationError(f"{spec.member_id}: node join did not file a request:"
+                                         f"\n{join.log_tail()}")
+            time.sleep(0.05)
+        request = json.loads(request_file.read_text())
+        self.admin().call("POST", f"/v1/join-requests/{request['request_id']}/approve",
+                          body={"fingerprint": request["key_fingerprint"]})
+        try:
+            code = join.popen.wait(STARTUP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            code = join.stop()
+        if code != 0:
+            raise ConfigurationError(f"{spec.member_id}: node join exited {code}:\n"
+                                     f"{join.log_tail()}")
+
+    def issue_api_key(self, spec: NodeSpec) -> None:
+        """The lender application's key, kept hashed in the node's key store."""
+        if (self.workdir / spec.member_id / "api-keys.sqlite3").exists():
+            return
+        self.run_cli(["node", "api-keys", "import", "--name", "lender",
+                      "--scope", "evaluations:create", "--scope", "evaluations:read",
+                      "--scope", "inquiries:read"], self.node_env(spec),
+                     f"{spec.member_id}: api-keys import", stdin=self.api_key)
 
     def start_node(self, spec: NodeSpec, load: bool = True) -> ManagedProcess:
+        self.admit(spec)
+        self.issue_api_key(spec)
         if load and spec.features_file is not None:
             self.load_features(spec)
-        env = self.node_env(spec, self.coordinator_port)
+        env = self.node_env(spec)
         ready = Path(env["FEDCREDIT_NODE_READY_FILE"])
         ready.unlink(missing_ok=True)
         proc = spawn(spec.member_id, fedcredit_command("node", "serve"), env, self.workdir / "logs")
@@ -188,20 +248,17 @@ class LocalAlliance:
         wait_ready(proc, ready)
         return proc
 
-    def members(self) -> list[coordinator_pb2.Member]:
-        channel = create_channel(f"127.0.0.1:{self.coordinator_port}")
-        try:
-            stub = coordinator_pb2_grpc.CoordinatorStub(channel)
-            return list(stub.ListMembers(coordinator_pb2.ListMembersRequest(), timeout=5).members)
-        finally:
-            channel.close()
+    def members(self) -> list[dict[str, Any]]:
+        """The member list from the admin API."""
+        members: list[dict[str, Any]] = self.admin().call("GET", "/v1/members")
+        return members
 
     def wait_registered(self, member_ids: set[str], timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             active = {
-                m.member_id for m in self.members()
-                if m.status == coordinator_pb2.MEMBER_STATUS_ACTIVE
+                m["member_id"] for m in self.members()
+                if m["status"] == "ACTIVE" and m["membership"] == "ACTIVE" and m["endpoint"]
             }
             if member_ids <= active:
                 return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -52,7 +52,8 @@ def is_loopback(address: str) -> bool:
 
 
 def create_server(
-    bind: str, credentials: grpc.ServerCredentials, *, max_workers: int = 64
+    bind: str, credentials: grpc.ServerCredentials, *, max_workers: int = 64,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A server bound to ``bind`` (port 0 picks one) with gRPC health checking registered.
 
@@ -60,7 +61,8 @@ def create_server(
     serves at most ``max_workers`` concurrent evaluations passing through it.
     """
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers), options=_SERVER_OPTIONS
+        futures.ThreadPoolExecutor(max_workers=max_workers), options=_SERVER_OPTIONS,
+        interceptors=list(interceptors),
     )
     try:
         port = server.add_secure_port(bind, credentials)

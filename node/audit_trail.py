@@ -90,6 +90,10 @@ class AuditTrail:
     def start(self) -> None:
         self._thread.start()
 
+    def close(self) -> None:
+        """Close without flushing (one-shot use, e.g. a receipt check)."""
+        self._db.close()
+
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()

@@ -67,6 +67,10 @@ class CoordinatorClient:
         self._channel: grpc.Channel | None = None
         self._stub: coordinator_pb2_grpc.CoordinatorStub | None = None
 
+    @property
+    def identity(self) -> IdentityHolder:
+        return self._identity
+
     def close(self) -> None:
         with self._lock:
             if self._channel is not None:

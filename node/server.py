@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
-import uvicorn
 from fastapi import FastAPI
 
 from fedcredit.clock import Clock, system_clock
 from fedcredit.errors import ConfigurationError
 from fedcredit.files import write_atomic
+from fedcredit.http_server import HttpServer
 from fedcredit.tls import IdentityHolder, PeerCertificates, TlsIdentity
+from fedcredit.transcript import TranscriptInterceptor
 from fedcredit.transport import create_server, host_of, set_serving
 from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import SubjectKey
@@ -54,49 +52,27 @@ class NodeRuntime:
     app: FastAPI
     membership: Membership
     closers: list[Callable[[], None]] = field(default_factory=list)
-    _http: uvicorn.Server | None = None
-    _http_thread: threading.Thread | None = None
-    http_port: int = 0
+    http: HttpServer | None = None
 
-    def bind_http(self) -> socket.socket:
-        host, port = self.settings.http_host, self.settings.http_port
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise ConfigurationError(f"cannot bind the lender API to {host}:{port}: "
-                                     f"{exc.strerror}") from None
-        self.http_port = sock.getsockname()[1]
-        return sock
+    @property
+    def http_port(self) -> int:
+        return self.http.bound_port if self.http is not None else 0
 
-    def _uvicorn(self) -> uvicorn.Server:
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=5)
-        self._http = uvicorn.Server(config)
-        return self._http
+    def bind_http(self) -> int:
+        assert self.http is not None
+        return self.http.bind()
 
     def serve_http_forever(self) -> None:
         """Serve the API in this thread until SIGINT/SIGTERM (CLI use)."""
-        sock = self.bind_http()
+        assert self.http is not None
+        self.http.bind()
         self.write_ready_file()
-        self._uvicorn().run(sockets=[sock])
+        self.http.serve_forever()
 
     def start_http_in_thread(self) -> int:
         """Serve the API from a background thread (tests, embedded use); returns the port."""
-        sock = self.bind_http()
-        server = self._uvicorn()
-        self._http_thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._http_thread.start()
-        deadline = time.monotonic() + HTTP_STARTUP_TIMEOUT_S
-        while not server.started:
-            if not self._http_thread.is_alive() or time.monotonic() > deadline:
-                raise ConfigurationError("the lender API did not start")
-            time.sleep(0.01)
-        return self.http_port
+        assert self.http is not None
+        return self.http.start_in_thread()
 
     def write_ready_file(self) -> None:
         if self.settings.ready_file is not None:
@@ -104,10 +80,8 @@ class NodeRuntime:
             write_atomic(self.settings.ready_file, json.dumps(doc).encode())
 
     def stop(self) -> None:
-        if self._http is not None:
-            self._http.should_exit = True
-        if self._http_thread is not None:
-            self._http_thread.join(timeout=10)
+        if self.http is not None:
+            self.http.stop()
         self.membership.stop()
         self.grpc_server.stop(2).wait()
         for close in reversed(self.closers):
@@ -156,7 +130,10 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         audit=audit,
         clock=clock,
     )
-    server, port, health = create_server(settings.grpc_bind, identity.server_credentials())
+    transcript = ([TranscriptInterceptor(settings.transcript_file)]
+                  if settings.transcript_file is not None else [])
+    server, port, health = create_server(settings.grpc_bind, identity.server_credentials(),
+                                         interceptors=transcript)
     node_pb2_grpc.add_NodeServicer_to_server(
         NodeServicer(contributions, PeerCertificates(identity.current.ca_certificate), directory,
                      clock),
@@ -212,4 +189,5 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         membership=membership,
         closers=[store.close, reports.close, peers.close, coordinator.close, api_keys.close,
                  audit.stop],
+        http=HttpServer(app, settings.http_host, settings.http_port, "lender API"),
     )

@@ -66,9 +66,15 @@ class NodeSettings(BaseSettings):
         SubjectKey.from_hex(value.get_secret_value())
         return value
 
+    #: Dev only: append every gRPC message this process receives and sends to this file, to
+    #: audit what the party learns (see fedcredit/transcript.py). Refused outside dev.
+    transcript_file: Path | None = None
+
     @model_validator(mode="after")
     def _check_secrets_and_transport(self) -> NodeSettings:
         reject_unknown_env("FEDCREDIT_NODE_", type(self).model_fields)
+        if self.transcript_file is not None and self.environment != "dev":
+            raise ValueError("transcript_file records every message: allowed only in dev")
         check_key_bytes(
             "subject_key",
             SubjectKey.from_hex(self.subject_key.get_secret_value()).secret,

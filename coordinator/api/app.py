@@ -10,25 +10,19 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from coordinator.api import cases, join_requests, ledger, members, policy, principals
 from coordinator.api.deps import AdminContext
 from coordinator.api.schemas import HealthOut, error_responses
 from fedcredit import __version__
-from fedcredit.error_catalog import entry, http_status
-from fedcredit.errors import ErrorCode, FedCreditError
+from fedcredit.http_errors import install_error_handlers
+from fedcredit.http_limits import BodySizeLimit
 
 log = logging.getLogger(__name__)
 
 
-def _envelope(code: ErrorCode, detail: str) -> dict[str, dict[str, str]]:
-    return {"error": {"code": code.value, "message": entry(code).message, "detail": detail}}
-
-
-def create_admin_app(context: AdminContext) -> FastAPI:
+def create_admin_app(context: AdminContext, max_request_bytes: int = 64 * 1024) -> FastAPI:
     app = FastAPI(
         title="fedcredit coordinator — admin API",
         version=__version__,
@@ -43,23 +37,7 @@ def create_admin_app(context: AdminContext) -> FastAPI:
     for module in (join_requests, members, policy, principals, ledger, cases):
         app.include_router(module.router)
 
-    @app.exception_handler(FedCreditError)
-    async def _typed_error(request: Request, exc: FedCreditError) -> JSONResponse:
-        headers = ({"WWW-Authenticate": "Bearer"}
-                   if exc.code is ErrorCode.UNKNOWN_API_KEY else None)
-        return JSONResponse(_envelope(exc.code, exc.detail), status_code=http_status(exc),
-                            headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
-        return JSONResponse(_envelope(ErrorCode.INVALID_REQUEST, problems), status_code=422)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("admin API: unhandled error")
-        return JSONResponse(_envelope(ErrorCode.INTERNAL, "internal error"), status_code=500)
+    install_error_handlers(app, bearer_challenge=True)
 
     @app.get("/healthz", response_model=HealthOut, tags=["operations"],
              summary="Liveness (no credentials needed; reveals nothing about the alliance)",
@@ -67,4 +45,6 @@ def create_admin_app(context: AdminContext) -> FastAPI:
     def healthz() -> HealthOut:
         return HealthOut(status="ok", version=__version__)
 
+    # Enforced while reading, before any route (and so before authentication) sees the body.
+    app.add_middleware(BodySizeLimit, max_bytes=max_request_bytes)
     return app

@@ -238,7 +238,6 @@ def population_alliance(population: Population, workdir: Path) -> LocalAlliance:
         workdir=workdir,
         nodes=specs,
         subject_key_hex=SubjectKey.generate().secret.hex(),
-        registration_token=secrets.token_urlsafe(24),
         api_key=secrets.token_urlsafe(24),
     )
 

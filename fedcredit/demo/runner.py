@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
+from fedcredit.demo.audit import audit_alliance, render_audit
 from fedcredit.demo.snapshots import PooledResult, pooled_result, read_records
 from fedcredit.demo.training import AucReport, compare_auc, fit_model_slices, load_joint, split
 from fedcredit.files import write_json
@@ -159,7 +160,6 @@ def build_alliance(data: DemoData, names: dict[str, str], key: SubjectKey, workd
         workdir=workdir,
         nodes=specs,
         subject_key_hex=key.secret.hex(),
-        registration_token=secrets.token_urlsafe(24),
         api_key=secrets.token_urlsafe(24),
         node_env_overrides=overrides,
     )
@@ -273,20 +273,26 @@ def run_demo(
                                 "(separate processes)…"):
                 alliance.start()
             console.print(f"coordinator and {nodes} nodes up on loopback (logs: "
-                          f"{workdir / 'logs'})")
+                          f"{workdir / 'logs'}); every member admitted through the admission "
+                          "flow (join request, admin approval quoting the key fingerprint, "
+                          "certificate), every gRPC link mutual TLS")
             with console.status(f"running {evaluations} joint evaluations…"):
                 rows = run_evaluations(alliance, data, evaluations, seed)
+            with console.status("auditing: recomputing the ledger, proving members' "
+                                "receipts…"):
+                audit = audit_alliance(alliance, len(rows))
         finally:
             with console.status("shutting down…"):
                 exit_codes = alliance.stop()
         render(console, rows)
+        render_audit(console, audit)
         unclean = {name: code for name, code in exit_codes.items() if code != 0}
         if unclean:
             console.print(f"[red]processes that did not stop cleanly (exit codes): {unclean}; "
                           f"see {workdir / 'logs'}[/]")
         else:
             console.print("All processes stopped cleanly.")
-        return 0 if all(r.exact for r in rows) and not unclean else 1
+        return 0 if all(r.exact for r in rows) and audit.ok and not unclean else 1
     finally:
         if temp is not None:
             temp.cleanup()

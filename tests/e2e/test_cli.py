@@ -101,42 +101,31 @@ def test_node_refuses_to_start_without_configuration() -> None:
     assert "configuration error" in result.stderr and "member_id" in result.stderr
 
 
-def test_plaintext_grpc_is_refused_outside_dev_and_off_loopback(tmp_path: Path) -> None:
-    base = {
+def test_node_refuses_to_serve_without_an_alliance_identity(tmp_path: Path) -> None:
+    result = run(["node", "serve"], {
+        "FEDCREDIT_NODE_ENVIRONMENT": "prod",
         "FEDCREDIT_NODE_MEMBER_ID": "bank",
         "FEDCREDIT_NODE_DATA_DIR": str(tmp_path),
-        "FEDCREDIT_NODE_COORDINATOR_VERIFY_KEY_FILE": str(tmp_path / "k.pem"),
         "FEDCREDIT_NODE_SUBJECT_KEY": bytes(range(32)).hex(),
-        "FEDCREDIT_NODE_API_KEYS": '["a-long-enough-api-key-value"]',
-        "FEDCREDIT_NODE_REGISTRATION_TOKEN": "a-long-enough-registration-token",
-    }
-    prod = run(["node", "serve"], {**base, "FEDCREDIT_NODE_ENVIRONMENT": "prod",
-                                   "FEDCREDIT_NODE_INSECURE_DEV": "true"})
-    assert prod.returncode == 2 and "insecure_dev" in prod.stderr
-    no_tls = run(["node", "serve"], {**base, "FEDCREDIT_NODE_ENVIRONMENT": "prod"})
-    assert no_tls.returncode == 1 and "INSECURE_TRANSPORT_REFUSED" in no_tls.stderr
-    exposed = run(["node", "serve"], {**base, "FEDCREDIT_NODE_ENVIRONMENT": "dev",
-                                      "FEDCREDIT_NODE_INSECURE_DEV": "true",
-                                      "FEDCREDIT_NODE_GRPC_BIND": "0.0.0.0:0"})
-    assert exposed.returncode == 1 and "INSECURE_TRANSPORT_REFUSED" in exposed.stderr
-    assert "0.0.0.0:0" in exposed.stderr
+    })
+    assert result.returncode == 1
+    assert "CONFIGURATION_INVALID" in result.stderr and "node join" in result.stderr
 
 
-def test_coordinator_refuses_placeholder_secrets_in_prod() -> None:
+def test_coordinator_refuses_to_start_without_an_alliance_ca(tmp_path: Path) -> None:
     result = run(["coordinator", "serve"], {"FEDCREDIT_COORDINATOR_ENVIRONMENT": "prod",
-                                            "FEDCREDIT_COORDINATOR_REGISTRATION_TOKEN": "changeme"})
-    assert result.returncode == 2 and "registration_token" in result.stderr
+                                            "FEDCREDIT_COORDINATOR_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert "CONFIGURATION_INVALID" in result.stderr and "alliance init" in result.stderr
+    assert not (tmp_path / "coordinator.sqlite3").exists()
 
 
 def test_load_features_reports_bad_rows_and_loads_nothing(tmp_path: Path) -> None:
     env = {
         "FEDCREDIT_NODE_ENVIRONMENT": "dev",
-        "FEDCREDIT_NODE_INSECURE_DEV": "true",
         "FEDCREDIT_NODE_MEMBER_ID": "bank",
         "FEDCREDIT_NODE_DATA_DIR": str(tmp_path / "data"),
-        "FEDCREDIT_NODE_COORDINATOR_VERIFY_KEY_FILE": str(tmp_path / "k.pem"),
         "FEDCREDIT_NODE_SUBJECT_KEY": "ab" * 32,
-        "FEDCREDIT_NODE_API_KEYS": '["k"]',
     }
     header = ("subject_id,id_type,outstanding_debt_cents,active_loans,open_credit_lines,"
               "accounts_30dpd,accounts_90dpd,inquiries_90d,bank_income\n")
@@ -159,9 +148,9 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        assert run(["alliance", "init", "--data-dir", str(tmp_path)]).returncode == 0
         result = run(["coordinator", "serve"], {
             "FEDCREDIT_COORDINATOR_ENVIRONMENT": "dev",
-            "FEDCREDIT_COORDINATOR_INSECURE_DEV": "true",
             "FEDCREDIT_COORDINATOR_DATA_DIR": str(tmp_path),
             "FEDCREDIT_COORDINATOR_BIND": f"127.0.0.1:{port}",
         })

@@ -146,6 +146,7 @@ def start_alliance(
         environment="dev",
         bind="127.0.0.1:0",
         enroll_bind="127.0.0.1:0",
+        admin_bind="127.0.0.1:0",
         data_dir=workdir / "coordinator",
         heartbeat_interval_ms=200,
         stale_after_ms=1500,
