@@ -1,6 +1,12 @@
-"""Everything that crosses between the alliance's processes in real evaluations is recorded by
-proxies on every gRPC link; no raw identifier, feature value or plaintext partial result may
-appear in it, and the coordinator never sees a subject pseudonym."""
+"""What crosses between the alliance's processes in real evaluations, recorded at two levels:
+
+* on the wire, by TCP proxies on every gRPC link: all of it is TLS, so not even a method name
+  shows;
+* at each party, by every process's dev-only transcript of the messages its servers receive
+  and return (fedcredit/transcript.py) — what the party at the other end learns.
+
+No raw identifier, feature value or plaintext partial result may appear at either level, and
+the coordinator never sees a subject pseudonym."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import pytest
 from fedcredit.demo.population import Population, generate, pooled_result, population_alliance
 from fedcredit.demo.runner import evaluation_body
 from fedcredit.launcher import LocalAlliance
+from fedcredit.transcript import read_transcript
 from mpc.contribution import FIXED_POINT_SCALE
 from mpc.pseudonym import SubjectKey, pseudonymize
 from tests.support.wire import Capture, RecordingProxy
@@ -91,6 +98,9 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     population = generate(subjects=600, nodes=3, seed=23)
     alliance: LocalAlliance = population_alliance(population, tmp_path_factory.mktemp("wire"))
     capture = Capture()
+    transcripts = alliance.workdir / "transcripts"
+    alliance.extra_coordinator_env["FEDCREDIT_COORDINATOR_TRANSCRIPT_FILE"] = str(
+        transcripts / "coordinator.bin")
     proxies = {"coordinator": RecordingProxy("coordinator", lambda: alliance.coordinator_port,
                                              capture)}
     for spec in alliance.nodes:
@@ -99,6 +109,7 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
         alliance.node_env_overrides[member] = {
             "FEDCREDIT_NODE_ADVERTISE_ENDPOINT": f"127.0.0.1:{proxies[member].port}",
             "FEDCREDIT_NODE_COORDINATOR_ADDRESS": f"127.0.0.1:{proxies['coordinator'].port}",
+            "FEDCREDIT_NODE_TRANSCRIPT_FILE": str(transcripts / f"{member}.bin"),
         }
     counts = sum(inst.has_record.astype(int) for inst in population.institutions)
     indices = [int(i) for i in np.flatnonzero(counts >= 2)[:EVALUATIONS]]
@@ -117,38 +128,62 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     exit_codes = alliance.stop()  # already stopped by the with-block: reports the exit codes
     assert exit_codes == dict.fromkeys(["bank", "finco", "shop", "coordinator"], 0)
     key = SubjectKey.from_hex(alliance.subject_key_hex)
-    yield population, indices, reports, capture, key, alliance
+    received = {path.stem: list(read_transcript(path)) for path in transcripts.glob("*.bin")}
+    yield population, indices, reports, capture, key, alliance, received
+
+
+def party_view(received: dict[str, list[tuple[int, str, bytes]]], party: str | None = None
+               ) -> bytes:
+    """Every message some party's servers received or returned (one party, or all)."""
+    return b"".join(payload for name, records in received.items() if party in (None, name)
+                    for _, _, payload in records)
 
 
 def test_the_capture_saw_the_protocol(transcript: tuple) -> None:
-    """Positive controls: the proxies really sat on every link."""
-    population, indices, reports, capture, key, alliance = transcript
-    coordinator_bytes = capture.link("coordinator")
-    assert b"PlanEvaluation" in coordinator_bytes and b"Register" in coordinator_bytes
+    """Positive controls: the proxies sat on every link, the transcripts saw the messages."""
+    population, indices, reports, capture, key, alliance, received = transcript
+    methods = {name: {m for _, m, _ in records} for name, records in received.items()}
+    assert {"/fedcredit.v1.Coordinator/PlanEvaluation", "/fedcredit.v1.Coordinator/Announce",
+            "/fedcredit.v1.Coordinator/RecordAudit"} <= methods["coordinator"]
     for spec in alliance.nodes:
-        assert b"/fedcredit.v1.Node/Contribute" in capture.link(spec.member_id)
+        assert "/fedcredit.v1.Node/Contribute" in methods[spec.member_id]
+        assert len(capture.link(spec.member_id)) > 5_000
     pseudonym = pseudonymize(key, "cn_resident_id", population.identifiers[indices[0]]).value
-    assert any(pseudonym in capture.link(s.member_id) for s in alliance.nodes)
+    assert any(pseudonym in party_view(received, s.member_id) for s in alliance.nodes)
     assert all(r["coverage"]["answered"] == 2 for r in reports)
 
 
-def test_no_raw_identifier_feature_or_plaintext_result_crosses(transcript: tuple) -> None:
-    population, indices, reports, capture, _, _ = transcript
-    wire = capture.everything()
-    assert len(wire) > 50_000
-    print(f"transcript: {len(wire)} bytes")
+def test_every_link_is_tls(transcript: tuple) -> None:
+    """On the wire nothing is readable: no method names, no pseudonyms, only TLS records."""
+    population, indices, _, capture, key, alliance, _ = transcript
+    for link in ("coordinator", *(s.member_id for s in alliance.nodes)):
+        wire = capture.link(link)
+        assert wire[:3] in (b"\x16\x03\x01", b"\x16\x03\x03"), link  # a TLS handshake first
+        assert b"fedcredit.v1" not in wire and b"Contribute" not in wire, link
+    pseudonym = pseudonymize(key, "cn_resident_id", population.identifiers[indices[0]]).value
+    assert pseudonym not in capture.everything()
+
+
+@pytest.mark.parametrize("level", ["wire", "parties"])
+def test_no_raw_identifier_feature_or_plaintext_result_crosses(transcript: tuple,
+                                                               level: str) -> None:
+    population, indices, reports, capture, _, _, received = transcript
+    seen = capture.everything() if level == "wire" else party_view(received)
+    assert len(seen) > 50_000
+    print(f"{level}: {len(seen)} bytes")
     leaks = [
         f"applicant #{index}: {what}"
         for index, report in zip(indices, reports, strict=True)
         for what, needles in secrets_of(population, index, report).items()
-        if any(needle in wire for needle in needles)
+        if any(needle in seen for needle in needles)
     ]
     assert leaks == []
 
 
 def test_the_coordinator_never_sees_a_pseudonym(transcript: tuple) -> None:
-    population, indices, _, capture, key, _ = transcript
-    coordinator_bytes = capture.link("coordinator")
+    population, indices, _, _, key, _, received = transcript
+    coordinator_bytes = party_view(received, "coordinator")
+    assert len(coordinator_bytes) > 10_000
     for index in indices:
         pseudonym = pseudonymize(key, "cn_resident_id", population.identifiers[index]).value
         assert pseudonym not in coordinator_bytes
@@ -156,14 +191,14 @@ def test_the_coordinator_never_sees_a_pseudonym(transcript: tuple) -> None:
 
 
 def test_the_subject_key_never_crosses(transcript: tuple) -> None:
-    _, _, _, capture, key, _ = transcript
-    wire = capture.everything()
-    assert key.secret not in wire and key.secret.hex().encode() not in wire
+    _, _, _, capture, key, _, received = transcript
+    for seen in (capture.everything(), party_view(received)):
+        assert key.secret not in seen and key.secret.hex().encode() not in seen
 
 
 def test_the_needles_would_catch_a_leak(transcript: tuple) -> None:
     """A test that would pass with the check deleted is no test: plant a leak and find it."""
-    population, indices, reports, _, _, _ = transcript
+    population, indices, reports, _, _, _, _ = transcript
     index, report = indices[0], reports[0]
     inst = next(i for i in population.institutions if i.has_record[index])
     value = float(next(iter(inst.features.values()))[index])
@@ -191,7 +226,7 @@ def test_the_needles_would_catch_a_leak(transcript: tuple) -> None:
 
 
 def test_logs_hold_no_raw_identifier(transcript: tuple) -> None:
-    population, indices, _, _, _, alliance = transcript
+    population, indices, _, _, _, alliance, _ = transcript
     logs = b"".join(p.read_bytes() for p in Path(alliance.workdir, "logs").glob("*.log"))
     for index in indices:
         assert population.identifiers[index].encode() not in logs

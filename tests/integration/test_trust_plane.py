@@ -290,10 +290,9 @@ def test_quorum_admission_survives_a_coordinator_restart(
     tmp_path: Path, population: Population, subject_key: SubjectKey
 ) -> None:
     """k-of-n: the admin approves, the coordinator restarts, a member's vote completes it."""
+    from coordinator.policy import PolicyStore
     from coordinator.server import start_coordinator
     from node.join import Applicant, JoinClient, JoinState
-
-    from coordinator.policy import PolicyStore
 
     alliance = start_alliance(tmp_path, population, subject_key)
     try:
