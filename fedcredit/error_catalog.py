@@ -98,7 +98,7 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
         _S.FAILED_PRECONDITION, 500, "The service configuration is invalid."
     ),
     ErrorCode.INSECURE_TRANSPORT_REFUSED: CatalogEntry(
-        _S.FAILED_PRECONDITION, 500, "Plaintext transport is allowed only in dev on loopback."
+        _S.FAILED_PRECONDITION, 500, "Plaintext transport is refused; use TLS."
     ),
     ErrorCode.INGEST_SOURCE_INVALID: CatalogEntry(
         _S.INVALID_ARGUMENT, 422, "A source table cannot be ingested; no snapshot was written."

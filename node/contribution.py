@@ -95,6 +95,11 @@ class ContributionService:
         earlier = {plan.requester_id, *(h.member_id for h in plan.route[: call.hop_index])}
         if caller.party_id not in earlier:
             raise PermissionDeniedError("only the requester or an earlier hop may call this hop")
+        # The requester only ever starts a sum; a hop only ever passes one on. A requester that
+        # handed a late hop a ciphertext of its own making would get back one member's share.
+        if (caller.party_id == plan.requester_id) != (call.accumulator is None):
+            raise PermissionDeniedError(
+                "the requester starts the sum without an accumulator; a hop passes one on")
         self._directory.require_active(plan.requester_id)
         verify_consent(
             call.consent,

@@ -57,6 +57,15 @@ def directory_from_pb(msg: coordinator_pb2.Directory) -> DirectoryView:
     return DirectoryView(msg.version, members, certs(msg.coordinator_certificates))
 
 
+def coordinator_error(exc: grpc.RpcError) -> FedCreditError:
+    """A failed call to the coordinator as a typed error; transport trouble of any kind is
+    COORDINATOR_UNAVAILABLE (not NODE_UNAVAILABLE: it is the coordinator that is missing)."""
+    error = error_from_rpc(exc, default=ErrorCode.COORDINATOR_UNAVAILABLE)
+    if error.code in (ErrorCode.NODE_UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED):
+        error = FedCreditError(error.detail, code=ErrorCode.COORDINATOR_UNAVAILABLE)
+    return error
+
+
 class CoordinatorClient:
     def __init__(self, address: str, identity: IdentityHolder, timeout_ms: int) -> None:
         self._address = address
@@ -98,10 +107,7 @@ class CoordinatorClient:
         try:
             return method(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:
-            error = error_from_rpc(exc, default=ErrorCode.COORDINATOR_UNAVAILABLE)
-            if error.code in (ErrorCode.NODE_UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED):
-                error = FedCreditError(error.detail, code=ErrorCode.COORDINATOR_UNAVAILABLE)
-            raise error from None
+            raise coordinator_error(exc) from None
 
     def announce(self, display_name: str, endpoint: str, key: PaillierPublicKey) -> int:
         request = coordinator_pb2.AnnounceRequest(

@@ -15,13 +15,13 @@ from enum import StrEnum
 
 import grpc
 
-from fedcredit.error_catalog import error_from_rpc
-from fedcredit.errors import ConflictError, ErrorCode, FedCreditError, PermissionDeniedError
+from fedcredit.errors import ConflictError, PermissionDeniedError
 from fedcredit.files import write_json, write_secret
 from fedcredit.tls import TlsFiles, TlsIdentity, server_only_channel_credentials, target_name_option
 from fedcredit.transport import create_channel
 from mpc.pki import CertRole, create_csr, load_certificate
 from mpc.signing import Signer
+from node.coordinator_client import coordinator_error
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 PENDING_KEY = "pending.key"
@@ -60,10 +60,7 @@ class JoinClient:
         try:
             return method(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:
-            error = error_from_rpc(exc, default=ErrorCode.COORDINATOR_UNAVAILABLE)
-            if error.code in (ErrorCode.NODE_UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED):
-                error = FedCreditError(error.detail, code=ErrorCode.COORDINATOR_UNAVAILABLE)
-            raise error from None
+            raise coordinator_error(exc) from None
 
     def request(self, csr_pem: bytes, display_name: str,
                 contact: str) -> coordinator_pb2.JoinTicket:

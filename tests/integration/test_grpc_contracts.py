@@ -169,18 +169,39 @@ def test_a_plan_with_a_short_requester_key_is_refused(
 
 
 def test_accumulator_under_another_key(
-    alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub, pseudonym: bytes,
-    other_keypair: PaillierKeyPair,
+    alliance: InProcessAlliance, pseudonym: bytes, other_keypair: PaillierKeyPair,
 ) -> None:
+    """shop (hop 1), called by finco (hop 0) with an accumulator it cannot use."""
     plan = make_plan(alliance, ROUTE)
-    request = make_request(alliance, plan, pseudonym)
+    request = make_request(alliance, plan, pseudonym, hop_index=1)
     foreign = encrypt_contribution(ContributionVector.zero(), other_keypair.public)
     request.accumulator.CopyFrom(accumulator_to_pb(foreign, other_keypair.public))
-    expect(grpc.StatusCode.INVALID_ARGUMENT, "KEY_MISMATCH", finco.Contribute, request)
-    request.accumulator.CopyFrom(crypto_pb2.EncryptedVector(
-        key_fingerprint=plan.requester_key.fingerprint(), encoding_version=1,
-        ciphertexts=[b"\x01"] * 8))
-    expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", finco.Contribute, request)
+    with channel_to(alliance, "shop", as_member="finco") as channel:
+        shop = node_pb2_grpc.NodeStub(channel)
+        expect(grpc.StatusCode.INVALID_ARGUMENT, "KEY_MISMATCH", shop.Contribute, request)
+        request.accumulator.CopyFrom(crypto_pb2.EncryptedVector(
+            key_fingerprint=plan.requester_key.fingerprint(), encoding_version=1,
+            ciphertexts=[b"\x01"] * 8))
+        expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", shop.Contribute, request)
+
+
+def test_a_requester_cannot_hand_a_hop_its_own_accumulator(
+    alliance: InProcessAlliance, pseudonym: bytes
+) -> None:
+    """The attack a requester could mount alone: an encryption of zero, sent to the last hop,
+    would come back holding that member's share only."""
+    plan = make_plan(alliance, ROUTE)
+    request = make_request(alliance, plan, pseudonym, hop_index=2)
+    forged = encrypt_contribution(ContributionVector.zero(), plan.requester_key)
+    request.accumulator.CopyFrom(accumulator_to_pb(forged, plan.requester_key))
+    with channel_to(alliance, "telco") as channel:  # as the bank, the requester
+        expect(grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED",
+               node_pb2_grpc.NodeStub(channel).Contribute, request)
+    # ... and a hop may not start a sum it should have received.
+    with channel_to(alliance, "telco", as_member="shop") as channel:
+        expect(grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED",
+               node_pb2_grpc.NodeStub(channel).Contribute,
+               make_request(alliance, make_plan(alliance, ROUTE), pseudonym, hop_index=2))
 
 
 def test_unknown_model_version_and_bad_pseudonym(
