@@ -15,11 +15,14 @@ COPY . .
 RUN pip install . \
  && cd / && rm -rf /tmp/fedcredit-src
 
-# Unprivileged runtime user. The volume mount points exist in the image, owned by that user,
-# so fresh named volumes start out writable by it.
+# Unprivileged runtime user. Every volume mount point of docker-compose.yml exists in the
+# image, owned by that user (Docker gives a fresh named volume the owner of the directory it is
+# first mounted on; one it had to create would be root's and unwritable here). Every service
+# runs as this one user: services are kept apart by which volumes each mounts, not by uid.
 RUN useradd --system --uid 10001 --home-dir /var/lib/fedcredit --shell /usr/sbin/nologin fedcredit \
  && mkdir -p /var/lib/fedcredit/coordinator /var/lib/fedcredit/alliance \
-             /var/lib/fedcredit/demo /var/lib/fedcredit/node \
+             /var/lib/fedcredit/demo \
+             /var/lib/fedcredit/node/data /var/lib/fedcredit/node/inputs \
              /var/lib/fedcredit/members/bank /var/lib/fedcredit/members/finco \
              /var/lib/fedcredit/members/shop \
  && chown -R fedcredit:fedcredit /var/lib/fedcredit
