@@ -17,6 +17,7 @@ from coordinator.server import start_coordinator
 from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.demo.population import Population
 from mpc.pseudonym import SubjectKey, pseudonymize
+from node.audit_trail import AuditTrail
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 from tests.support.alliance import (
     API_KEY,
@@ -48,8 +49,9 @@ def evaluate(alliance: InProcessAlliance, requester: str, index: int,
     return report
 
 
-def trail(alliance: InProcessAlliance, member: str):  # type: ignore[no-untyped-def]
-    return alliance.nodes[member].app.state.context.evaluations._audit
+def trail(alliance: InProcessAlliance, member: str) -> AuditTrail:
+    audit: AuditTrail = alliance.nodes[member].app.state.context.evaluations._audit
+    return audit
 
 
 def flushed(alliance: InProcessAlliance) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -126,7 +127,7 @@ def test_wrong_hop(alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub,
 
 def test_consent_checks(alliance: InProcessAlliance, finco: node_pb2_grpc.NodeStub,
                         pseudonym: bytes) -> None:
-    def request(**consent: object) -> node_pb2.ContributeRequest:
+    def request(**consent: Any) -> node_pb2.ContributeRequest:
         plan = make_plan(alliance, ROUTE)
         return make_request(alliance, plan, pseudonym,
                             consent=signed_consent(alliance, plan, pseudonym, **consent))

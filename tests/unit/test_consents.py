@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
 from fedcredit.consents import consent_for, reference_digest, sign_consent, verify_consent
 from fedcredit.errors import ConsentError, ErrorCode, InvalidSignature
 from fedcredit.protocol import (
+    Consent,
     ConsentTerms,
     FallbackPolicy,
     Hop,
@@ -14,6 +16,7 @@ from fedcredit.protocol import (
     Purpose,
     Relationship,
     RouteMode,
+    SignedConsent,
 )
 from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import SubjectKey, ledger_subject_tag
@@ -35,14 +38,15 @@ def plan(keypair: PaillierKeyPair, **changes: object) -> Plan:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
-def signed(requester: Signer, the_plan: Plan, **terms: object):  # type: ignore[no-untyped-def]
+def signed(requester: Signer, the_plan: Plan, **terms: Any) -> SignedConsent:
     consent_terms = ConsentTerms(**{"purpose": the_plan.purpose, "expires_unix_ms": NOW + 60_000,
-                                    "reference": "consent-7", **terms})  # type: ignore[arg-type]
+                                    "reference": "consent-7", **terms})
     return sign_consent(consent_for(consent_terms, the_plan, PSEUDONYM, NOW), requester)
 
 
-def check(requester: Signer, the_plan: Plan, consent, pseudonym: bytes = PSEUDONYM,  # type: ignore[no-untyped-def]
-          now: int = NOW, allowed: frozenset[Purpose] | None = None):
+def check(requester: Signer, the_plan: Plan, consent: SignedConsent,
+          pseudonym: bytes = PSEUDONYM, now: int = NOW,
+          allowed: frozenset[Purpose] | None = None) -> Consent:
     return verify_consent(consent, requester.verifier, plan=the_plan, pseudonym=pseudonym,
                           now_ms=now, allowed_purposes=allowed)
 

@@ -8,6 +8,7 @@ from cryptography.x509.oid import NameOID
 
 from fedcredit.errors import CertificateError, InvalidRequestError
 from mpc.pki import (
+    CertificateAuthority,
     CertRole,
     certificate_to_pem,
     create_ca,
@@ -29,11 +30,11 @@ DAY = 86_400_000
 
 
 @pytest.fixture(scope="module")
-def ca():  # type: ignore[no-untyped-def]
+def ca() -> CertificateAuthority:
     return create_ca("test", NOW)
 
 
-def test_an_issued_certificate_says_who_and_what(ca) -> None:  # type: ignore[no-untyped-def]
+def test_an_issued_certificate_says_who_and_what(ca: CertificateAuthority) -> None:
     signer = Signer.generate()
     request = parse_csr(create_csr("bank", signer))
     assert request.party_id == "bank"
@@ -49,7 +50,7 @@ def test_an_issued_certificate_says_who_and_what(ca) -> None:  # type: ignore[no
     identity.verifier.verify(PLAN_CONTEXT, b"m", signer.sign(PLAN_CONTEXT, b"m"))
 
 
-def test_another_cas_certificate_is_refused(ca) -> None:  # type: ignore[no-untyped-def]
+def test_another_cas_certificate_is_refused(ca: CertificateAuthority) -> None:
     rogue = create_ca("test", NOW)  # same name, different key
     cert = issue_certificate(rogue, "bank", CertRole.MEMBER,
                              Signer.generate().private_key.public_key(), NOW, 90)
@@ -59,14 +60,14 @@ def test_another_cas_certificate_is_refused(ca) -> None:  # type: ignore[no-unty
 
 @pytest.mark.parametrize(("when", "message"), [(NOW - 2 * DAY, "not valid yet"),
                                                (NOW + 91 * DAY, "expired")])
-def test_validity_period(ca, when: int, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_validity_period(ca: CertificateAuthority, when: int, message: str) -> None:
     cert = issue_certificate(ca, "bank", CertRole.MEMBER,
                              Signer.generate().private_key.public_key(), NOW, 90)
     with pytest.raises(CertificateError, match=message):
         verify_certificate(cert, ca.certificate, when)
 
 
-def test_role_and_id_expectations(ca) -> None:  # type: ignore[no-untyped-def]
+def test_role_and_id_expectations(ca: CertificateAuthority) -> None:
     pem = certificate_to_pem(issue_certificate(
         ca, "coordinator", CertRole.COORDINATOR, Signer.generate().private_key.public_key(),
         NOW, 1))
@@ -112,7 +113,7 @@ def test_bad_requests_are_refused() -> None:
         parse_csr(p384_csr.public_bytes(serialization.Encoding.PEM))
 
 
-def test_ca_files_round_trip_and_must_match(ca) -> None:  # type: ignore[no-untyped-def]
+def test_ca_files_round_trip_and_must_match(ca: CertificateAuthority) -> None:
     loaded = load_ca(ca.signer.to_pem(), ca.certificate_pem())
     assert loaded.certificate == ca.certificate
     with pytest.raises(CertificateError, match="does not match"):
