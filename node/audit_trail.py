@@ -92,9 +92,13 @@ class AuditTrail:
 
     def close(self) -> None:
         """Close without flushing (one-shot use, e.g. a receipt check)."""
+        self._stop.set()
         self._db.close()
 
     def stop(self) -> None:
+        """Stop the flusher, flush what it can, close. Safe to call twice."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():

@@ -22,6 +22,7 @@ from mpc.pki import CertifiedIdentity, CertRole, load_certificate, verify_certif
 from mpc.signing import Verifier
 
 log = logging.getLogger(__name__)
+MISS_REFRESH_MS = 1_000
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class MemberDirectory:
         self._clock = clock
         self._index = _Indexed(0, {}, {}, {}, {})
         self._refresh_lock = threading.Lock()
+        self._last_miss_refresh_ms = 0
 
     @property
     def version(self) -> int:
@@ -78,6 +80,15 @@ class MemberDirectory:
             if view.version >= self._index.version:
                 self._index = self._build(view)
             return self._index.version
+
+    def _refresh_on_miss(self) -> None:
+        """A lookup missed (a certificate or key issued after our copy, or a revoked one):
+        ask the coordinator, but at most once per :data:`MISS_REFRESH_MS`, so that a caller
+        presenting revoked certificates cannot turn every call into a coordinator round trip."""
+        now = self._clock()
+        if now - self._last_miss_refresh_ms >= MISS_REFRESH_MS:
+            self._last_miss_refresh_ms = now
+            self.refresh()
 
     def ensure(self, version: int) -> None:
         """Make sure this node enforces at least ``version`` (refreshing if it is behind)."""
@@ -135,8 +146,8 @@ class MemberDirectory:
         if identity.role is not CertRole.MEMBER:
             raise CertificateError("a member certificate is required")
         if self._index.serials.get(identity.serial) != identity.party_id:
-            # Not listed: revoked, or issued after our copy. Check once with the coordinator.
-            self.refresh()
+            # Not listed: revoked, or issued after our copy. Check with the coordinator.
+            self._refresh_on_miss()
             if self._index.serials.get(identity.serial) != identity.party_id:
                 raise FedCreditError("the caller's certificate is revoked or unknown",
                                      code=ErrorCode.CERTIFICATE_REVOKED)
@@ -145,7 +156,7 @@ class MemberDirectory:
     def coordinator_verifier(self, key_id: str) -> Verifier:
         verifier = self._index.coordinator_keys.get(key_id)
         if verifier is None:
-            self.refresh()
+            self._refresh_on_miss()
             verifier = self._index.coordinator_keys.get(key_id)
         if verifier is None:
             raise InvalidSignature()
@@ -154,7 +165,7 @@ class MemberDirectory:
     def member_verifier(self, member_id: str, key_id: str) -> Verifier:
         verifier = self._index.member_keys.get((member_id, key_id))
         if verifier is None:
-            self.refresh()
+            self._refresh_on_miss()
             verifier = self._index.member_keys.get((member_id, key_id))
         if verifier is None:
             raise InvalidSignature(code=ErrorCode.CONSENT_INVALID)

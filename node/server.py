@@ -53,6 +53,7 @@ class NodeRuntime:
     membership: Membership
     closers: list[Callable[[], None]] = field(default_factory=list)
     http: HttpServer | None = None
+    stopped: bool = False
 
     @property
     def http_port(self) -> int:
@@ -80,6 +81,10 @@ class NodeRuntime:
             write_atomic(self.settings.ready_file, json.dumps(doc).encode())
 
     def stop(self) -> None:
+        """Stop serving and close everything; safe to call twice."""
+        if self.stopped:
+            return
+        self.stopped = True
         if self.http is not None:
             self.http.stop()
         self.membership.stop()
