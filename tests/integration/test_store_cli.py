@@ -69,9 +69,7 @@ def test_without_store_the_node_settings_name_the_store(
         "FEDCREDIT_NODE_ENVIRONMENT": "dev",
         "FEDCREDIT_NODE_MEMBER_ID": "bank",
         "FEDCREDIT_NODE_DATA_DIR": str(tmp_path / "bank"),
-        "FEDCREDIT_NODE_COORDINATOR_VERIFY_KEY_FILE": str(tmp_path / "verify.pem"),
         "FEDCREDIT_NODE_SUBJECT_KEY": subject_key.secret.hex(),
-        "FEDCREDIT_NODE_API_KEYS": '["lender-key"]',
     }
     first, second = load_two(str(tmp_path / "bank" / "features.sqlite3"), tmp_path / "snaps")
     runner = CliRunner()

@@ -31,17 +31,17 @@ def node_settings(**overrides: object) -> NodeSettings:
         "environment": "prod",
         "member_id": "bank",
         "subject_key": bytes(range(100, 132)).hex(),
-        "api_keys": [STRONG],
     }
     return NodeSettings(**{**base, **overrides})
 
 
-def test_node_settings_refuse_placeholders_and_bad_subject_keys() -> None:
+def test_node_settings_refuse_unknown_fields_and_bad_subject_keys() -> None:
     assert node_settings().member_id == "bank"
-    with pytest.raises(ValidationError, match="api_keys"):
-        node_settings(api_keys=["changeme"])
-    with pytest.raises(ValidationError, match="API key"):
-        node_settings(api_keys=[])
+    with pytest.raises(ValidationError, match="api_keys"):  # lender keys live in the hashed store
+        node_settings(api_keys=[STRONG])
+    with pytest.raises(ValidationError, match="transcript_file"):
+        node_settings(transcript_file="t.bin")
+    assert node_settings(environment="dev", transcript_file="t.bin").transcript_file
     with pytest.raises(ValidationError, match="subject key"):
         node_settings(subject_key="not-hex")
     with pytest.raises(ValidationError, match="subject key"):
@@ -50,7 +50,6 @@ def test_node_settings_refuse_placeholders_and_bad_subject_keys() -> None:
 
 def test_node_settings_come_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEDCREDIT_NODE_MEMBER_ID", "finco")
-    monkeypatch.setenv("FEDCREDIT_NODE_API_KEYS", f'["{STRONG}"]')
     settings = NodeSettings(environment="prod", subject_key=bytes(range(32)).hex())
     assert settings.member_id == "finco"
 
@@ -68,12 +67,6 @@ def test_misspelled_settings_are_errors(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("FEDCREDIT_COORDINATOR_MIN_ANSWERD", "1")
     with pytest.raises(ValidationError, match="FEDCREDIT_COORDINATOR_MIN_ANSWERD"):
         CoordinatorSettings(environment="dev")
-
-
-@pytest.mark.parametrize("secret", ["dev-lender-api-key-override-me", "PLACEHOLDER-0123456789"])
-def test_documented_placeholders_are_refused_in_prod(secret: str) -> None:
-    with pytest.raises(ValidationError):
-        node_settings(api_keys=[secret])
 
 
 def test_patterned_subject_keys_are_refused_in_prod() -> None:
