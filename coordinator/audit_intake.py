@@ -54,7 +54,8 @@ _FIELDS = {
 _MAX_MS = 2**53
 
 
-def _check_body(kind: EntryKind, body: dict[str, Any], route: Sequence[str]) -> None:
+def _check_body(kind: EntryKind, body: dict[str, Any], route: Sequence[str],
+                caller: str) -> None:
     if set(body) != _FIELDS[kind]:
         raise InvalidRequestError(f"a {kind.value} entry has exactly the fields "
                                   f"{sorted(_FIELDS[kind])}")
@@ -71,6 +72,8 @@ def _check_body(kind: EntryKind, body: dict[str, Any], route: Sequence[str]) -> 
         _digest(body, "accumulator_sha256")
         _digest(body, "consent_sha256")
         _int(body, "hop_index", 0, len(route) - 1)
+        if route[body["hop_index"]] != caller:
+            raise PermissionDeniedError("a member records its own hop's contribution only")
     else:
         _int(body, "asked", 0, len(route))
         _int(body, "answered", 0, len(route))
@@ -120,7 +123,7 @@ class AuditIntake:
             raise InvalidRequestError("body_json is not JSON") from None
         if not isinstance(body, dict):
             raise InvalidRequestError("body_json must be an object")
-        _check_body(kind, body, members)
+        _check_body(kind, body, members, caller)
         tag = None
         if kind is EntryKind.CONSENT:
             if len(record.subject_tag) != 32:

@@ -8,6 +8,7 @@ then SIGKILL after a grace period) and is safe to call twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fedcredit.admin_client import AdminClient
-from fedcredit.errors import ConfigurationError
+from fedcredit.errors import ConfigurationError, FedCreditError
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -227,10 +228,23 @@ class LocalAlliance:
                                      f"{join.log_tail()}")
 
     def issue_api_key(self, spec: NodeSpec) -> None:
-        """The lender application's key, kept hashed in the node's key store."""
-        if (self.workdir / spec.member_id / "api-keys.sqlite3").exists():
-            return
-        self.run_cli(["node", "api-keys", "import", "--name", "lender",
+        """The lender application's key, kept hashed in the node's key store (imported with
+        ``node api-keys import`` unless the store already accepts it, e.g. on a re-run)."""
+        from node.api_keys import ApiKeyStore, ApiScope
+
+        path = self.workdir / spec.member_id / "api-keys.sqlite3"
+        if path.exists():
+            store = ApiKeyStore(path)
+            try:
+                now = int(time.time() * 1000)
+                store.authenticate(self.api_key, ApiScope.EVALUATIONS_CREATE, now)
+                return
+            except FedCreditError:
+                pass
+            finally:
+                store.close()
+        name = "lender-" + hashlib.sha256(self.api_key.encode()).hexdigest()[:8]
+        self.run_cli(["node", "api-keys", "import", "--name", name,
                       "--scope", "evaluations:create", "--scope", "evaluations:read",
                       "--scope", "inquiries:read"], self.node_env(spec),
                      f"{spec.member_id}: api-keys import", stdin=self.api_key)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedcredit.demo.audit import audit_alliance, render_audit
+from fedcredit.demo.reuse import remember, reusable
 from fedcredit.demo.snapshots import PooledResult, pooled_result, read_records
 from fedcredit.demo.training import AucReport, compare_auc, fit_model_slices, load_joint, split
 from fedcredit.files import write_json
@@ -120,11 +121,13 @@ def render_auc(console: Console, auc: AucReport) -> None:
                   f"{auc.joint_auc:.3f} vs {value:.3f} ({auc.joint_auc - value:+.3f})")
 
 
-def prepare(raw_dir: Path, members: list[str], key: SubjectKey, seed: int, console: Console
-            ) -> DemoData:
-    results = ingest_members(raw_dir, members, key, console)
-    render_ingest(console, results)
-    snapshots = {m: r.snapshot_dir for m, r in results.items()}
+def prepare(raw_dir: Path, members: list[str], key: SubjectKey, seed: int, console: Console,
+            snapshots: dict[str, Path] | None = None) -> DemoData:
+    """Ingest every member (unless ``snapshots`` of an earlier run are given), fit the model."""
+    if snapshots is None:
+        results = ingest_members(raw_dir, members, key, console)
+        render_ingest(console, results)
+        snapshots = {m: r.snapshot_dir for m, r in results.items()}
     people = pq.read_table(raw_dir / "labels.parquet").to_pylist()
     applicants = [
         Applicant(p["identifier"], p["identifier_type"],
@@ -258,14 +261,23 @@ def run_demo(
     try:
         spec = AllianceSpec(subjects=subjects, institutions=nodes, seed=seed)
         raw_dir = workdir / "raw"
-        with console.status(f"generating raw tables of {nodes} institutions for {subjects:,} "
-                            "people…"):
-            summary = generate_alliance(spec, raw_dir, overwrite=True)
         names = {m.member_id: m.display_name for m in alliance_members(nodes)}
-        console.print(f"[bold]{subjects:,} people[/], {nodes} institutions, default rate "
-                      f"{summary.default_rate:.1%}; raw tables in {raw_dir}")
-        key = SubjectKey.generate()
-        data = prepare(raw_dir, list(names), key, seed, console)
+        earlier = reusable(workdir, subjects, nodes, seed)
+        if earlier is not None:
+            console.print(f"[bold]{subjects:,} people[/], {nodes} institutions: reusing the "
+                          f"snapshots ingested by an earlier run in {workdir}")
+            key = earlier.key
+            data = prepare(raw_dir, list(names), key, seed, console, earlier.snapshots)
+        else:
+            with console.status(f"generating raw tables of {nodes} institutions for "
+                                f"{subjects:,} people…"):
+                summary = generate_alliance(spec, raw_dir, overwrite=True)
+            console.print(f"[bold]{subjects:,} people[/], {nodes} institutions, default rate "
+                          f"{summary.default_rate:.1%}; raw tables in {raw_dir}")
+            key = SubjectKey.generate()
+            data = prepare(raw_dir, list(names), key, seed, console)
+            if temp is None:
+                remember(workdir, subjects, nodes, seed, key, data.snapshots)
         render_auc(console, data.auc)
         alliance = build_alliance(data, names, key, workdir)
         try:

@@ -24,9 +24,20 @@ def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 120
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def test_demo_runs_and_every_joint_result_equals_the_pooled_computation(tmp_path: Path) -> None:
-    result = run(["demo", "--evaluations", "9", "--subjects", "800", "--workdir", str(tmp_path)],
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory
+             ) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The full demo (generation, Spark ingest, admission, evaluations, audit), once."""
+    workdir = tmp_path_factory.mktemp("demo")
+    result = run(["demo", "--evaluations", "9", "--subjects", "800", "--workdir", str(workdir)],
                  timeout=240)
+    return workdir, result
+
+
+def test_demo_runs_and_every_joint_result_equals_the_pooled_computation(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    tmp_path, result = demo_run
     assert result.returncode == 0, result.stdout + result.stderr
     assert "9/9 joint results equal the pooled plaintext computation" in result.stdout
     assert "All processes stopped cleanly." in result.stdout
@@ -76,10 +87,17 @@ def test_ctrl_c_during_the_ingest_leaves_no_process_behind(tmp_path: Path) -> No
     assert processes_using(tmp_path) == []
 
 
-def test_ctrl_c_shuts_everything_down(tmp_path: Path) -> None:
+def test_ctrl_c_shuts_everything_down(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    """Ctrl-C once the alliance serves. This second run in the first one's workdir reuses its
+    ingested snapshots, certificates and keys (so it does not wait for Spark again)."""
+    tmp_path, _ = demo_run
+    for ready_file in tmp_path.glob("*/ready.json"):
+        ready_file.unlink()
     proc = start_demo(tmp_path)
     ready = [tmp_path / m / "ready.json" for m in ("bank", "finco", "shop")]
-    deadline = time.monotonic() + 300  # the demo ingests every member with Spark first
+    deadline = time.monotonic() + 300
     while not all(p.exists() for p in ready):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.1)
@@ -90,6 +108,7 @@ def test_ctrl_c_shuts_everything_down(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "interrupted" in err
+    assert "reusing the snapshots ingested by an earlier run" in out
     time.sleep(0.5)
     assert not any(listening(port) for port in ports)
     assert processes_using(tmp_path) == []

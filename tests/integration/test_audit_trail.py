@@ -163,7 +163,13 @@ def test_members_can_only_record_their_own_part(
     flushed(audited)
     query = str(report["query_id"])
     digest = "ab" * 32
-    contribution = {"accumulator_sha256": digest, "consent_sha256": digest, "hop_index": 0}
+    plan = audited.coordinator.core.ledger.first_of(EntryKind.PLAN, query)
+    assert plan is not None
+    route = plan.body["route"]
+    assert isinstance(route, list)
+    theirs = next(i for i, member in enumerate(route) if member != "finco")
+    contribution = {"accumulator_sha256": digest, "consent_sha256": digest,
+                    "hop_index": route.index("finco")}
     completion = {"asked": 3, "answered": 3, "skipped": [], "result_commitment": digest}
     cases = [
         ("finco", "completion", query, completion, "PERMISSION_DENIED"),   # not the requester
@@ -174,6 +180,8 @@ def test_members_can_only_record_their_own_part(
          "INVALID_REQUEST"),                                                # smuggled field
         ("finco", "contribution", query, {**contribution, "accumulator_sha256": "raw text"},
          "INVALID_REQUEST"),
+        ("finco", "contribution", query, {**contribution, "hop_index": theirs},
+         "PERMISSION_DENIED"),                                              # another hop's
     ]
     size = audited.coordinator.core.ledger.size()
     for member, kind, query_id, doc, code in cases:
