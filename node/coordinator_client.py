@@ -89,8 +89,8 @@ class CoordinatorClient:
     def _current_stub(self) -> coordinator_pb2_grpc.CoordinatorStub:
         with self._lock:
             if self._stub is None or self._generation != self._identity.generation:
-                if self._channel is not None:
-                    self._channel.close()
+                # The old channel is not closed here: calls in flight on it (heartbeat, plans)
+                # must finish; it is left to the garbage collector (renewals are rare).
                 self._generation = self._identity.generation
                 self._channel = create_channel(
                     self._address, self._identity.channel_credentials(),

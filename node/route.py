@@ -55,8 +55,9 @@ class PeerChannels:
     def stub(self, member_id: str, endpoint: str) -> node_pb2_grpc.NodeStub:
         with self._lock:
             if self._generation != self._identity.generation:
-                for old in self._channels.values():
-                    old.close()
+                # Not closed here: calls in flight on the old channels hold them and must
+                # finish; the old channels are left to the garbage collector (a renewal
+                # happens every few weeks).
                 self._channels.clear()
                 self._generation = self._identity.generation
             channel = self._channels.get((member_id, endpoint))
