@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
-from fedcredit.errors import ErrorCode, FedCreditError
+from fedcredit.cli_output import console, err_console, fail
+from fedcredit.errors import FedCreditError
 
 app = typer.Typer(help="Privacy-preserving federated credit network.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -24,27 +24,11 @@ app.add_typer(node_app, name="node")
 app.add_typer(alliance_app, name="alliance")
 audit_app = typer.Typer(help="The alliance's tamper-evident audit ledger.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
-console = Console(width=max(Console().width, 130))
-err_console = Console(stderr=True)
 
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    if isinstance(exc, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        err_console.print(f"[red]configuration error:[/] {problems}")
-        return typer.Exit(2)
-    if isinstance(exc, FedCreditError):
-        err_console.print(f"[red]{exc.code.value}:[/] {exc.detail}")
-        return typer.Exit(1)
-    raise exc
 
 
 @app.command()
@@ -64,7 +48,7 @@ def demo(
         err_console.print("interrupted; everything was shut down")
         raise typer.Exit(130) from None
     except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     raise typer.Exit(code)
 
 
@@ -80,7 +64,7 @@ def coordinator_serve() -> None:
         settings = CoordinatorSettings()
         running = start_coordinator(settings)
     except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -100,7 +84,7 @@ def node_serve() -> None:
     try:
         runtime = start_node(NodeSettings())
     except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     # uvicorn restores the handlers it found and re-raises the signal it caught once it has
     # shut down; with these in place that re-raise is harmless and the cleanup below runs.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -108,95 +92,9 @@ def node_serve() -> None:
     try:
         runtime.serve_http_forever()
     except FedCreditError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     finally:
         runtime.stop()
-
-
-@node_app.command("join")
-def node_join(
-    wait: Annotated[bool, typer.Option(help="Wait until the request is decided.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 600.0,
-    ca_cert: Annotated[Path | None, typer.Option(
-        exists=True, dir_okay=False,
-        help="The alliance CA certificate (default FEDCREDIT_NODE_CA_FILE).")] = None,
-) -> None:
-    """Ask to join the alliance: make this member's key and file a join request (resumable)."""
-    from fedcredit.clock import system_clock
-    from node.join import Applicant, JoinClient, JoinProgress, JoinState
-    from node.settings import NodeSettings
-
-    def show(progress: JoinProgress) -> None:
-        if progress.state is JoinState.APPROVED:
-            console.print(f"admitted: certificate installed ({progress.request_id})")
-            return
-        console.print(
-            f"join request {progress.request_id} pending — key fingerprint "
-            f"[bold]{progress.fingerprint}[/] (read it out to the alliance admins); "
-            f"admin approved: {'yes' if progress.admin_approved else 'no'}, member approvals "
-            f"{progress.approvals}/{progress.approvals_required}")
-
-    try:
-        settings = NodeSettings()
-        ca_file = ca_cert or settings.ca_file
-        if ca_file is None:
-            raise FedCreditError("the alliance CA certificate is required (--ca-cert or "
-                                 "FEDCREDIT_NODE_CA_FILE)", code=ErrorCode.CONFIGURATION_INVALID)
-        client = JoinClient(settings.coordinator_enroll_address, ca_file.read_bytes())
-        try:
-            applicant = Applicant(settings.member_id, settings.identity_files, client,
-                                  ca_file.read_bytes(), system_clock)
-            name = settings.display_name or settings.member_id
-            if wait:
-                progress = applicant.wait(name, settings.contact, timeout, 0.25, show)
-            else:
-                progress = applicant.step(name, settings.contact)
-                show(progress)
-        finally:
-            client.close()
-    except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
-    if progress.state is not JoinState.APPROVED:
-        raise typer.Exit(3 if wait else 0)
-
-
-@node_app.command("join-requests")
-def node_join_requests() -> None:
-    """List the join requests awaiting a decision (members vote on them)."""
-    from rich.table import Table
-
-    from node.member_cli import member_client
-
-    try:
-        with member_client() as client:
-            tickets = client.pending_join_requests()
-    except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
-    table = Table(title="pending join requests")
-    for column in ("request", "member", "name", "key fingerprint", "admin", "approvals"):
-        table.add_column(column)
-    for t in tickets:
-        table.add_row(t.request_id, t.member_id, t.display_name, t.key_fingerprint,
-                      "approved" if t.admin_approved else "—",
-                      f"{t.approvals}/{t.approvals_required}")
-    console.print(table if tickets else "no pending join requests")
-
-
-@node_app.command("vote")
-def node_vote(
-    request_id: Annotated[str, typer.Argument(help="The join request.")],
-    approve: Annotated[bool, typer.Option("--approve/--reject")] = True,
-) -> None:
-    """Vote on a join request as this member (quorum admission)."""
-    from node.member_cli import member_client
-
-    try:
-        with member_client() as client:
-            ticket = client.vote(request_id, approve)
-    except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
-    console.print(f"voted {'for' if approve else 'against'} {ticket.member_id}: "
-                  f"{ticket.approvals}/{ticket.approvals_required} approvals")
 
 
 @node_app.command("load-features")
@@ -220,7 +118,7 @@ def node_load_features(
         finally:
             store.close()
     except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"loaded {summary.rows} subjects from {summary.source} "
                   f"(sha256 {summary.source_sha256[:12]}…) as snapshot "
                   f"{summary.snapshot.snapshot_id}, now active")
@@ -265,7 +163,7 @@ def node_snapshots(store: StoreOption = None) -> None:
         finally:
             opened.close()
     except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     table = Table(title="feature snapshots (times UTC)")
     for column in ("", "id", "state", "subjects", "features", "created", "loaded"):
         table.add_column(column, justify="right" if column in ("subjects", "features") else "left")
@@ -291,7 +189,7 @@ def node_rollback(
         finally:
             opened.close()
     except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     console.print(f"active: snapshot {info.snapshot_id} ({info.subjects} subjects, "
                   f"as of {info.as_of}, loaded {_when(info.loaded_unix_ms)} UTC)")
 
@@ -302,41 +200,6 @@ def alliance_subject_key() -> None:
     from mpc.pseudonym import SubjectKey
 
     print(SubjectKey.generate().secret.hex())
-
-
-@alliance_app.command("init")
-def alliance_init(
-    data_dir: Annotated[Path, typer.Option(help="The coordinator's data directory.")] = Path(
-        "coordinator-data"),
-    name: Annotated[str, typer.Option(help="The alliance's name (in the CA certificate).")] = (
-        "fedcredit"),
-    admin_name: Annotated[str, typer.Option(help="Name of the first admin principal.")] = (
-        "admin"),
-) -> None:
-    """Create the alliance CA and the coordinator's identity (once, before the coordinator)."""
-    from coordinator.authority import init_alliance
-    from coordinator.principals import PrincipalStore
-    from coordinator.server import open_core
-    from coordinator.settings import CoordinatorSettings
-    from fedcredit.clock import system_clock
-    from fedcredit.files import write_secret
-
-    try:
-        settings = CoordinatorSettings(data_dir=data_dir)
-        paths = init_alliance(data_dir, name, system_clock())
-        core = open_core(settings)
-        try:
-            token = PrincipalStore(core.db, core.ledger).bootstrap_admin(admin_name)
-        finally:
-            core.close()
-    except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
-    token_file = data_dir / "admin-token"
-    write_secret(token_file, token.encode())
-    console.print(f"alliance CA created: key {paths.ca_key} (0600, keep it here), certificate "
-                  f"{paths.published_ca} — hand this file to every member (it is public)")
-    console.print(f"first admin {admin_name!r}: token in {token_file} (0600); use it with "
-                  "FEDCREDIT_ADMIN_TOKEN or `fedcredit admin --token-file`")
 
 
 @app.command("demo-data")
@@ -374,88 +237,25 @@ def node_ingest(
     try:
         ingest(IngestSettings(), config, console, spark_master=spark_master, store_url=store)
     except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     except ValueError as exc:  # settings problems found after validation (e.g. no subject key)
         err_console.print(f"[red]configuration error:[/] {exc}")
         raise typer.Exit(2) from None
 
 
-@audit_app.command("verify")
-def audit_verify(
-    data_dir: Annotated[Path, typer.Option(help="The coordinator's data directory.")] = Path(
-        "coordinator-data"),
-) -> None:
-    """Recompute the whole ledger (leaf hashes, roots, signed heads); name the first bad entry."""
-    from coordinator.audit_verify import verify_ledger
-    from coordinator.registry import MemberRegistry
-    from coordinator.server import SCHEMA
-    from fedcredit.sqlite import SqliteDatabase
-    from mpc.pki import CertRole, load_certificate, verify_certificate
-
-    database = data_dir / "coordinator.sqlite3"
-    if not database.exists():
-        raise _fail(FedCreditError(f"no coordinator database at {database}",
-                                   code=ErrorCode.CONFIGURATION_INVALID))
-    db = SqliteDatabase(database, SCHEMA)
-    try:
-        certs = [c for c in MemberRegistry(db, 0).certificates()
-                 if c.role is CertRole.COORDINATOR]
-    finally:
-        db.close()
-    ca = load_certificate((data_dir / "ca.crt").read_bytes())
-    # Every coordinator key that ever signed, checked against the CA (expired ones included).
-    verifiers = {}
-    for cert in certs:
-        identity = verify_certificate(load_certificate(cert.pem), ca, cert.issued_ms)
-        verifiers[identity.verifier.key_id] = identity.verifier
-    result = verify_ledger(database, verifiers)
-    if result.ok:
-        console.print(f"ledger OK: {result.entries_checked} entries, {result.heads_checked} "
-                      "signed tree heads recomputed and verified")
-        return
-    err_console.print(f"[red]LEDGER_TAMPERED:[/] first bad entry {result.first_bad_index}: "
-                      f"{result.reason}")
-    raise typer.Exit(1)
-
-
-@node_app.command("audit-check")
-def node_audit_check() -> None:
-    """Check this member's ledger receipts against the coordinator's current signed log."""
-    from fedcredit.clock import system_clock
-    from node.audit_trail import AuditTrail
-    from node.directory import MemberDirectory
-    from node.member_cli import member_client
-    from node.settings import NodeSettings
-
-    try:
-        settings = NodeSettings()
-        with member_client(settings) as client:
-            identity = client.identity.current
-            directory = MemberDirectory(identity.ca_certificate, client.directory, system_clock)
-            directory.refresh()
-            trail = AuditTrail(settings.audit_store_path, settings.member_id, client, directory,
-                               system_clock)
-            try:
-                result = trail.check()
-            finally:
-                trail.close()
-    except (FedCreditError, ValidationError) as exc:
-        raise _fail(exc) from None
-    if result.ok:
-        console.print(f"receipts OK: {result.receipts_checked} entries of this member are in the "
-                      "coordinator's current log, which grew consistently from every kept head")
-        return
-    err_console.print(f"[red]LEDGER_TAMPERED:[/] receipts no longer honoured for entries "
-                      f"{list(result.failed_indices)}")
-    raise typer.Exit(1)
-
-
 def _register_generate() -> None:
+    from fedcredit import trust_cli
     from fedcredit.admin_cli import admin_app
     from fedcredit.synth.command import generate
     from node.api_keys_cli import api_keys_app
 
     app.add_typer(admin_app, name="admin")
+    node_app.command("join")(trust_cli.node_join)
+    node_app.command("join-requests")(trust_cli.node_join_requests)
+    node_app.command("vote")(trust_cli.node_vote)
+    alliance_app.command("init")(trust_cli.alliance_init)
+    audit_app.command("verify")(trust_cli.audit_verify)
+    node_app.command("audit-check")(trust_cli.node_audit_check)
     node_app.add_typer(api_keys_app, name="api-keys")
 
     app.command("generate", help="Write a synthetic alliance of raw institution tables "
