@@ -268,8 +268,11 @@ class MemberRegistry:
         return Membership(row[0]) if row else None
 
     def directory(self, now_ms: int) -> DirectorySnapshot:
+        # Expired coordinator certificates stay listed (unless revoked): members need their keys
+        # to check tree heads signed long ago. Plans are accepted only under current ones.
         coordinator_certs = tuple(
-            c for c in self.certificates() if c.role is CertRole.COORDINATOR and c.valid_at(now_ms)
+            c for c in self.certificates()
+            if c.role is CertRole.COORDINATOR and c.revoked_ms is None
         )
         return DirectorySnapshot(self.version(), tuple(self.members(now_ms)), coordinator_certs)
 

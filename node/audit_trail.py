@@ -133,7 +133,7 @@ class AuditTrail:
         if len(receipts) != len(drafts):
             raise FedCreditError("the coordinator returned the wrong number of receipts")
         for draft, receipt in zip(drafts, receipts, strict=True):
-            verifier = self._directory.coordinator_verifier(receipt.tree_head.key_id)
+            verifier = self._directory.tree_head_verifier(receipt.tree_head.key_id)
             verify_receipt(receipt, draft, verifier)
 
     def _store(self, drafts: Sequence[EntryDraft], receipts: Sequence[Receipt],
@@ -194,7 +194,7 @@ class AuditTrail:
         indices = sorted({r.index for r in receipts})
         sizes = sorted({r.tree_head.size for r in receipts})
         head, inclusion, consistency = self._client.audit_proofs(indices, sizes)
-        verifiers = {key: self._directory.coordinator_verifier(key)
+        verifiers = {key: self._directory.tree_head_verifier(key)
                      for key in {head.key_id, *(r.tree_head.key_id for r in receipts)}}
 
         def inclusion_proof(index: int, size: int) -> InclusionProof:

@@ -56,7 +56,8 @@ class _Indexed:
     members: dict[str, DirectoryMember]
     serials: dict[str, str]                        # serial -> member id
     member_keys: dict[tuple[str, str], Verifier]   # (member id, key id) -> verifier
-    coordinator_keys: dict[str, Verifier]          # key id -> verifier
+    coordinator_keys: dict[str, Verifier]          # key id -> verifier, valid now (plans)
+    tree_head_keys: dict[str, Verifier]            # key id -> verifier, ever (ledger heads)
 
 
 class MemberDirectory:
@@ -65,7 +66,7 @@ class MemberDirectory:
         self._ca = ca_certificate
         self._fetch = fetch
         self._clock = clock
-        self._index = _Indexed(0, {}, {}, {}, {})
+        self._index = _Indexed(0, {}, {}, {}, {}, {})
         self._refresh_lock = threading.Lock()
         self._last_miss_refresh_ms = 0
 
@@ -99,9 +100,14 @@ class MemberDirectory:
                                      code=ErrorCode.COORDINATOR_UNAVAILABLE)
 
     def _verified(self, cert: DirectoryCertificate, role: CertRole, party: str | None,
-                  now: int) -> CertifiedIdentity | None:
+                  now: int | None) -> CertifiedIdentity | None:
+        """The certificate's identity if the CA issued it for ``role`` (and ``party``) and it
+        is valid at ``now`` — or, with ``now=None``, was valid at some point (its start)."""
         try:
-            identity = verify_certificate(load_certificate(cert.pem), self._ca, now)
+            certificate = load_certificate(cert.pem)
+            when = now if now is not None else int(
+                certificate.not_valid_before_utc.timestamp() * 1000) + 1
+            identity = verify_certificate(certificate, self._ca, when)
         except CertificateError:
             return None
         if identity.role is not role or (party is not None and identity.party_id != party):
@@ -120,11 +126,15 @@ class MemberDirectory:
                     serials[identity.serial] = member.member_id
                     member_keys[(member.member_id, identity.verifier.key_id)] = identity.verifier
         coordinator_keys: dict[str, Verifier] = {}
+        tree_head_keys: dict[str, Verifier] = {}
         for cert in view.coordinator_certificates:
-            identity = self._verified(cert, CertRole.COORDINATOR, None, now)
+            identity = self._verified(cert, CertRole.COORDINATOR, None, None)
             if identity is not None:
-                coordinator_keys[identity.verifier.key_id] = identity.verifier
-        return _Indexed(view.version, members, serials, member_keys, coordinator_keys)
+                tree_head_keys[identity.verifier.key_id] = identity.verifier
+                if identity.not_before_ms <= now < identity.not_after_ms:
+                    coordinator_keys[identity.verifier.key_id] = identity.verifier
+        return _Indexed(view.version, members, serials, member_keys, coordinator_keys,
+                        tree_head_keys)
 
     # -- decisions -----------------------------------------------------------------------------
     def member(self, member_id: str) -> DirectoryMember:
@@ -160,6 +170,16 @@ class MemberDirectory:
             verifier = self._index.coordinator_keys.get(key_id)
         if verifier is None:
             raise InvalidSignature()
+        return verifier
+
+    def tree_head_verifier(self, key_id: str) -> Verifier:
+        """A coordinator key that signed ledger tree heads, current or expired (not revoked)."""
+        verifier = self._index.tree_head_keys.get(key_id)
+        if verifier is None:
+            self._refresh_on_miss()
+            verifier = self._index.tree_head_keys.get(key_id)
+        if verifier is None:
+            raise InvalidSignature(code=ErrorCode.LEDGER_TAMPERED)
         return verifier
 
     def member_verifier(self, member_id: str, key_id: str) -> Verifier:
