@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from coordinator.ledger import AuditLedger
 from coordinator.policy import PolicyStore
 from coordinator.registry import MemberRegistry, Membership
 from fedcredit.audit import EntryDraft, EntryKind
@@ -88,24 +88,13 @@ class JoinRequestRecord:
     certificate_pem: bytes | None
 
 
-class LedgerAppender:
-    """What admission needs of the audit ledger: append inside the caller's transaction."""
-
-    def __init__(self, append: Callable[..., Any]) -> None:
-        self._append = append
-
-    def record(self, conn: sqlite3.Connection, kind: EntryKind, actor: str,
-               body: dict[str, Any], now_ms: int) -> None:
-        self._append(EntryDraft(kind=kind, actor=actor, body=body), now_ms=now_ms, conn=conn)
-
-
 class AdmissionService:
     def __init__(
         self,
         registry: MemberRegistry,
         policies: PolicyStore,
         authority: CertificateAuthority,
-        ledger: LedgerAppender,
+        ledger: AuditLedger,
         clock: Clock,
     ) -> None:
         self._registry = registry
@@ -114,6 +103,12 @@ class AdmissionService:
         self._authority = authority
         self._ledger = ledger
         self._clock = clock
+
+    def _record(self, conn: sqlite3.Connection, kind: EntryKind, actor: str,
+                body: dict[str, Any], now_ms: int) -> None:
+        """The change's ledger entry, in the caller's transaction: both commit or neither."""
+        self._ledger.append(EntryDraft(kind=kind, actor=actor, body=body), now_ms=now_ms,
+                            conn=conn)
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, request_id: str) -> JoinRequestRecord:
@@ -188,7 +183,7 @@ class AdmissionService:
                  csr_pem, request.fingerprint, JoinState.PENDING.value, now,
                  min(policy.admission_quorum, active)),
             )
-            self._ledger.record(conn, EntryKind.JOIN_REQUEST, request.party_id, {
+            self._record(conn, EntryKind.JOIN_REQUEST, request.party_id, {
                 "request_id": request_id, "member_id": request.party_id,
                 "key_fingerprint": request.fingerprint,
             }, now)
@@ -209,7 +204,7 @@ class AdmissionService:
                         "applicant out of band")
                 conn.execute("UPDATE join_requests SET admin_approved_by=? WHERE request_id=?",
                              (actor, request_id))
-                self._ledger.record(conn, EntryKind.VOTE, actor, {
+                self._record(conn, EntryKind.VOTE, actor, {
                     "request_id": request_id, "member_id": record.member_id, "approve": True,
                     "as": "admin"}, now)
             else:
@@ -229,7 +224,7 @@ class AdmissionService:
                              (request_id, voter, int(approve), now))
             except sqlite3.IntegrityError:
                 raise ConflictError(f"{voter} already voted on this request") from None
-            self._ledger.record(conn, EntryKind.VOTE, voter, {
+            self._record(conn, EntryKind.VOTE, voter, {
                 "request_id": request_id, "member_id": record.member_id, "approve": approve,
                 "as": "member"}, now)
             self._settle(conn, request_id, now)
@@ -259,7 +254,7 @@ class AdmissionService:
         conn.execute("UPDATE join_requests SET state=?, decided_ms=?, reason=? "
                      "WHERE request_id=?",
                      (JoinState.REJECTED.value, now, reason[:MAX_TEXT], record.request_id))
-        self._ledger.record(conn, EntryKind.REJECTION, actor, {
+        self._record(conn, EntryKind.REJECTION, actor, {
             "request_id": record.request_id, "member_id": record.member_id,
             "reason": reason[:MAX_TEXT]}, now)
 
@@ -278,7 +273,7 @@ class AdmissionService:
                      "WHERE request_id=?",
                      (JoinState.APPROVED.value, now, identity.serial, record.request_id))
         version = MemberRegistry.bump_version(conn)
-        self._ledger.record(conn, EntryKind.ADMISSION, record.admin_approved_by or "coordinator", {
+        self._record(conn, EntryKind.ADMISSION, record.admin_approved_by or "coordinator", {
             "request_id": record.request_id, "member_id": record.member_id,
             "certificate_serial": identity.serial, "key_fingerprint": identity.fingerprint,
             "not_after_ms": identity.not_after_ms, "member_approvals": list(record.approvals),
@@ -315,7 +310,7 @@ class AdmissionService:
             if target is Membership.REVOKED:
                 revoked = MemberRegistry.revoke_certificates(conn, member_id, now)
             version = MemberRegistry.bump_version(conn)
-            self._ledger.record(conn, kind, actor, {
+            self._record(conn, kind, actor, {
                 "member_id": member_id, "reason": reason[:MAX_TEXT],
                 "revoked_serials": revoked, "directory_version": version}, now)
             return version
@@ -332,7 +327,7 @@ class AdmissionService:
                 raise ConflictError("the certificate is already revoked")
             MemberRegistry.revoke_certificates(conn, row[0], now, serials=[serial])
             version = MemberRegistry.bump_version(conn)
-            self._ledger.record(conn, EntryKind.REVOCATION, actor, {
+            self._record(conn, EntryKind.REVOCATION, actor, {
                 "member_id": row[0], "reason": reason[:MAX_TEXT], "revoked_serials": [serial],
                 "directory_version": version}, now)
             return version
@@ -357,7 +352,7 @@ class AdmissionService:
             pem = certificate_to_pem(certificate)
             MemberRegistry.add_certificate(conn, identity, pem, now)
             version = MemberRegistry.bump_version(conn)
-            self._ledger.record(conn, EntryKind.CERTIFICATE_RENEWAL, member_id, {
+            self._record(conn, EntryKind.CERTIFICATE_RENEWAL, member_id, {
                 "member_id": member_id, "certificate_serial": identity.serial,
                 "key_fingerprint": identity.fingerprint, "not_after_ms": identity.not_after_ms,
                 "directory_version": version}, now)

@@ -10,7 +10,7 @@ import grpc
 from coordinator import admission as admission_schema
 from coordinator import policy as policy_schema
 from coordinator import registry as registry_schema
-from coordinator.admission import AdmissionService, LedgerAppender
+from coordinator.admission import AdmissionService
 from coordinator.api import AdminContext, create_admin_app
 from coordinator.audit_intake import AuditIntake
 from coordinator.authority import AuthorityPaths, load_authority
@@ -60,7 +60,7 @@ def open_core(settings: CoordinatorSettings, clock: Clock = system_clock) -> Coo
                                             authority.identity.certificate_pem, now)
     policies = PolicyStore(db, settings.initial_policy(), now)
     admission = AdmissionService(registry, policies, authority.ca,
-                                 LedgerAppender(ledger.append), clock)
+                                 ledger, clock)
     identity = IdentityHolder(authority.identity)
     return CoordinatorCore(db=db, registry=registry, policies=policies, admission=admission,
                            ledger=ledger, identity=identity)
