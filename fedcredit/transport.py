@@ -8,7 +8,6 @@ names the party it expects at the other end (see :mod:`fedcredit.tls`).
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
@@ -39,16 +38,6 @@ def host_of(address: str) -> str:
     if address.startswith("["):
         return address[1 : address.index("]")]
     return address.rsplit(":", 1)[0] if ":" in address else address
-
-
-def is_loopback(address: str) -> bool:
-    host = host_of(address)
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def create_server(

@@ -8,7 +8,6 @@ from pydantic import ValidationError
 from coordinator.settings import CoordinatorSettings
 from fedcredit.error_catalog import CATALOG
 from fedcredit.errors import ErrorCode
-from fedcredit.transport import is_loopback
 from node.settings import NodeSettings
 
 pytestmark = pytest.mark.unit
@@ -52,15 +51,6 @@ def test_node_settings_come_from_prefixed_environment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("FEDCREDIT_NODE_MEMBER_ID", "finco")
     settings = NodeSettings(environment="prod", subject_key=bytes(range(32)).hex())
     assert settings.member_id == "finco"
-
-
-@pytest.mark.parametrize(
-    ("address", "loopback"),
-    [("127.0.0.1:5", True), ("localhost:1", True), ("[::1]:80", True), ("127.8.9.1:1", True),
-     ("10.0.0.1:5", False), ("0.0.0.0:5", False), ("example.org:443", False)],
-)
-def test_loopback_detection(address: str, loopback: bool) -> None:
-    assert is_loopback(address) is loopback
 
 
 def test_misspelled_settings_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
