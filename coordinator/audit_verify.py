@@ -20,10 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from coordinator.ledger import ENTRY_COLUMNS, HEAD_COLUMNS, head_from_row
 from fedcredit.audit import EntryKind, encode_entry, verify_tree_head
 from fedcredit.errors import ConfigurationError, InvalidSignature
 from mpc.merkle import EMPTY_ROOT, leaf_hash, node_hash
+from mpc.pki import CertRole, load_certificate, verify_certificate
 from mpc.signing import Verifier
 
 #: Rows fetched per round trip while streaming the entries.
@@ -169,3 +172,19 @@ class _Replay:
         self._last_timestamp = head.timestamp_ms
         self._last_signed = head.size
         self.heads_checked += 1
+
+
+def coordinator_verifiers(db_path: Path, ca_certificate: x509.Certificate) -> dict[str, Verifier]:
+    """Every key the coordinator ever signed tree heads with (expired certificates included),
+    each certificate checked against the alliance CA; read-only, like the replay itself."""
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT pem, issued_ms FROM certificates WHERE role = ?",
+                            (CertRole.COORDINATOR.value,)).fetchall()
+    finally:
+        conn.close()
+    verifiers: dict[str, Verifier] = {}
+    for pem, issued_ms in rows:
+        identity = verify_certificate(load_certificate(bytes(pem)), ca_certificate, issued_ms)
+        verifiers[identity.verifier.key_id] = identity.verifier
+    return verifiers

@@ -135,28 +135,21 @@ def audit_verify(
         "coordinator-data"),
 ) -> None:
     """Recompute the whole ledger (leaf hashes, roots, signed heads); name the first bad entry."""
-    from coordinator.audit_verify import verify_ledger
-    from coordinator.registry import MemberRegistry
-    from coordinator.server import SCHEMA
-    from fedcredit.sqlite import SqliteDatabase
-    from mpc.pki import CertRole, load_certificate, verify_certificate
+    from coordinator.audit_verify import coordinator_verifiers, verify_ledger
+    from mpc.pki import load_certificate
 
     database = data_dir / "coordinator.sqlite3"
-    if not database.exists():
-        raise fail(FedCreditError(f"no coordinator database at {database}",
-                                   code=ErrorCode.CONFIGURATION_INVALID))
-    db = SqliteDatabase(database, SCHEMA)
     try:
-        certs = [c for c in MemberRegistry(db, 0).certificates()
-                 if c.role is CertRole.COORDINATOR]
-    finally:
-        db.close()
-    ca = load_certificate((data_dir / "ca.crt").read_bytes())
-    # Every coordinator key that ever signed, checked against the CA (expired ones included).
-    verifiers = {}
-    for cert in certs:
-        identity = verify_certificate(load_certificate(cert.pem), ca, cert.issued_ms)
-        verifiers[identity.verifier.key_id] = identity.verifier
+        if not database.exists():
+            raise FedCreditError(f"no coordinator database at {database}",
+                                 code=ErrorCode.CONFIGURATION_INVALID)
+        ca = load_certificate((data_dir / "ca.crt").read_bytes())
+        verifiers = coordinator_verifiers(database, ca)
+    except OSError as exc:
+        raise fail(FedCreditError(f"cannot read {exc.filename}: {exc.strerror}",
+                                  code=ErrorCode.CONFIGURATION_INVALID)) from None
+    except FedCreditError as exc:
+        raise fail(exc) from None
     result = verify_ledger(database, verifiers)
     if result.ok:
         console.print(f"ledger OK: {result.entries_checked} entries, {result.heads_checked} "
