@@ -257,6 +257,9 @@ def _register_generate() -> None:
     audit_app.command("verify")(trust_cli.audit_verify)
     node_app.command("audit-check")(trust_cli.node_audit_check)
     node_app.add_typer(api_keys_app, name="api-keys")
+    from fedcredit.train_cli import train_app
+
+    app.add_typer(train_app, name="train")
 
     app.command("generate", help="Write a synthetic alliance of raw institution tables "
                 "(overlapping customers, latent risk, default labels).")(generate)

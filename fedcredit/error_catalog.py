@@ -145,6 +145,15 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
     ErrorCode.LEDGER_RANGE_INVALID: CatalogEntry(
         _S.OUT_OF_RANGE, 422, "The requested ledger range or tree size does not exist."
     ),
+    ErrorCode.TRAINING_DATA_INVALID: CatalogEntry(
+        _S.INVALID_ARGUMENT, 422, "A party's training data cannot be used."
+    ),
+    ErrorCode.OVERLAP_TOO_SMALL: CatalogEntry(
+        _S.FAILED_PRECONDITION, 409, "The parties share too few subjects to train."
+    ),
+    ErrorCode.TRAINING_ABORTED: CatalogEntry(
+        _S.ABORTED, 409, "The training session stopped; no model was registered."
+    ),
     ErrorCode.INTERNAL: CatalogEntry(_S.INTERNAL, 500, "Internal error."),
 }
 

@@ -51,6 +51,9 @@ class ErrorCode(StrEnum):
     POLICY_INVALID = "POLICY_INVALID"
     LEDGER_TAMPERED = "LEDGER_TAMPERED"
     LEDGER_RANGE_INVALID = "LEDGER_RANGE_INVALID"
+    TRAINING_DATA_INVALID = "TRAINING_DATA_INVALID"
+    OVERLAP_TOO_SMALL = "OVERLAP_TOO_SMALL"
+    TRAINING_ABORTED = "TRAINING_ABORTED"
     INTERNAL = "INTERNAL"
 
 
@@ -194,3 +197,22 @@ class LedgerTamperedError(FedCreditError):
 
 class LedgerRangeError(FedCreditError):
     code = ErrorCode.LEDGER_RANGE_INVALID
+
+
+class TrainingDataError(FedCreditError):
+    """A party's training table cannot be used (missing id or label column, duplicate ids,
+    non-binary label, non-numeric values, no usable feature). Names rows and columns, never
+    values."""
+
+    code = ErrorCode.TRAINING_DATA_INVALID
+
+
+class OverlapTooSmallError(FedCreditError):
+    code = ErrorCode.OVERLAP_TOO_SMALL
+
+
+class TrainingAbortedError(FedCreditError):
+    """A training session stopped before the end (a party failed, left, or timed out);
+    nothing was registered."""
+
+    code = ErrorCode.TRAINING_ABORTED

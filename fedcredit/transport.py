@@ -24,13 +24,19 @@ log = logging.getLogger(__name__)
 #: Explicit limits on every channel and server. An evaluation message is a few KiB (eight
 #: 512-byte ciphertexts and a signed plan); 1 MiB leaves room for TREE fan-in and packing.
 MAX_MESSAGE_BYTES = 1 * 1024 * 1024
-_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.enable_retries", 0),
-]
-#: Without this, a second server on a taken port silently shares it with the first.
-_SERVER_OPTIONS = [*_OPTIONS, ("grpc.so_reuseport", 0)]
+#: Training moves whole encrypted columns (a CKKS weight set is ~20 MB, a Paillier vector of
+#: 20k rows ~10 MB): its own servers and channels allow this much, nothing else does.
+MAX_TRAINING_MESSAGE_BYTES = 512 * 1024 * 1024
+
+
+def _options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.enable_retries", 0),
+    ]
+
+
 
 
 def host_of(address: str) -> str:
@@ -43,6 +49,7 @@ def host_of(address: str) -> str:
 def create_server(
     bind: str, credentials: grpc.ServerCredentials, *, max_workers: int = 64,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A server bound to ``bind`` (port 0 picks one) with gRPC health checking registered.
 
@@ -50,7 +57,9 @@ def create_server(
     serves at most ``max_workers`` concurrent evaluations passing through it.
     """
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers), options=_SERVER_OPTIONS,
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        # so_reuseport off: else a second server on a taken port silently shares it.
+        options=[*_options(max_message_bytes), ("grpc.so_reuseport", 0)],
         interceptors=list(interceptors),
     )
     try:
@@ -70,11 +79,14 @@ def set_serving(health_servicer: health.HealthServicer, services: Iterable[str])
 
 
 def create_channel(
-    target: str, credentials: grpc.ChannelCredentials, server_name: tuple[str, str]
+    target: str, credentials: grpc.ChannelCredentials, server_name: tuple[str, str],
+    *, max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> grpc.Channel:
     """A TLS channel to ``target`` that accepts only the party ``server_name`` names
     (:func:`fedcredit.tls.target_name_option`)."""
-    return grpc.secure_channel(target, credentials, options=[*_OPTIONS, server_name])
+    return grpc.secure_channel(
+        target, credentials, options=[*_options(max_message_bytes), server_name]
+    )
 
 
 def check_health(channel: grpc.Channel, timeout_s: float, service: str = "") -> bool:

@@ -9,6 +9,7 @@ and 1% ≈ 620. Scores are clamped to [300, 900] for display; the probability is
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -72,3 +73,20 @@ def grade_for(score: int) -> Grade:
         if score >= floor:
             return grade
     return Grade.E
+
+
+def bin_points(weight: float, woe: Sequence[float], scale: ScoreScale) -> tuple[float, ...]:
+    """Points of each bin of one feature: ``−factor · w · WOE_b`` (riskier bin, fewer points)."""
+    return tuple(-scale.factor * weight * w for w in woe)
+
+
+def base_points(intercept: float, scale: ScoreScale) -> float:
+    """Points every applicant starts from: ``offset − factor · intercept``."""
+    return scale.offset - scale.factor * intercept
+
+
+def score_range(base: float, points: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """Lowest and highest raw score a scorecard can give (before display clamping)."""
+    low = base + sum(min(p) for p in points if p)
+    high = base + sum(max(p) for p in points if p)
+    return low, high

@@ -1,0 +1,1 @@
+"""The alliance's side of federated training: the arbiter that holds the training key."""

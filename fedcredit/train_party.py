@@ -1,0 +1,149 @@
+"""One party of a training session as its own process (``fedcredit train party``).
+
+Start-up: load the party's table (guest and hosts) before anything else, so bad data fails
+fast; start the Training gRPC server on a free loopback port; write ``ready.json`` with the
+port; wait for the launcher's ``session.json`` (the spec with every party's address); run the
+role. On success the party writes ``result.json`` (its own slice, and for the guest its private
+metrics); on failure ``error.json`` with the stable code, after telling the other parties.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fedcredit.clock import system_clock
+from fedcredit.errors import ConfigurationError, FedCreditError, TrainingAbortedError
+from fedcredit.federation import Mailbox, Peer
+from fedcredit.federation_grpc import GrpcTransport, PartyAddress, start_training_server
+from fedcredit.files import write_atomic
+from fedcredit.tls import IdentityHolder, TlsFiles, TlsIdentity
+from fedcredit.training_spec import SessionSpec
+from mpc.pki import CertRole
+from node.training.outputs import slice_document
+from node.training.party_data import PartyTable, read_csv
+from scoring.scorecard import ScoreScale
+
+log = logging.getLogger(__name__)
+STARTUP_TIMEOUT_S = 120.0
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    write_atomic(path, json.dumps(doc, indent=2, default=str).encode())
+
+
+def _wait_for_spec(path: Path, timeout_s: float) -> SessionSpec:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TrainingAbortedError(f"no session spec at {path} within {timeout_s:.0f} s")
+        time.sleep(0.05)
+    return SessionSpec.load(path)
+
+
+def run_party(
+    name: str, workdir: Path, data: Path | None, id_column: str | None,
+    label_column: str | None, overlap_only: bool = False,
+) -> int:
+    """The whole life of one party process; returns the exit code."""
+    party_dir = workdir / "parties" / name
+    table: PartyTable | None = None
+    try:
+        if data is not None:
+            if id_column is None:
+                raise ConfigurationError("--id is required for a party with data")
+            table = read_csv(data, id_column, label_column)
+            for warning in table.warnings:
+                log.warning("%s", warning)
+        identity = IdentityHolder(TlsIdentity.load(TlsFiles(party_dir / "identity"),
+                                                   system_clock()))
+        mailbox = Mailbox(name)
+        roster = json.loads((workdir / "parties.json").read_text())
+        roles: dict[str, str] = roster["roles"]
+        addresses = {p: PartyAddress("", CertRole(r)) for p, r in roles.items()}
+        server = start_training_server("127.0.0.1:0", str(roster["session_id"]), mailbox,
+                                       identity, addresses, system_clock)
+    except (FedCreditError, OSError, KeyError, ValueError) as exc:
+        error = exc if isinstance(exc, FedCreditError) else ConfigurationError(str(exc))
+        _write_json(party_dir / "error.json", {"code": error.code.value, "detail": error.detail})
+        log.error("%s", error.detail)
+        return 2
+    _write_json(party_dir / "ready.json", {"port": server.port})
+    transport: GrpcTransport | None = None
+    try:
+        spec = _wait_for_spec(workdir / "session.json", STARTUP_TIMEOUT_S)
+        parties = {
+            p.name: PartyAddress(p.address, CertRole(roles[p.name])) for p in spec.parties
+        }
+        transport = GrpcTransport(spec.session_id, identity, parties, spec.timeout_s)
+        peer = Peer(name, spec.names, mailbox, transport, spec.timeout_s, transport.is_alive)
+        try:
+            result = _run_role(peer, spec, table, overlap_only)
+        except BaseException as exc:
+            peer.abort_all(exc)
+            raise
+        _write_json(party_dir / "result.json", result)
+        return 0
+    except FedCreditError as exc:
+        _write_json(party_dir / "error.json", {"code": exc.code.value, "detail": exc.detail})
+        log.error("%s: %s", exc.code.value, exc.detail)
+        return 3
+    finally:
+        if transport is not None:
+            transport.close()
+        server.stop(0.5)
+
+
+def _run_role(peer: Peer, spec: SessionSpec, table: PartyTable | None, overlap_only: bool
+              ) -> dict[str, Any]:
+    role = spec.party(peer.name).role
+    scale = ScoreScale()
+    if role == "arbiter":
+        from coordinator.training.arbiter import run_arbiter
+
+        return {"role": role, **asdict(run_arbiter(peer, spec))}
+    if table is None:
+        raise ConfigurationError(f"{peer.name} needs a data file")
+    if role == "host":
+        from node.training.host import run_host
+
+        host = run_host(peer, spec, table)
+        if host is None:
+            return {"role": role, "overlap_only": True}
+        return {
+            "role": role, "seconds": host.seconds, "bytes_sent": host.bytes_sent,
+            "slice": slice_document(peer.name, role, host.binnings, host.woe, host.weights,
+                                    scale),
+        }
+    from node.training.guest import run_guest
+
+    guest = run_guest(peer, spec, table, overlap_only=overlap_only)
+    doc: dict[str, Any] = {
+        "role": role,
+        "overlap": guest.overlap,
+        "rows": guest.rows,
+        "seconds": guest.seconds,
+        "seconds_training": guest.seconds_training,
+        "bytes_sent": guest.bytes_sent,
+        "warnings": list(table.warnings),
+    }
+    if overlap_only:
+        return doc
+    assert guest.metrics is not None
+    doc.update({
+        "best_epoch": guest.best_epoch,
+        "history": list(guest.history),
+        "metrics": guest.metrics.as_dict(),
+        "guest_only": guest.guest_only.as_dict() if guest.guest_only else None,
+        "feature_report": [asdict(r) for r in guest.feature_report],
+        "split_ids": {k: [table.ids[i] for i in v] for k, v in guest.split_rows.items()},
+        "test_scores": list(guest.test_scores),
+        "test_labels": list(guest.test_labels),
+        "slice": slice_document(peer.name, role, guest.binnings, guest.woe, guest.weights,
+                                scale, intercept=guest.intercept),
+    })
+    return doc
