@@ -2,8 +2,9 @@
 
 The sender of every message is the party named by the caller's certificate (checked against
 the session's party list and role), never a field of the message. Channels allow
-:data:`~fedcredit.transport.MAX_TRAINING_MESSAGE_BYTES`; first contact waits for the peer to come
-up (``wait_for_ready``), so parties may start in any order; a party waiting on a peer probes
+:data:`~fedcredit.transport.MAX_TRAINING_MESSAGE_BYTES`; a delivery retries an unreachable peer
+for up to :data:`CONNECT_TIMEOUT_S`, so parties may start in any order (a refused certificate
+fails at once); a party waiting on a peer probes
 the peer's health and gives up after a few failed probes instead of waiting out the session
 timeout.
 """
@@ -11,7 +12,8 @@ timeout.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -33,6 +35,8 @@ from mpc.pki import CertRole
 from proto.v1 import training_pb2, training_pb2_grpc
 
 SERVICE_NAME = "fedcredit.v1.Training"
+#: How long a delivery keeps retrying a party that is not reachable (yet).
+CONNECT_TIMEOUT_S = 30.0
 MAX_TAG = 64
 
 
@@ -71,8 +75,10 @@ class GrpcTransport:
     """Delivers to the other parties over mutual TLS; one channel per party, reused."""
 
     def __init__(self, session_id: str, identity: IdentityHolder,
-                 parties: Mapping[str, PartyAddress], call_timeout_s: float) -> None:
+                 parties: Mapping[str, PartyAddress], call_timeout_s: float,
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         self._session_id = session_id
+        self._connect_timeout = connect_timeout_s
         self._identity = identity
         self._parties = dict(parties)
         self._timeout = call_timeout_s
@@ -96,14 +102,22 @@ class GrpcTransport:
         if recipient not in self._parties:
             raise InvalidRequestError(f"{recipient!r} is not a party of this session")
         stub = training_pb2_grpc.TrainingStub(self._channel(recipient))
-        try:
-            stub.Deliver(
-                training_pb2.TrainingMessage(session_id=self._session_id, tag=tag,
-                                             payload=payload),
-                timeout=self._timeout, wait_for_ready=True,
-            )
-        except grpc.RpcError as exc:
-            raise error_from_rpc(exc, default=ErrorCode.NODE_UNAVAILABLE) from None
+        message = training_pb2.TrainingMessage(session_id=self._session_id, tag=tag,
+                                               payload=payload)
+        deadline = time.monotonic() + self._connect_timeout
+        pause = 0.05
+        while True:
+            try:
+                stub.Deliver(message, timeout=self._timeout)
+                return
+            except grpc.RpcError as exc:
+                error = error_from_rpc(exc, default=ErrorCode.NODE_UNAVAILABLE)
+                # Not up yet (parties start in any order): retry for a while. Anything else —
+                # a refused certificate, a refused message — is final.
+                if error.code is not ErrorCode.NODE_UNAVAILABLE or time.monotonic() > deadline:
+                    raise error from None
+            time.sleep(pause)
+            pause = min(1.0, pause * 2)
 
     def is_alive(self, party: str) -> bool:
         return check_health(self._channel(party), 2.0, SERVICE_NAME)
@@ -127,10 +141,11 @@ class TrainingServer:
 def start_training_server(
     bind: str, session_id: str, mailbox: Mailbox, identity: IdentityHolder,
     parties: Mapping[str, PartyAddress], clock: Clock,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> TrainingServer:
     server, port, health = create_server(
         bind, identity.server_credentials(), max_workers=16,
-        max_message_bytes=MAX_TRAINING_MESSAGE_BYTES,
+        max_message_bytes=MAX_TRAINING_MESSAGE_BYTES, interceptors=interceptors,
     )
     training_pb2_grpc.add_TrainingServicer_to_server(
         TrainingServicer(session_id, mailbox, parties,

@@ -205,8 +205,15 @@ def _root_cause(workdir: Path, procs: dict[str, ManagedProcess]) -> FedCreditErr
             return error
     if errors:
         return errors[0]
-    dead = [n for n, p in procs.items() if p.popen.returncode not in (0, None)]
+    dead = [
+        f"{n} ({_exit_text(p.popen.returncode)})"
+        for n, p in procs.items() if p.popen.returncode not in (0, None)
+    ]
     return TrainingAbortedError(f"{', '.join(dead) or 'a party'} stopped without a report")
+
+
+def _exit_text(code: int) -> str:
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
 
 def _wait_ready(workdir: Path, procs: dict[str, ManagedProcess]) -> dict[str, int]:

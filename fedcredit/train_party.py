@@ -16,6 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from fedcredit.clock import system_clock
 from fedcredit.errors import ConfigurationError, FedCreditError, TrainingAbortedError
 from fedcredit.federation import Mailbox, Peer
@@ -23,9 +25,11 @@ from fedcredit.federation_grpc import GrpcTransport, PartyAddress, start_trainin
 from fedcredit.files import write_atomic
 from fedcredit.tls import IdentityHolder, TlsFiles, TlsIdentity
 from fedcredit.training_spec import SessionSpec
+from fedcredit.transcript import TranscriptInterceptor
 from mpc.pki import CertRole
 from node.training.outputs import slice_document
 from node.training.party_data import PartyTable, read_csv
+from node.training.settings import TrainingPartySettings
 from scoring.scorecard import ScoreScale
 
 log = logging.getLogger(__name__)
@@ -61,13 +65,18 @@ def run_party(
                 log.warning("%s", warning)
         identity = IdentityHolder(TlsIdentity.load(TlsFiles(party_dir / "identity"),
                                                    system_clock()))
+        settings = TrainingPartySettings()
+        interceptors = (
+            [TranscriptInterceptor(settings.transcript_dir / f"{name}.bin")]
+            if settings.transcript_dir is not None else []
+        )
         mailbox = Mailbox(name)
         roster = json.loads((workdir / "parties.json").read_text())
         roles: dict[str, str] = roster["roles"]
         addresses = {p: PartyAddress("", CertRole(r)) for p, r in roles.items()}
         server = start_training_server("127.0.0.1:0", str(roster["session_id"]), mailbox,
-                                       identity, addresses, system_clock)
-    except (FedCreditError, OSError, KeyError, ValueError) as exc:
+                                       identity, addresses, system_clock, interceptors)
+    except (FedCreditError, OSError, KeyError, ValueError, ValidationError) as exc:
         error = exc if isinstance(exc, FedCreditError) else ConfigurationError(str(exc))
         _write_json(party_dir / "error.json", {"code": error.code.value, "detail": error.detail})
         log.error("%s", error.detail)
@@ -82,7 +91,7 @@ def run_party(
         transport = GrpcTransport(spec.session_id, identity, parties, spec.timeout_s)
         peer = Peer(name, spec.names, mailbox, transport, spec.timeout_s, transport.is_alive)
         try:
-            result = _run_role(peer, spec, table, overlap_only)
+            result = _run_role(peer, spec, table, overlap_only, party_dir)
         except BaseException as exc:
             peer.abort_all(exc)
             raise
@@ -98,8 +107,8 @@ def run_party(
         server.stop(0.5)
 
 
-def _run_role(peer: Peer, spec: SessionSpec, table: PartyTable | None, overlap_only: bool
-              ) -> dict[str, Any]:
+def _run_role(peer: Peer, spec: SessionSpec, table: PartyTable | None, overlap_only: bool,
+              party_dir: Path) -> dict[str, Any]:
     role = spec.party(peer.name).role
     scale = ScoreScale()
     if role == "arbiter":
@@ -121,7 +130,12 @@ def _run_role(peer: Peer, spec: SessionSpec, table: PartyTable | None, overlap_o
         }
     from node.training.guest import run_guest
 
-    guest = run_guest(peer, spec, table, overlap_only=overlap_only)
+    progress_file = party_dir / "progress.json"
+
+    def progress(message: str) -> None:
+        _write_json(progress_file, {"party": peer.name, "message": message})
+
+    guest = run_guest(peer, spec, table, overlap_only=overlap_only, progress=progress)
     doc: dict[str, Any] = {
         "role": role,
         "overlap": guest.overlap,
@@ -129,6 +143,7 @@ def _run_role(peer: Peer, spec: SessionSpec, table: PartyTable | None, overlap_o
         "seconds": guest.seconds,
         "seconds_training": guest.seconds_training,
         "bytes_sent": guest.bytes_sent,
+        "stages": guest.stages,
         "warnings": list(table.warnings),
     }
     if overlap_only:

@@ -69,6 +69,7 @@ def summarize(run: SessionRun, pooled: Metrics | None) -> dict[str, Any]:
         "seconds": round(run.seconds, 2),
         "seconds_training": round(guest["seconds_training"], 2),
         "seconds_per_epoch": round(guest["seconds_training"] / max(1, epochs + 1), 3),
+        "stages_seconds": guest.get("stages", {}),
         "bytes_sent": {n: r.get("bytes_sent", 0) for n, r in run.results.items()},
     }
     if pooled is not None:

@@ -84,10 +84,14 @@ def _chunks(values: Sequence[float] | FloatArray, length: int) -> list[list[floa
 
 
 def _slot_masks(masks: MaskSource, slot_bound: float, count: int) -> tuple[list[float], int]:
-    """Per-slot uniform masks (share units on the wire as floats) and their exact total."""
-    bound = int(slot_bound * SHARE_ONE) << MASK_BITS
-    ints = [masks.uniform(bound) for _ in range(count)]
-    return [m / SHARE_ONE for m in ints], sum(ints)
+    """Per-slot masks uniform over [-2^k, 2^k), 2^k >= 2^MASK_BITS times the bound, drawn as
+    53-bit integers times a power of two so each is an exact double (what the ciphertext
+    holds) with an exact total in share units (what the caller keeps)."""
+    k = math.ceil(math.log2(max(slot_bound, 2.0**-SHARE_FRAC))) + MASK_BITS
+    rbits = min(52, k + SHARE_FRAC)
+    raw = (masks.words(count) >> np.uint64(63 - rbits)).astype(np.int64) - (1 << rbits)
+    scale = 2.0 ** (k - rbits)
+    return (raw.astype(float) * scale).tolist(), sum(raw.tolist()) << (k - rbits + SHARE_FRAC)
 
 
 class CkksVectorScheme:

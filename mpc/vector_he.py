@@ -41,16 +41,25 @@ class EngineName(StrEnum):
 
 
 class MaskSource(Protocol):
-    """Randomness for masks: uniform integers in [-bound, bound]."""
+    """Randomness for masks (injectable; :class:`SystemMasks` in production)."""
 
-    def uniform(self, bound: int) -> int: ...
+    def uniform(self, bound: int) -> int:
+        """One integer uniform in [-bound, bound]."""
+        ...
+
+    def words(self, count: int) -> npt.NDArray[np.uint64]:
+        """``count`` uniform 64-bit words (vectorized masks)."""
+        ...
 
 
 class SystemMasks:
-    """Masks from the OS CSPRNG (production)."""
+    """Masks from the OS CSPRNG."""
 
     def uniform(self, bound: int) -> int:
         return secrets.randbelow(2 * bound + 1) - bound
+
+    def words(self, count: int) -> npt.NDArray[np.uint64]:
+        return np.frombuffer(secrets.token_bytes(8 * count), dtype=np.uint64)
 
 
 @dataclass(frozen=True)

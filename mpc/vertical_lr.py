@@ -21,8 +21,12 @@ from mpc.vector_he import SHARE_ONE, MaskSource
 #: Weights are assumed below this in magnitude when masks are sized (WOE logistic weights are
 #: O(1); a larger weight is still correct, only its mask is relatively smaller).
 WEIGHT_BOUND = 16
-#: Bound on |4·(0.5 + z/4 − y)| = |z + 2 − 4y| and on |z| used to size row masks.
+#: Bound on |4·(0.5 + z/4 − y)| = |z + 2 − 4y| used to size the gradient masks.
 RESIDUAL_BOUND = 64.0
+#: Bound on a validation residual |z + 2 − 4y| (|z| up to 8: P(default) 0.03% or 99.97%) used
+#: to size the masks of the validation loss's Σr². CKKS decodes to doubles, so a looser bound
+#: costs precision; a value beyond it is hidden by a relatively smaller mask (docs/training.md).
+VALIDATION_BOUND = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class StepRule:
             return Fraction(x).limit_denominator(1 << 24)
 
         return cls(frac(learning_rate), frac(momentum), frac(l2))
+
+    def halved(self, times: int) -> StepRule:
+        return StepRule(self.learning_rate / (1 << times), self.momentum, self.l2)
 
 
 def _times(value: int, factor: Fraction) -> int:
@@ -108,9 +115,9 @@ def reveal(own: Sequence[int], other: Sequence[int]) -> tuple[float, ...]:
     return tuple((a + b) / SHARE_ONE for a, b in zip(own, other, strict=True))
 
 
-def validation_loss(linear_share_sum: int, square_sum: float, rows: int) -> float:
-    """Taylor loss ``ln2 − mean((y−½)z) + mean(z²)/8`` from the two released aggregates.
-
-    ``linear_share_sum`` is ``Σ(y−½)z / rows`` in share units; ``square_sum`` is ``Σz²``.
+def validation_loss(square_sum: float, rows: int) -> float:
+    """Taylor loss from one released aggregate: with ``r = z + 2 − 4y``,
+    ``ln2 − (y−½)z + z²/8 = ln2 − ½ + r²/8`` (as (y−½)² = ¼), so the mean loss is
+    ``ln2 − ½ + Σr² / (8·rows)`` — a single masked sum of squares, no per-row value released.
     """
-    return math.log(2.0) - linear_share_sum / SHARE_ONE + square_sum / (8.0 * rows)
+    return math.log(2.0) - 0.5 + square_sum / (8.0 * rows)

@@ -69,8 +69,8 @@ def fit_taylor_gd(
 ) -> tuple[LinearModel, int]:
     """Plaintext replica of the federated optimizer; returns the best model and its epoch.
 
-    Epoch e evaluates the validation loss of w_e, stops after ``patience`` epochs without an
-    improvement of ``tolerance``, else takes one gradient step (epoch 0 is the zero model).
+    Epoch e evaluates the validation loss of w_e, decides (:func:`early_stopping`), and unless
+    stopping takes one gradient step (epoch 0 is the zero model).
     """
     n, d = x_train.shape
     a = np.hstack([np.ones((n, 1)), x_train])
@@ -81,23 +81,48 @@ def fit_taylor_gd(
     reg[0] = 0.0
     best = (math.inf, w.copy(), 0)
     stale = 0
+    rate = settings.learning_rate
     for epoch in range(settings.max_epochs + 1):
         loss = taylor_loss(av @ w, y_valid)
-        if loss < best[0] - settings.tolerance:
+        decision = early_stopping(loss, best[0], stale, settings)
+        stale = decision.stale
+        if decision.best:
             best = (loss, w.copy(), epoch)
-            stale = 0
-        else:
-            stale += 1
-            if stale >= settings.patience:
-                break
-        if epoch == settings.max_epochs:
+        if decision.stop or epoch == settings.max_epochs:
             break
+        if decision.back_off:  # no step from the overshot weights: start again from the best
+            w, v, rate = best[1].copy(), np.zeros(d + 1), rate / 2
+            continue
         residual = 0.5 + 0.25 * (a @ w) - y_train
         grad = a.T @ residual / n + reg * w
-        v = settings.momentum * v - settings.learning_rate * grad
+        v = settings.momentum * v - rate * grad
         w = w + v
     _, wb, epoch = best
     return LinearModel(float(wb[0]), wb[1:].copy()), epoch
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    best: bool  # this epoch's weights are the best so far
+    stop: bool
+    back_off: bool  # the loss rose: restart from the best weights with half the step
+    stale: int
+
+
+def early_stopping(loss: float, best_loss: float, stale: int, settings: GdSettings
+                   ) -> StopDecision:
+    """One epoch's verdict, shared by the protocol (at the guest) and the replica.
+
+    Improvement by ``tolerance`` resets the count; ``patience`` epochs without one stop; a loss
+    above the best (an overshooting step) also sends everyone back to the best weights with
+    half the learning rate (the next epoch steps from there), so a step size too large for
+    the data cannot ruin a run.
+    """
+    if loss < best_loss - settings.tolerance:
+        return StopDecision(True, False, False, 0)
+    stale += 1
+    return StopDecision(False, stale >= settings.patience,
+                        loss > best_loss + settings.tolerance, stale)
 
 
 def fit_pooled(x: FloatArray, y: IntArray, l2: float) -> LinearModel:

@@ -51,18 +51,22 @@ def run_arbiter(peer: Peer, spec: SessionSpec, holder: VectorKeyHolder | None = 
             peer.send(name, f"w/{epoch}", pack({}, [scheme.dump(holder.encrypt_weights(s.w))]))
         meta, blobs = unpack(peer.recv(spec.guest, f"val/{epoch}"))
         square = holder.square_sum_answer(scheme.load_square_request(blobs[0]))
-        linear = holder.release(holder.decrypt_sums(scheme.load_sums(blobs[1])))
-        peer.send(spec.guest, f"valans/{epoch}", pack({"square": str(square), "linear": ints(linear)}))
+        peer.send(spec.guest, f"valans/{epoch}", pack({"square": str(square)}))
         control, _ = unpack(peer.recv(spec.guest, f"ctl/{epoch}"))
         if control["best"]:
             best = dict(shares)
             best_epoch = epoch
         if control["stop"]:
             break
+        step_rule = rule.halved(int(control["halvings"]))
+        if control["back_off"]:
+            shares = {n: Shares(b.w, (0,) * b.size) for n, b in best.items()}
+            epoch += 1
+            continue
         for name in list(shares):
             meta, blobs = unpack(peer.recv(name, f"g/{epoch}"))
             mine = holder.decrypt_sums(scheme.load_sums(blobs[0]))
-            stepped = gd_step(shares[name], mine, rule, regularized[name])
+            stepped = gd_step(shares[name], mine, step_rule, regularized[name])
             delta = Shares(
                 tuple(parse_ints(meta["dw"], sizes[name])),
                 tuple(parse_ints(meta["dv"], sizes[name])),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,12 +31,12 @@ from mpc.vector_he import (
     VectorScheme,
 )
 from mpc.vector_keys import generate_key_holder, load_scheme
-from mpc.vertical_lr import RESIDUAL_BOUND, StepRule, validation_loss
+from mpc.vertical_lr import VALIDATION_BOUND, StepRule, validation_loss
 from node.training.binning import BinningEngine, fit_binnings
 from node.training.participant import Participant, ints, parse_ints
 from node.training.party_data import PartyTable
 from scoring.binning import Binning, WoeTable, bin_counts, woe_encode, woe_table
-from scoring.logistic import Metrics, evaluate, fit_pooled
+from scoring.logistic import Metrics, early_stopping, evaluate, fit_pooled
 
 INTERCEPT = "(intercept)"
 
@@ -70,6 +70,10 @@ class GuestResult:
     seconds: float
     seconds_training: float
     bytes_sent: int
+    stages: dict[str, float]
+
+
+Progress = Callable[[str], None]
 
 
 def _split(n: int, spec: SessionSpec) -> dict[str, np.ndarray]:
@@ -116,21 +120,33 @@ def _own_woe(binnings: Sequence[Binning], values: np.ndarray, labels: np.ndarray
 
 
 def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only: bool = False,
-              masks: MaskSource | None = None) -> GuestResult:
+              masks: MaskSource | None = None, progress: Progress | None = None) -> GuestResult:
     started = time.monotonic()
     masks = masks or SystemMasks()
+    stages: dict[str, float] = {}
+    mark = [started]
+
+    def stage(name: str, message: str) -> None:
+        now = time.monotonic()
+        stages[name] = round(now - mark[0], 3)
+        mark[0] = now
+        if progress is not None:
+            progress(message)
+
     if table.labels is None:
         raise TrainingDataError("the guest's table has no label column")
     meta, blobs = unpack(peer.recv(spec.arbiter, "key"))
     scheme = load_scheme(spec.engine, blobs[0])
 
     # -- alignment ----------------------------------------------------------------------------
+    stage("key", "aligning subjects (PSI)…")
     counts, maps = _psi(peer, spec, table, overlap_only)
+    stage("psi", "binning…")
     if overlap_only:
         for host in spec.hosts:
             peer.send(host, "align", pack({"overlap_only": True}))
         peer.send(spec.arbiter, "plan", pack({"overlap_only": True}))
-        return _overlap_result(counts, table, started, peer)
+        return _overlap_result(counts, table, started, peer, stages)
     common = sorted(set.intersection(*(set(m) for m in maps.values())))
     if len(common) < spec.min_overlap:
         raise OverlapTooSmallError(
@@ -195,6 +211,7 @@ def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only:
         return np.column_stack(cols) if cols else np.zeros((len(values), 0))
 
     x = {k: encode(k) for k in rows}
+    stage("binning", "training: epoch 0…")
 
     # -- training -----------------------------------------------------------------------------
     training_started = time.monotonic()
@@ -214,28 +231,36 @@ def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only:
         rule=StepRule.of(spec.gd.learning_rate, spec.gd.momentum, spec.gd.l2), masks=masks,
     )
     residual_plain = 2.0 - 4.0 * y["train"].astype(float)
-    valid_centered = FeatureMatrix.quantize((y["valid"].astype(float) - 0.5).reshape(-1, 1))
+    valid_plain = 2.0 - 4.0 * y["valid"].astype(float)
     history: list[float] = []
-    best_loss, best_epoch, stale, epoch = math.inf, 0, 0, 0
+    best_loss, best_epoch, stale, epoch, halvings = math.inf, 0, 0, 0, 0
     while True:
         z_train, z_valid = participant.forward(epoch)
         for host in spec.hosts:
             _, blobs = unpack(peer.recv(host, f"u/{epoch}"))
             z_train = scheme.add(z_train, scheme.load_vector(blobs[0]))
             z_valid = scheme.add(z_valid, scheme.load_vector(blobs[1]))
-        loss = _validation_loss(peer, spec, scheme, z_valid, valid_centered, masks, epoch)
+        loss = _validation_loss(peer, spec, scheme, z_valid, valid_plain, masks, epoch)
         history.append(loss)
-        is_best = loss < best_loss - spec.gd.tolerance
-        if is_best:
-            best_loss, best_epoch, stale = loss, epoch, 0
-        else:
-            stale += 1
-        stop = stale >= spec.gd.patience or epoch >= spec.gd.max_epochs
-        participant.control(is_best)
+        if progress is not None:
+            progress(f"training: epoch {epoch}, validation loss {loss:.5f}")
+        decision = early_stopping(loss, best_loss, stale, spec.gd)
+        stale = decision.stale
+        if decision.best:
+            best_loss, best_epoch = loss, epoch
+        stop = decision.stop or epoch >= spec.gd.max_epochs
+        back_off = decision.back_off and not stop
+        halvings += int(back_off)
+        participant.control(decision.best, back_off, halvings)
+        control = pack({"best": decision.best, "stop": stop, "back_off": back_off,
+                        "halvings": halvings})
         for other in (spec.arbiter, *spec.hosts):
-            peer.send(other, f"ctl/{epoch}", pack({"best": is_best, "stop": stop}))
+            peer.send(other, f"ctl/{epoch}", control)
         if stop:
             break
+        if back_off:  # no step from the overshot weights; the next epoch restarts from the best
+            epoch += 1
+            continue
         residual = scheme.dump(scheme.add_plain(z_train, residual_plain))
         for host in spec.hosts:
             peer.send(host, f"d/{epoch}", pack({}, [residual]))
@@ -243,6 +268,7 @@ def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only:
         epoch += 1
     weights = participant.final_weights()
     training_seconds = time.monotonic() - training_started
+    stage("training", "scoring the test set…")
 
     # -- joint test scores (the chain of hosts ends here) and metrics --------------------------
     _, blobs = unpack(peer.recv(spec.hosts[-1], "test/acc"))
@@ -258,6 +284,7 @@ def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only:
         guest_only = evaluate(fitted.logits(x["test"]), y["test"])
     for host in spec.hosts:
         peer.send(host, "done", pack({"auc": metrics.auc}))
+    stage("scoring", "done")
     return GuestResult(
         overlap=counts,
         rows={k: len(v) for k, v in rows.items()},
@@ -277,28 +304,27 @@ def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only:
         seconds=time.monotonic() - started,
         seconds_training=training_seconds,
         bytes_sent=peer.bytes_sent,
+        stages=stages,
     )
 
 
 def _validation_loss(
     peer: Peer, spec: SessionSpec, s: VectorScheme, z_valid: CipherVector,
-    centered: FeatureMatrix, masks: MaskSource, epoch: int,
+    residual_plain: np.ndarray, masks: MaskSource, epoch: int,
 ) -> float:
     """Taylor loss of the current weights on the validation rows; the arbiter sees masks only."""
-    request, state = s.square_sum_request(z_valid, RESIDUAL_BOUND, masks)
-    sums, own = s.column_sums(centered, z_valid, centered.rows, RESIDUAL_BOUND, masks)
-    peer.send(spec.arbiter, f"val/{epoch}", pack({}, [s.dump(request), s.dump(sums)]))
+    residual = s.add_plain(z_valid, residual_plain)
+    request, state = s.square_sum_request(residual, VALIDATION_BOUND, masks)
+    peer.send(spec.arbiter, f"val/{epoch}", pack({}, [s.dump(request)]))
     meta, _ = unpack(peer.recv(spec.arbiter, f"valans/{epoch}"))
-    square = s.square_sum_finish(state, int(meta["square"]))
-    linear = int(meta["linear"][0]) + own[0]
-    return validation_loss(linear, square, centered.rows)
+    return validation_loss(s.square_sum_finish(state, int(meta["square"])), len(residual_plain))
 
 
-def _overlap_result(counts: dict[str, int], table: PartyTable, started: float, peer: Peer
-                    ) -> GuestResult:
+def _overlap_result(counts: dict[str, int], table: PartyTable, started: float, peer: Peer,
+                    stages: dict[str, float]) -> GuestResult:
     return GuestResult(
         overlap=counts, rows={"guest": table.rows}, split_rows={}, features=(), binnings=(), woe=(),
         intercept=0.0, weights=(), feature_report=(), history=(), best_epoch=0, metrics=None,
         guest_only=None, test_scores=(), test_labels=(), seconds=time.monotonic() - started,
-        seconds_training=0.0, bytes_sent=peer.bytes_sent,
+        seconds_training=0.0, bytes_sent=peer.bytes_sent, stages=stages,
     )

@@ -117,9 +117,13 @@ def run_host(peer: Peer, spec: SessionSpec, table: PartyTable, masks: MaskSource
         u_train, u_valid = participant.forward(epoch)
         peer.send(guest, f"u/{epoch}", pack({}, [scheme.dump(u_train), scheme.dump(u_valid)]))
         control, _ = unpack(peer.recv(guest, f"ctl/{epoch}"))
-        participant.control(bool(control["best"]))
+        participant.control(bool(control["best"]), bool(control["back_off"]),
+                            int(control["halvings"]))
         if control["stop"]:
             break
+        if control["back_off"]:
+            epoch += 1
+            continue
         _, blobs = unpack(peer.recv(guest, f"d/{epoch}"))
         participant.backward(epoch, scheme.load_vector(blobs[0]))
         epoch += 1

@@ -41,10 +41,12 @@ class Participant:
     masks: MaskSource
     shares: Shares = field(init=False)
     best: Shares = field(init=False)
+    base_rule: StepRule = field(init=False)
 
     def __post_init__(self) -> None:
         self.shares = Shares.zeros(self.x_train.columns)
         self.best = self.shares
+        self.base_rule = self.rule
 
     def forward(self, epoch: int) -> tuple[CipherVector, CipherVector]:
         meta, blobs = unpack(self.peer.recv(self.arbiter, f"w/{epoch}"))
@@ -56,9 +58,14 @@ class Participant:
             self.scheme.linear(self.x_valid, weights, self.shares.w),
         )
 
-    def control(self, is_best: bool) -> None:
+    def control(self, is_best: bool, back_off: bool, halvings: int) -> None:
+        """Apply the guest's verdict: remember the best shares; on a back-off restart from
+        them (momentum zeroed) with the learning rate halved ``halvings`` times."""
         if is_best:
             self.best = self.shares
+        if back_off:
+            self.shares = Shares(self.best.w, (0,) * self.best.size)
+        self.rule = self.base_rule.halved(halvings)
 
     def backward(self, epoch: int, residual: CipherVector) -> None:
         """Masked gradient sums to the arbiter; step and re-share this party's shares."""
