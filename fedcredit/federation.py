@@ -179,7 +179,7 @@ class Peer:
                 continue
             try:
                 self._transport.deliver(other, self.name, ABORT_TAG, payload)
-            except Exception:  # noqa: BLE001 - the other party may be the one that is gone
+            except Exception:  # the other party may be the one that is gone
                 continue
 
 

@@ -35,7 +35,8 @@ def train_local(
         Path("train-run"),
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the summary here.")] =
         None,
-    binning: Annotated[str, typer.Option(help="Quantile engine: spark or exact.")] = "spark",
+    binning: Annotated[str, typer.Option(
+        help="Quantile engine: exact (numpy, the default for CSV files) or spark.")] = "exact",
     max_bins: Annotated[int, typer.Option(min=2, max=64)] = 10,
     min_bin_size: Annotated[int, typer.Option(min=1)] = 50,
     min_iv: Annotated[float, typer.Option(min=0.0, help="Drop features below this IV.")] = 0.0,
@@ -71,7 +72,7 @@ def train_local(
         guest = run.results[run.spec.guest]
         if overlap_only:
             for host, count in guest["overlap"].items():
-                console.print(f"{run.spec.guest} ∩ {host}: [bold]{count}[/] shared subjects")
+                console.print(f"{run.spec.guest} and {host}: [bold]{count}[/] shared subjects")
             return
         reference = None
         ref_scores = None
@@ -120,7 +121,7 @@ def _print(run: Any, summary: dict[str, Any]) -> None:
     console.print(
         f"{summary['epochs']} epochs (best {summary['best_epoch']}), "
         f"{summary['seconds_per_epoch']:.2f} s/epoch, {summary['seconds']:.1f} s end to end"
-        + (f"; |AUC − pooled| = {gap:.4f} ({'lossless' if summary['lossless'] else 'NOT lossless'})"
+        + (f"; |AUC - pooled| = {gap:.4f} ({'lossless' if summary['lossless'] else 'NOT lossless'})"
            if gap is not None else "")
     )
     console.print(f"model: {Path(run.workdir).parent / 'model'}; plots: "

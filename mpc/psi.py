@@ -1,4 +1,4 @@
-"""Private set intersection by commutative Diffie–Hellman over X25519.
+"""Private set intersection by commutative Diffie-Hellman over X25519.
 
 The label holder (the *receiver*) and one feature holder (the *sender*) each hold a secret
 scalar. Every identifier is hashed to a 32-byte X25519 u-coordinate (SHA-512 with a domain
@@ -34,7 +34,7 @@ Shuffle = Callable[[list[int]], None]
 
 
 def system_shuffle(items: list[int]) -> None:
-    """Fisher–Yates with the OS CSPRNG."""
+    """Fisher-Yates with the OS CSPRNG."""
     for i in range(len(items) - 1, 0, -1):
         j = secrets.randbelow(i + 1)
         items[i], items[j] = items[j], items[i]

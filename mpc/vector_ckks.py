@@ -1,8 +1,8 @@
 """The fast engine: CKKS (TenSEAL), 8,192 training rows per ciphertext.
 
 Parameters: ring degree 16,384, coefficient moduli 60/40/40/40/60 bits (240 of the 438 bits
-SEAL allows at 128-bit security), scale 2^40. The protocol's deepest path — encrypted weights ×
-features, then × features again for the gradient (or squared for the validation loss) — uses
+SEAL allows at 128-bit security), scale 2^40. The protocol's deepest path — encrypted weights x
+features, then x features again for the gradient (or squared for the validation loss) — uses
 two levels and is decrypted with a 100-bit modulus left, the headroom the masks need.
 
 No rotation (Galois) keys exist: a sum over slots is released to the key holder as a vector of
@@ -10,7 +10,7 @@ individually masked slots whose masks the sender knows the total of, so the key 
 decrypted slots and learns only the masked total. CKKS is approximate: masks hide to 2^-30
 statistically (not 2^-80 as with Paillier), and every value that leaves the key holder
 is noise-flooded (uniform noise of 2^-12, far above the ~2^-20 decryption error) against the
-Li–Micciancio key-recovery attack. See docs/training.md.
+Li-Micciancio key-recovery attack. See docs/training.md.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import tenseal as ts
@@ -27,11 +28,25 @@ from fedcredit.errors import InvalidRequestError
 from mpc.vector_he import (
     SHARE_FRAC,
     SHARE_ONE,
+    CipherVector,
+    EncryptedSums,
+    EncryptedWeights,
     EngineName,
     FeatureMatrix,
     FloatArray,
     MaskSource,
+    SquareSumRequest,
+    SquareSumState,
 )
+
+T = TypeVar("T")
+
+
+def _own(kind: type[T], value: object) -> T:
+    """This engine's object, or a clear error (a Paillier vector handed to CKKS, say)."""
+    if not isinstance(value, kind):
+        raise InvalidRequestError(f"expected a CKKS {kind.__name__}, got {type(value).__name__}")
+    return value
 
 POLY_DEGREE = 16384
 COEFF_BITS = (60, 40, 40, 40, 60)
@@ -75,6 +90,19 @@ class CkksSquareRequest:
 @dataclass(frozen=True)
 class CkksSquareState:
     mask_total: int  # share units
+
+
+def _chunk_count(length: int) -> int:
+    return max(1, math.ceil(length / SLOTS))
+
+
+def _chunk(values: FloatArray, c: int) -> list[float]:
+    """Slots of chunk ``c`` (rows c·SLOTS …), zero-padded — built on demand: a wide matrix
+    as Python lists all at once would take gigabytes."""
+    part = np.zeros(SLOTS)
+    piece = values[c * SLOTS : (c + 1) * SLOTS]
+    part[: len(piece)] = piece
+    return part.tolist()
 
 
 def _chunks(values: Sequence[float] | FloatArray, length: int) -> list[list[float]]:
@@ -126,31 +154,33 @@ class CkksVectorScheme:
         )
 
     def linear(
-        self, x: FeatureMatrix, weights: CkksWeights, own_shares: Sequence[int]  # type: ignore[override]
+        self, x: FeatureMatrix, weights: EncryptedWeights, own_shares: Sequence[int]
     ) -> CkksCipherVector:
+        weights = _own(CkksWeights, weights)
         if weights.count != x.columns or len(own_shares) != x.columns:
             raise InvalidRequestError("weights do not match the feature matrix")
         # Add the caller's share inside the ciphertext first: both shares are large (masks),
         # their sum is small, and CKKS multiplication errors grow with the operand.
         full = [w + [s / SHARE_ONE] * SLOTS for w, s in zip(weights.cts, own_shares, strict=True)]
-        columns = [_chunks(x.floats[:, j], x.rows) for j in range(x.columns)]
         out = []
-        for c in range(len(columns[0]) if columns else 1):
+        for c in range(_chunk_count(x.rows)):
             acc = None
             for j in range(x.columns):
-                term = full[j] * columns[j][c]
+                term = full[j] * _chunk(x.floats[:, j], c)
                 acc = term if acc is None else acc + term
             out.append(acc if acc is not None else ts.ckks_vector(self.context, [0.0] * SLOTS))
         return CkksCipherVector(tuple(out), x.rows)
 
-    def add(self, a: CkksCipherVector, b: CkksCipherVector) -> CkksCipherVector:  # type: ignore[override]
+    def add(self, a: CipherVector, b: CipherVector) -> CkksCipherVector:
+        a, b = _own(CkksCipherVector, a), _own(CkksCipherVector, b)
         if a.length != b.length:
             raise InvalidRequestError("encrypted vectors do not line up")
         return CkksCipherVector(
             tuple(p + q for p, q in zip(a.chunks, b.chunks, strict=True)), a.length
         )
 
-    def add_plain(self, a: CkksCipherVector, values: FloatArray) -> CkksCipherVector:  # type: ignore[override]
+    def add_plain(self, a: CipherVector, values: FloatArray) -> CkksCipherVector:
+        a = _own(CkksCipherVector, a)
         if a.length != len(values):
             raise InvalidRequestError("plaintext does not line up with the encrypted vector")
         return CkksCipherVector(
@@ -161,38 +191,39 @@ class CkksVectorScheme:
     def column_sums(
         self,
         x: FeatureMatrix,
-        v: CkksCipherVector,  # type: ignore[override]
+        v: CipherVector,
         divisor: int,
         bound: float,
         masks: MaskSource,
     ) -> tuple[CkksSums, list[int]]:
+        v = _own(CkksCipherVector, v)
         if x.rows != v.length:
             raise InvalidRequestError("encrypted vector does not match the feature matrix")
         slot_bound = x.max_abs() * bound * len(v.chunks) / divisor
         cts = []
         shares = []
         for j in range(x.columns):
-            column = _chunks(x.floats[:, j] / divisor, x.rows)
-            acc = None
-            for chunk, plain in zip(v.chunks, column, strict=True):
-                term = chunk * plain
-                acc = term if acc is None else acc + term
+            column = x.floats[:, j] / divisor
+            acc = v.chunks[0] * _chunk(column, 0)  # a vector has at least one chunk
+            for c, chunk in enumerate(v.chunks[1:], start=1):
+                acc = acc + chunk * _chunk(column, c)
             slot_masks, total = _slot_masks(masks, slot_bound, SLOTS)
-            cts.append(acc + slot_masks)  # type: ignore[operator]
+            cts.append(acc + slot_masks)
             shares.append(-total)
         return CkksSums(tuple(cts)), shares
 
     def square_sum_request(
-        self, v: CkksCipherVector, bound: float, masks: MaskSource  # type: ignore[override]
+        self, v: CipherVector, bound: float, masks: MaskSource
     ) -> tuple[CkksSquareRequest, CkksSquareState]:
-        acc = None
-        for chunk in v.chunks:
-            term = chunk * chunk
-            acc = term if acc is None else acc + term
+        v = _own(CkksCipherVector, v)
+        acc = v.chunks[0] * v.chunks[0]
+        for chunk in v.chunks[1:]:
+            acc = acc + chunk * chunk
         slot_masks, total = _slot_masks(masks, bound * bound * len(v.chunks), SLOTS)
-        return CkksSquareRequest(acc + slot_masks), CkksSquareState(total)  # type: ignore[operator]
+        return CkksSquareRequest(acc + slot_masks), CkksSquareState(total)
 
-    def square_sum_finish(self, state: CkksSquareState, answer: int) -> float:  # type: ignore[override]
+    def square_sum_finish(self, state: SquareSumState, answer: int) -> float:
+        state = _own(CkksSquareState, state)
         return (answer - state.mask_total) / SHARE_ONE
 
     # -- wire -----------------------------------------------------------------------------
@@ -275,7 +306,8 @@ class CkksVectorKeyHolder:
         from mpc.vector_he import SystemMasks
 
         context = ts.context(
-            ts.SCHEME_TYPE.CKKS, poly_modulus_degree=POLY_DEGREE, coeff_mod_bit_sizes=list(COEFF_BITS)
+            ts.SCHEME_TYPE.CKKS, poly_modulus_degree=POLY_DEGREE,
+            coeff_mod_bit_sizes=list(COEFF_BITS),
         )
         context.global_scale = 2.0**SCALE_BITS
         return cls(context, flood or SystemMasks())
@@ -286,23 +318,26 @@ class CkksVectorKeyHolder:
 
     def _decrypt_sum(self, ct: ts.CKKSVector) -> int:
         ct.link_context(self._context)
-        return int(round(math.fsum(ct.decrypt()) * SHARE_ONE))
+        return round(math.fsum(ct.decrypt()) * SHARE_ONE)
 
     def encrypt_weights(self, shares: Sequence[int]) -> CkksWeights:
         return CkksWeights(
             tuple(ts.ckks_vector(self._context, [s / SHARE_ONE] * SLOTS) for s in shares)
         )
 
-    def decrypt_sums(self, sums: CkksSums) -> list[int]:  # type: ignore[override]
+    def decrypt_sums(self, sums: EncryptedSums) -> list[int]:
+        sums = _own(CkksSums, sums)
         return [self._decrypt_sum(ct) for ct in sums.cts]
 
-    def square_sum_answer(self, request: CkksSquareRequest) -> int:  # type: ignore[override]
+    def square_sum_answer(self, request: SquareSumRequest) -> int:
+        request = _own(CkksSquareRequest, request)
         return self._decrypt_sum(request.ct) + self._flood.uniform(FLOOD_UNITS)
 
     def release(self, shares: Sequence[int]) -> list[int]:
         return [int(s) + self._flood.uniform(FLOOD_UNITS) for s in shares]
 
-    def decrypt_vector(self, v: CkksCipherVector) -> FloatArray:  # type: ignore[override]
+    def decrypt_vector(self, v: CipherVector) -> FloatArray:
+        v = _own(CkksCipherVector, v)
         out: list[float] = []
         for chunk in v.chunks:
             chunk.link_context(self._context)

@@ -67,6 +67,7 @@ class FeatureMatrix:
     """A party's feature matrix, quantized to multiples of 2^-X_FRAC."""
 
     ints: IntArray  # [rows, features], value · 2^X_FRAC
+    floats: FloatArray = field(repr=False, compare=False)  # the same values as doubles (exact)
     _distinct: tuple[tuple[int, ...], ...] = field(repr=False, compare=False, default=())
 
     @classmethod
@@ -75,7 +76,7 @@ class FeatureMatrix:
             raise ValueError("feature matrix must be 2-D and finite")
         ints = np.rint(values * (1 << X_FRAC)).astype(np.int64)
         distinct = tuple(tuple(int(v) for v in np.unique(ints[:, j])) for j in range(ints.shape[1]))
-        return cls(ints=ints, _distinct=distinct)
+        return cls(ints=ints, floats=ints.astype(float) / (1 << X_FRAC), _distinct=distinct)
 
     @property
     def rows(self) -> int:
@@ -84,10 +85,6 @@ class FeatureMatrix:
     @property
     def columns(self) -> int:
         return int(self.ints.shape[1])
-
-    @property
-    def floats(self) -> FloatArray:
-        return self.ints.astype(float) / (1 << X_FRAC)
 
     def distinct(self, j: int) -> tuple[int, ...]:
         return self._distinct[j]
@@ -158,7 +155,7 @@ class VectorScheme(Protocol):
         bound: float,
         masks: MaskSource,
     ) -> tuple[EncryptedSums, list[int]]:
-        """Masked ``Xᵀv / divisor`` for the key holder, and the caller's shares (−masks).
+        """Masked ``Xᵀv / divisor`` for the key holder, and the caller's shares (-masks).
 
         ``bound`` bounds |v| elementwise; masks are sized from it so the key holder's view is
         statistically independent of the sums (to 2^-mask_bits). Decrypted with
@@ -215,7 +212,7 @@ class VectorKeyHolder(Protocol):
 
 
 def to_share_units(values: FloatArray) -> list[int]:
-    return [int(round(float(v) * SHARE_ONE)) for v in values]
+    return [round(float(v) * SHARE_ONE) for v in values]
 
 
 def from_share_units(shares: Sequence[int]) -> FloatArray:

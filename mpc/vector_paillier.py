@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import gmpy2
 import numpy as np
@@ -22,11 +23,30 @@ from mpc.paillier import MIN_KEY_BITS, PaillierKeyPair, PaillierPublicKey
 from mpc.vector_he import (
     SHARE_FRAC,
     X_FRAC,
+    CipherVector,
+    EncryptedSums,
+    EncryptedWeights,
     EngineName,
     FeatureMatrix,
     FloatArray,
     MaskSource,
+    SquareSumRequest,
+    SquareSumState,
 )
+
+T = TypeVar("T")
+
+
+def _own(kind: type[T], value: object) -> T:
+    """This engine's object, or a clear error (a CKKS vector handed to Paillier, say)."""
+    if not isinstance(value, kind):
+        raise InvalidRequestError(
+            f"expected a Paillier {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
+
+#: A gmpy2 integer (no type stubs): ciphertexts modulo n² and their factors.
+Mpz = Any
 
 MASK_BITS = 80
 #: Fixed-point precision of encrypted row vectors (labels, residual terms).
@@ -37,7 +57,7 @@ _KIND_VECTOR, _KIND_SUMS, _KIND_WEIGHTS, _KIND_SQUARE = 1, 2, 3, 4
 
 @dataclass(frozen=True)
 class PaillierCipherVector:
-    cts: tuple[object, ...]  # gmpy2 integers modulo n²
+    cts: tuple[Mpz, ...]  # gmpy2 integers modulo n²
     frac: int
 
     @property
@@ -47,7 +67,7 @@ class PaillierCipherVector:
 
 @dataclass(frozen=True)
 class PaillierSums:
-    cts: tuple[object, ...]
+    cts: tuple[Mpz, ...]
     frac: int
     divisor: int
 
@@ -58,7 +78,7 @@ class PaillierSums:
 
 @dataclass(frozen=True)
 class PaillierWeights:
-    cts: tuple[object, ...]  # frac = SHARE_FRAC
+    cts: tuple[Mpz, ...]  # frac = SHARE_FRAC
 
     @property
     def count(self) -> int:
@@ -67,8 +87,8 @@ class PaillierWeights:
 
 @dataclass(frozen=True)
 class PaillierSquareRequest:
-    masked: tuple[object, ...]  # Enc(v + R), frac f
-    cross: object  # Enc(Σ R·v), frac 2f
+    masked: tuple[Mpz, ...]  # Enc(v + R), frac f
+    cross: Mpz  # Enc(Σ R·v), frac 2f
     frac: int
 
 
@@ -111,36 +131,36 @@ class PaillierVectorScheme:
             raise InvalidRequestError("malformed Paillier training key") from exc
         return cls(n, hs, min_bits=min_bits)
 
-    def _obfuscator(self) -> object:
+    def _obfuscator(self) -> Mpz:
         if self._djn is None:
             self._djn = DjnObfuscator.build(int(self.n), self.hs)
         return self._djn.obfuscator()
 
     # -- encoding -------------------------------------------------------------------------
-    def _encode(self, value: int) -> object:
+    def _encode(self, value: int) -> Mpz:
         return 1 + (gmpy2.mpz(value) % self.n) * self.n  # (1+n)^m mod n²
 
     def _decode(self, residue: int) -> int:
         return residue - int(self.n) if residue > int(self.n) // 2 else residue
 
-    def encrypt_int(self, value: int) -> object:
+    def encrypt_int(self, value: int) -> Mpz:
         return self._encode(value) * self._obfuscator() % self.nn
 
-    def _rerandomize(self, c: object) -> object:
-        return c * self._obfuscator() % self.nn  # type: ignore[operator]
+    def _rerandomize(self, c: Mpz) -> Mpz:
+        return c * self._obfuscator() % self.nn
 
     # -- operations -----------------------------------------------------------------------
     def encrypt(self, values: FloatArray) -> PaillierCipherVector:
         scale = 1 << VECTOR_FRAC
-        cts = tuple(self.encrypt_int(int(round(float(v) * scale))) for v in values)
+        cts = tuple(self.encrypt_int(round(float(v) * scale)) for v in values)
         return PaillierCipherVector(cts, VECTOR_FRAC)
 
     def encrypt_weights_public(self, shares: Sequence[int]) -> PaillierWeights:
         return PaillierWeights(tuple(self.encrypt_int(int(s)) for s in shares))
 
-    def _powers(self, c: object, exponents: Sequence[int]) -> dict[int, object]:
+    def _powers(self, c: Mpz, exponents: Sequence[int]) -> dict[int, Mpz]:
         inv = None
-        out: dict[int, object] = {}
+        out: dict[int, Mpz] = {}
         for e in exponents:
             if e >= 0:
                 out[e] = gmpy2.powmod(c, e, self.nn)
@@ -151,13 +171,14 @@ class PaillierVectorScheme:
         return out
 
     def linear(
-        self, x: FeatureMatrix, weights: PaillierWeights, own_shares: Sequence[int]  # type: ignore[override]
+        self, x: FeatureMatrix, weights: EncryptedWeights, own_shares: Sequence[int]
     ) -> PaillierCipherVector:
+        weights = _own(PaillierWeights, weights)
         if weights.count != x.columns or len(own_shares) != x.columns:
             raise InvalidRequestError("weights do not match the feature matrix")
         nn = self.nn
         full = [
-            c * self._encode(int(s)) % nn  # type: ignore[operator]
+            c * self._encode(int(s)) % nn
             for c, s in zip(weights.cts, own_shares, strict=True)
         ]
         tables = [self._powers(full[j], x.distinct(j)) for j in range(x.columns)]
@@ -169,22 +190,24 @@ class PaillierVectorScheme:
             cts.append(acc)
         return PaillierCipherVector(tuple(cts), X_FRAC + SHARE_FRAC)
 
-    def add(self, a: PaillierCipherVector, b: PaillierCipherVector) -> PaillierCipherVector:  # type: ignore[override]
+    def add(self, a: CipherVector, b: CipherVector) -> PaillierCipherVector:
+        a, b = _own(PaillierCipherVector, a), _own(PaillierCipherVector, b)
         if a.length != b.length or a.frac != b.frac:
             raise InvalidRequestError("encrypted vectors do not line up")
         nn = self.nn
         return PaillierCipherVector(
-            tuple(x * y % nn for x, y in zip(a.cts, b.cts, strict=True)), a.frac  # type: ignore[operator]
+            tuple(x * y % nn for x, y in zip(a.cts, b.cts, strict=True)), a.frac
         )
 
-    def add_plain(self, a: PaillierCipherVector, values: FloatArray) -> PaillierCipherVector:  # type: ignore[override]
+    def add_plain(self, a: CipherVector, values: FloatArray) -> PaillierCipherVector:
+        a = _own(PaillierCipherVector, a)
         if a.length != len(values):
             raise InvalidRequestError("plaintext does not line up with the encrypted vector")
         scale = 1 << a.frac
         nn = self.nn
         return PaillierCipherVector(
             tuple(
-                c * self._encode(int(round(float(v) * scale))) % nn  # type: ignore[operator]
+                c * self._encode(round(float(v) * scale)) % nn
                 for c, v in zip(a.cts, values, strict=True)
             ),
             a.frac,
@@ -193,11 +216,12 @@ class PaillierVectorScheme:
     def column_sums(
         self,
         x: FeatureMatrix,
-        v: PaillierCipherVector,  # type: ignore[override]
+        v: CipherVector,
         divisor: int,
         bound: float,
         masks: MaskSource,
     ) -> tuple[PaillierSums, list[int]]:
+        v = _own(PaillierCipherVector, v)
         if x.rows != v.length:
             raise InvalidRequestError("encrypted vector does not match the feature matrix")
         frac = v.frac + X_FRAC
@@ -217,7 +241,7 @@ class PaillierVectorScheme:
                     continue
                 group = gmpy2.mpz(1)
                 for i in np.flatnonzero(column == value).tolist():
-                    group = group * v.cts[i] % nn  # type: ignore[operator]
+                    group = group * v.cts[i] % nn
                 acc = acc * self._powers(group, (value,))[value] % nn
             m = masks.uniform(mask_bound)
             acc = acc * self._encode(m * unit) % nn
@@ -226,13 +250,14 @@ class PaillierVectorScheme:
         return PaillierSums(tuple(cts), frac, divisor), shares
 
     def square_sum_request(
-        self, v: PaillierCipherVector, bound: float, masks: MaskSource  # type: ignore[override]
+        self, v: CipherVector, bound: float, masks: MaskSource
     ) -> tuple[PaillierSquareRequest, PaillierSquareState]:
+        v = _own(PaillierCipherVector, v)
         nn = self.nn
         limit = (int(bound) + 1) << v.frac
         rs = [masks.uniform(limit << MASK_BITS) for _ in range(v.length)]
         masked = tuple(
-            self._rerandomize(c * self._encode(r) % nn)  # type: ignore[operator]
+            self._rerandomize(c * self._encode(r) % nn)
             for c, r in zip(v.cts, rs, strict=True)
         )
         cross = gmpy2.mpz(1)
@@ -245,18 +270,19 @@ class PaillierVectorScheme:
         )
         return PaillierSquareRequest(masked, cross, v.frac), state
 
-    def square_sum_finish(self, state: PaillierSquareState, answer: int) -> float:  # type: ignore[override]
-        # answer = Σ(v+R)² − 2(ΣRv + r2) ⇒ Σv² = answer − ΣR² + 2 r2
+    def square_sum_finish(self, state: SquareSumState, answer: int) -> float:
+        state = _own(PaillierSquareState, state)
+        # answer = Σ(v+R)² - 2(ΣRv + r2) ⇒ Σv² = answer - ΣR² + 2 r2
         total = answer - state.mask_square_sum
         return total / float(1 << (2 * state.frac))
 
     # -- wire -----------------------------------------------------------------------------
-    def _pack(self, kind: int, frac: int, cts: Sequence[object], extra: bytes = b"") -> bytes:
+    def _pack(self, kind: int, frac: int, cts: Sequence[Mpz], extra: bytes = b"") -> bytes:
         width = self._width
-        body = b"".join(int(c).to_bytes(width, "big") for c in cts)  # type: ignore[call-overload]
+        body = b"".join(int(c).to_bytes(width, "big") for c in cts)
         return _HEADER.pack(kind, frac, len(cts)) + extra + body
 
-    def _unpack(self, data: bytes, kind: int, extra: int = 0) -> tuple[int, bytes, list[object]]:
+    def _unpack(self, data: bytes, kind: int, extra: int = 0) -> tuple[int, bytes, list[Mpz]]:
         try:
             got, frac, count = _HEADER.unpack_from(data)
         except struct.error as exc:
@@ -266,7 +292,7 @@ class PaillierVectorScheme:
         if got != kind or len(data) != head + count * width:
             raise InvalidRequestError("encrypted payload has the wrong kind or length")
         nn = int(self.nn)
-        cts: list[object] = []
+        cts: list[Mpz] = []
         for k in range(count):
             c = int.from_bytes(data[head + k * width : head + (k + 1) * width], "big")
             if not 0 < c < nn:
@@ -323,13 +349,14 @@ class PaillierVectorKeyHolder:
     def scheme(self) -> PaillierVectorScheme:
         return self._scheme
 
-    def _decrypt(self, c: object) -> int:
-        return self._scheme._decode(self._keys.raw_decrypt(int(c)))  # type: ignore[call-overload]
+    def _decrypt(self, c: Mpz) -> int:
+        return self._scheme._decode(self._keys.raw_decrypt(int(c)))
 
     def encrypt_weights(self, shares: Sequence[int]) -> PaillierWeights:
         return self._scheme.encrypt_weights_public(shares)
 
-    def decrypt_sums(self, sums: PaillierSums) -> list[int]:  # type: ignore[override]
+    def decrypt_sums(self, sums: EncryptedSums) -> list[int]:
+        sums = _own(PaillierSums, sums)
         unit = sums.divisor << (sums.frac - SHARE_FRAC)
         out = []
         for c in sums.cts:
@@ -338,14 +365,16 @@ class PaillierVectorKeyHolder:
             out.append(q + (1 if 2 * r >= unit else 0))
         return out
 
-    def square_sum_answer(self, request: PaillierSquareRequest) -> int:  # type: ignore[override]
+    def square_sum_answer(self, request: SquareSumRequest) -> int:
+        request = _own(PaillierSquareRequest, request)
         total = sum(self._decrypt(c) ** 2 for c in request.masked)
         return total - 2 * self._decrypt(request.cross)
 
     def release(self, shares: Sequence[int]) -> list[int]:
         return [int(s) for s in shares]
 
-    def decrypt_vector(self, v: PaillierCipherVector) -> FloatArray:  # type: ignore[override]
+    def decrypt_vector(self, v: CipherVector) -> FloatArray:
+        v = _own(PaillierCipherVector, v)
         scale = float(1 << v.frac)
         return np.array([self._decrypt(c) / scale for c in v.cts], dtype=float)
 

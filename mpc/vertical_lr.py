@@ -21,9 +21,9 @@ from mpc.vector_he import SHARE_ONE, MaskSource
 #: Weights are assumed below this in magnitude when masks are sized (WOE logistic weights are
 #: O(1); a larger weight is still correct, only its mask is relatively smaller).
 WEIGHT_BOUND = 16
-#: Bound on |4·(0.5 + z/4 − y)| = |z + 2 − 4y| used to size the gradient masks.
+#: Bound on |4·(0.5 + z/4 - y)| = |z + 2 - 4y| used to size the gradient masks.
 RESIDUAL_BOUND = 64.0
-#: Bound on a validation residual |z + 2 − 4y| (|z| up to 8: P(default) 0.03% or 99.97%) used
+#: Bound on a validation residual |z + 2 - 4y| (|z| up to 8: P(default) 0.03% or 99.97%) used
 #: to size the masks of the validation loss's Σr². CKKS decodes to doubles, so a looser bound
 #: costs precision; a value beyond it is hidden by a relatively smaller mask (docs/training.md).
 VALIDATION_BOUND = 10.0
@@ -74,7 +74,7 @@ class Shares:
 def gd_step(
     shares: Shares, gradient: Sequence[int], rule: StepRule, regularized: Sequence[bool]
 ) -> Shares:
-    """Heavy-ball step on one side's shares: ``v ← μv − η(g + λw)``, ``w ← w + v``.
+    """Heavy-ball step on one side's shares: ``v ← μv - η(g + λw)``, ``w ← w + v``.
 
     Linear, so the two sides' results add up to the step on the true weights (to one share
     unit of rounding per side).
@@ -116,8 +116,8 @@ def reveal(own: Sequence[int], other: Sequence[int]) -> tuple[float, ...]:
 
 
 def validation_loss(square_sum: float, rows: int) -> float:
-    """Taylor loss from one released aggregate: with ``r = z + 2 − 4y``,
-    ``ln2 − (y−½)z + z²/8 = ln2 − ½ + r²/8`` (as (y−½)² = ¼), so the mean loss is
-    ``ln2 − ½ + Σr² / (8·rows)`` — a single masked sum of squares, no per-row value released.
+    """Taylor loss from one released aggregate: with ``r = z + 2 - 4y``,
+    ``ln2 - (y-½)z + z²/8 = ln2 - ½ + r²/8`` (as (y-½)² = ¼), so the mean loss is
+    ``ln2 - ½ + Σr² / (8·rows)`` — a single masked sum of squares, no per-row value released.
     """
     return math.log(2.0) - 0.5 + square_sum / (8.0 * rows)

@@ -168,4 +168,4 @@ def bin_counts(bins: IntArray, n_bins: int, labels: IntArray) -> tuple[list[int]
     """Plaintext per-bin (bad, total) — the label holder's own features, and the tests."""
     total = np.bincount(bins, minlength=n_bins)
     bad = np.bincount(bins, weights=labels.astype(float), minlength=n_bins)
-    return [int(round(b)) for b in bad], [int(t) for t in total]
+    return [round(b) for b in bad], [int(t) for t in total]

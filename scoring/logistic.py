@@ -7,7 +7,8 @@ Two fits, both pure:
   to convergence by scikit-learn. Only experiments on one machine can pool; the network never does.
 * :func:`fit_taylor_gd` — the same algorithm the federated protocol runs (first-order Taylor
   loss, full-batch gradient descent with heavy-ball momentum, early stopping on the validation
-  loss), in the clear. The protocol must reproduce it to rounding, which is how its losslessness is tested.
+  loss), in the clear. The protocol must reproduce it to rounding, which is how its
+  losslessness is tested.
 
 The Taylor loss replaces ``log(1 + e^{-s z})`` by ``log 2 - s z / 2 + z² / 8`` (``s = 2y - 1``);
 its gradient ``(0.5 + z/4 - y)·x`` is linear in the logit, which is what lets every step run

@@ -76,12 +76,12 @@ def grade_for(score: int) -> Grade:
 
 
 def bin_points(weight: float, woe: Sequence[float], scale: ScoreScale) -> tuple[float, ...]:
-    """Points of each bin of one feature: ``−factor · w · WOE_b`` (riskier bin, fewer points)."""
+    """Points of each bin of one feature: ``-factor · w · WOE_b`` (riskier bin, fewer points)."""
     return tuple(-scale.factor * weight * w for w in woe)
 
 
 def base_points(intercept: float, scale: ScoreScale) -> float:
-    """Points every applicant starts from: ``offset − factor · intercept``."""
+    """Points every applicant starts from: ``offset - factor · intercept``."""
     return scale.offset - scale.factor * intercept
 
 

@@ -1,7 +1,7 @@
 """Where each feature holder's quantile cut points come from: Spark, or exact (numpy).
 
 ``spark`` (the default for real data) computes approximate quantiles with Spark's
-Greenwald–Khanna ``approxQuantile`` (relative error 1e-4) over the party's training rows in a
+Greenwald-Khanna ``approxQuantile`` (relative error 1e-4) over the party's training rows in a
 ``local[2]`` session, or on the cluster the settings name; ``exact`` uses numpy's exact quantiles
 (small tables, tests). Either way the cut points stay at the party; small bins are merged
 (:func:`scoring.binning.merge_small_bins`) before any count leaves it.

@@ -11,7 +11,6 @@ a gradient in the clear.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,19 +23,16 @@ from fedcredit.training_spec import SessionSpec
 from mpc.psi import PsiKey, receiver_cardinality, receiver_intersect, receiver_request
 from mpc.vector_he import (
     SHARE_ONE,
-    CipherVector,
     FeatureMatrix,
     MaskSource,
     SystemMasks,
-    VectorScheme,
 )
 from mpc.vector_keys import generate_key_holder, load_scheme
-from mpc.vertical_lr import VALIDATION_BOUND, StepRule, validation_loss
 from node.training.binning import BinningEngine, fit_binnings
-from node.training.participant import Participant, ints, parse_ints
+from node.training.participant import guest_training, parse_ints
 from node.training.party_data import PartyTable
 from scoring.binning import Binning, WoeTable, bin_counts, woe_encode, woe_table
-from scoring.logistic import Metrics, early_stopping, evaluate, fit_pooled
+from scoring.logistic import Metrics, evaluate, fit_pooled
 
 INTERCEPT = "(intercept)"
 
@@ -79,9 +75,9 @@ Progress = Callable[[str], None]
 def _split(n: int, spec: SessionSpec) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(spec.split_seed)
     perm = rng.permutation(n)
-    n_test = int(round(n * spec.test_fraction))
+    n_test = round(n * spec.test_fraction)
     rest = perm[n_test:]
-    n_valid = int(round(len(rest) * spec.valid_fraction))
+    n_valid = round(len(rest) * spec.valid_fraction)
     return {"test": perm[:n_test], "valid": rest[:n_valid], "train": rest[n_valid:]}
 
 
@@ -180,7 +176,6 @@ def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only:
     keep_own = [t.iv >= spec.binning.min_iv for t in tables]
     report += [FeatureReport(peer.name, t.feature, t.iv, len(t.woe), k)
                for t, k in zip(tables, keep_own, strict=True)]
-    host_sizes: dict[str, int] = {}
     for host in spec.hosts:
         meta, blobs = unpack(peer.recv(host, "binsums"))
         decrypted = label_key.decrypt_sums(label_scheme.load_sums(blobs[0]))
@@ -195,7 +190,6 @@ def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only:
         keep = [t.iv >= spec.binning.min_iv for t in host_tables]
         if not any(keep):
             raise TrainingDataError(f"no feature of {host} reaches IV {spec.binning.min_iv}")
-        host_sizes[host] = sum(keep)
         report += [FeatureReport(host, t.feature, t.iv, len(t.woe), k)
                    for t, k in zip(host_tables, keep, strict=True)]
         peer.send(host, "woe", pack({
@@ -215,58 +209,11 @@ def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only:
 
     # -- training -----------------------------------------------------------------------------
     training_started = time.monotonic()
-    sizes = {peer.name: len(kept) + 1, **host_sizes}
-    peer.send(spec.arbiter, "plan", pack({
-        "sizes": sizes,
-        "regularized": {peer.name: [False] + [True] * len(kept),
-                        **{h: [True] * n for h, n in host_sizes.items()}},
-    }))
-
-    def with_intercept(m: np.ndarray) -> FeatureMatrix:
-        return FeatureMatrix.quantize(np.hstack([np.ones((len(m), 1)), m]))
-
-    participant = Participant(
-        peer=peer, scheme=scheme, arbiter=spec.arbiter, x_train=with_intercept(x["train"]),
-        x_valid=with_intercept(x["valid"]), regularized=(False,) + (True,) * len(kept),
-        rule=StepRule.of(spec.gd.learning_rate, spec.gd.momentum, spec.gd.l2), masks=masks,
+    trained = guest_training(
+        peer, spec, scheme, _with_intercept(x["train"]), _with_intercept(x["valid"]),
+        y["train"], y["valid"], masks, progress,
     )
-    residual_plain = 2.0 - 4.0 * y["train"].astype(float)
-    valid_plain = 2.0 - 4.0 * y["valid"].astype(float)
-    history: list[float] = []
-    best_loss, best_epoch, stale, epoch, halvings = math.inf, 0, 0, 0, 0
-    while True:
-        z_train, z_valid = participant.forward(epoch)
-        for host in spec.hosts:
-            _, blobs = unpack(peer.recv(host, f"u/{epoch}"))
-            z_train = scheme.add(z_train, scheme.load_vector(blobs[0]))
-            z_valid = scheme.add(z_valid, scheme.load_vector(blobs[1]))
-        loss = _validation_loss(peer, spec, scheme, z_valid, valid_plain, masks, epoch)
-        history.append(loss)
-        if progress is not None:
-            progress(f"training: epoch {epoch}, validation loss {loss:.5f}")
-        decision = early_stopping(loss, best_loss, stale, spec.gd)
-        stale = decision.stale
-        if decision.best:
-            best_loss, best_epoch = loss, epoch
-        stop = decision.stop or epoch >= spec.gd.max_epochs
-        back_off = decision.back_off and not stop
-        halvings += int(back_off)
-        participant.control(decision.best, back_off, halvings)
-        control = pack({"best": decision.best, "stop": stop, "back_off": back_off,
-                        "halvings": halvings})
-        for other in (spec.arbiter, *spec.hosts):
-            peer.send(other, f"ctl/{epoch}", control)
-        if stop:
-            break
-        if back_off:  # no step from the overshot weights; the next epoch restarts from the best
-            epoch += 1
-            continue
-        residual = scheme.dump(scheme.add_plain(z_train, residual_plain))
-        for host in spec.hosts:
-            peer.send(host, f"d/{epoch}", pack({}, [residual]))
-        participant.backward(epoch, scheme.load_vector(residual))
-        epoch += 1
-    weights = participant.final_weights()
+    weights, history, best_epoch = trained.weights, trained.history, trained.best_epoch
     training_seconds = time.monotonic() - training_started
     stage("training", "scoring the test set…")
 
@@ -308,16 +255,8 @@ def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only:
     )
 
 
-def _validation_loss(
-    peer: Peer, spec: SessionSpec, s: VectorScheme, z_valid: CipherVector,
-    residual_plain: np.ndarray, masks: MaskSource, epoch: int,
-) -> float:
-    """Taylor loss of the current weights on the validation rows; the arbiter sees masks only."""
-    residual = s.add_plain(z_valid, residual_plain)
-    request, state = s.square_sum_request(residual, VALIDATION_BOUND, masks)
-    peer.send(spec.arbiter, f"val/{epoch}", pack({}, [s.dump(request)]))
-    meta, _ = unpack(peer.recv(spec.arbiter, f"valans/{epoch}"))
-    return validation_loss(s.square_sum_finish(state, int(meta["square"])), len(residual_plain))
+def _with_intercept(m: np.ndarray) -> FeatureMatrix:
+    return FeatureMatrix.quantize(np.hstack([np.ones((len(m), 1)), m]))
 
 
 def _overlap_result(counts: dict[str, int], table: PartyTable, started: float, peer: Peer,

@@ -19,9 +19,8 @@ from fedcredit.training_spec import SessionSpec
 from mpc.psi import PsiKey, sender_response
 from mpc.vector_he import FeatureMatrix, MaskSource, SystemMasks
 from mpc.vector_keys import load_scheme
-from mpc.vertical_lr import StepRule
 from node.training.binning import BinningEngine, fit_binnings
-from node.training.participant import Participant, ints
+from node.training.participant import host_training, ints
 from node.training.party_data import PartyTable
 from scoring.binning import Binning, WoeTable, woe_encode
 
@@ -107,27 +106,7 @@ def run_host(peer: Peer, spec: SessionSpec, table: PartyTable, masks: MaskSource
         return FeatureMatrix.quantize(np.column_stack(cols))
 
     # -- training -----------------------------------------------------------------------------
-    participant = Participant(
-        peer=peer, scheme=scheme, arbiter=spec.arbiter, x_train=encode("train"),
-        x_valid=encode("valid"), regularized=(True,) * len(kept),
-        rule=StepRule.of(spec.gd.learning_rate, spec.gd.momentum, spec.gd.l2), masks=masks,
-    )
-    epoch = 0
-    while True:
-        u_train, u_valid = participant.forward(epoch)
-        peer.send(guest, f"u/{epoch}", pack({}, [scheme.dump(u_train), scheme.dump(u_valid)]))
-        control, _ = unpack(peer.recv(guest, f"ctl/{epoch}"))
-        participant.control(bool(control["best"]), bool(control["back_off"]),
-                            int(control["halvings"]))
-        if control["stop"]:
-            break
-        if control["back_off"]:
-            epoch += 1
-            continue
-        _, blobs = unpack(peer.recv(guest, f"d/{epoch}"))
-        participant.backward(epoch, scheme.load_vector(blobs[0]))
-        epoch += 1
-    weights = participant.final_weights()
+    weights = host_training(peer, spec, scheme, encode("train"), encode("valid"), masks)
 
     # -- test-set scores: a chain of encrypted partial logits ending at the guest --------------
     x_test = encode("test").floats

@@ -99,7 +99,7 @@ def test_a_silent_peer_that_goes_down_is_noticed_by_health_probes() -> None:
         def wait_for_arbiter() -> None:
             try:
                 mailboxes["guest"].take("arbiter", "key", 120.0, guest.is_alive)
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 waiting["error"] = exc
 
         thread = threading.Thread(target=wait_for_arbiter)
@@ -109,6 +109,6 @@ def test_a_silent_peer_that_goes_down_is_noticed_by_health_probes() -> None:
         servers["arbiter"].stop(0)  # the arbiter's process dies without a word
         thread.join(60)
         assert isinstance(waiting.get("error"), TrainingAbortedError)
-        assert "arbiter is down" in waiting["error"].detail
+        assert "arbiter is down" in str(waiting["error"])
         assert time.monotonic() - started < 30
         guest.close()

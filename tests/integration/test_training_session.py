@@ -35,7 +35,7 @@ def _encode(tab: PartyTable, rows: np.ndarray, result: GuestResult | HostResult)
 
 
 def _replica(guest_tab: PartyTable, host_tabs: dict[str, PartyTable], guest: GuestResult,
-             hosts: dict[str, HostResult], gd: GdSettings):  # noqa: ANN202
+             hosts: dict[str, HostResult], gd: GdSettings):
     """The plaintext optimizer on the same bins, WOE and split, all features pooled."""
     x, y = {}, {}
     for split, rows in guest.split_rows.items():
@@ -45,6 +45,7 @@ def _replica(guest_tab: PartyTable, host_tabs: dict[str, PartyTable], guest: Gue
             index = {i: k for k, i in enumerate(tab.ids)}
             blocks.append(_encode(tab, np.asarray([index[i] for i in ids]), hosts[name]))
         x[split] = np.hstack(blocks)
+        assert guest_tab.labels is not None
         y[split] = guest_tab.labels[np.asarray(rows)]
     model, epoch = fit_taylor_gd(x["train"], y["train"], x["valid"], y["valid"], gd)
     return model, epoch, x, y
@@ -98,10 +99,10 @@ def test_too_small_an_overlap_stops_every_party() -> None:
     outcome = run_in_process(spec, table(g, "guest", "y"), {"host": table(h, "host")})
     assert outcome.results == {}
     assert isinstance(outcome.errors["guest"], OverlapTooSmallError)
-    assert "share 60 subjects; at least 100" in outcome.errors["guest"].detail
+    assert "share 60 subjects; at least 100" in str(outcome.errors["guest"])
     for other in ("arbiter", "host"):
         assert isinstance(outcome.errors[other], TrainingAbortedError)
-        assert "guest stopped the session" in outcome.errors[other].detail
+        assert "guest stopped the session" in str(outcome.errors[other])
 
 
 def test_no_feature_left_after_iv_selection_is_a_data_error() -> None:
@@ -139,5 +140,5 @@ def test_a_host_dropping_out_mid_training_stops_everyone_without_a_model() -> No
     assert isinstance(outcome.errors["arbiter"], TrainingAbortedError)
     # whoever noticed first (a failed delivery, or failed liveness probes) names the host
     for party in ("guest", "arbiter"):
-        detail = outcome.errors[party].detail
+        detail = str(outcome.errors[party])
         assert "host is down" in detail or "cannot reach host" in detail, detail

@@ -32,11 +32,11 @@ def uci_frames(rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 def make_spec(engine: EngineName, hosts: list[str], **overrides: Any) -> SessionSpec:
     parties = [PartySpec("guest", "guest", ""), PartySpec("arbiter", "arbiter", "")]
     parties += [PartySpec(h, "host", "") for h in hosts]
-    base: dict[str, Any] = dict(
-        session_id="test", engine=engine, parties=tuple(parties),
-        binning=BinningSpec(engine="exact", min_bin_size=30), split_seed=11,
-        gd=GdSettings(max_epochs=12), timeout_s=60.0,
-    )
+    base: dict[str, Any] = {
+        "session_id": "test", "engine": engine, "parties": tuple(parties),
+        "binning": BinningSpec(engine="exact", min_bin_size=30), "split_seed": 11,
+        "gd": GdSettings(max_epochs=12), "timeout_s": 60.0,
+    }
     base.update(overrides)
     return SessionSpec(**base)
 
@@ -69,7 +69,7 @@ def _run_threads(spec: SessionSpec, guest: PartyTable, hosts: Mapping[str, Party
     def run(name: str, job: Callable[[], Any]) -> None:
         try:
             outcome.results[name] = job()
-        except BaseException as exc:  # noqa: BLE001 - recorded for the test to inspect
+        except BaseException as exc:
             outcome.errors[name] = exc
             peers[name].abort_all(exc)
 

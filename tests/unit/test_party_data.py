@@ -18,22 +18,26 @@ def frame(**columns: list[object]) -> pd.DataFrame:
                          for k, vs in columns.items()})
 
 
-GOOD = dict(id=["a", "b", "c", "d"], y=[0, 1, 0, 1], f=[1.5, 2.5, 3.5, 9.0])
+GOOD: dict[str, list[object]] = {
+    "id": ["a", "b", "c", "d"], "y": [0, 1, 0, 1], "f": [1.5, 2.5, 3.5, 9.0],
+}
 
 
 def test_a_good_table() -> None:
     table = from_frame(frame(**GOOD), "g.csv", "id", "y")
     assert table.ids == ("a", "b", "c", "d") and table.feature_names == ("f",)
-    assert table.labels.tolist() == [0, 1, 0, 1]
+    assert table.labels is not None and table.labels.tolist() == [0, 1, 0, 1]
 
 
 @pytest.mark.parametrize(
     ("columns", "label", "message"),
     [
         ({**GOOD, "id": None}, "y", "id column 'id' not found"),
-        ({**GOOD, "id": ["a", "b", "a", "d"]}, "y", "1 duplicate id(s) in column 'id' at lines 2, 4"),
+        ({**GOOD, "id": ["a", "b", "a", "d"]}, "y",
+         "1 duplicate id(s) in column 'id' at lines 2, 4"),
         ({**GOOD, "id": ["a", "", "c", "d"]}, "y", "empty id at line 3"),
-        ({**GOOD, "y": [0, 1, 2, 1]}, "y", "must hold 0 or 1 (1 = default); other or missing values at line 4"),
+        ({**GOOD, "y": [0, 1, 2, 1]}, "y",
+         "must hold 0 or 1 (1 = default); other or missing values at line 4"),
         ({**GOOD, "y": [0, "yes", 0, 1]}, "y", "at line 3"),
         ({**GOOD, "y": [0, 0, 0, 0]}, "y", "one class only"),
         ({**GOOD, "f": [1, "1,5", 2, 3]}, "y", "column 'f' has non-numeric values at line 3"),
@@ -42,7 +46,7 @@ def test_a_good_table() -> None:
          "no usable feature left"),
     ],
 )
-def test_bad_tables_are_refused_with_a_clear_message(columns, label, message) -> None:  # noqa: ANN001
+def test_bad_tables_are_refused_with_a_clear_message(columns, label, message) -> None:
     columns = {k: v for k, v in columns.items() if v is not None}
     with pytest.raises(TrainingDataError) as err:
         from_frame(frame(**columns), "g.csv", "id", label)

@@ -32,16 +32,16 @@ floats = st.floats(-5, 5, allow_nan=False)
     g=st.lists(floats, min_size=3, max_size=3),
     mask_seed=st.integers(0, 2**32),
 )
-def test_a_step_on_two_shares_is_the_step_on_the_weights(w, v, g, mask_seed) -> None:  # noqa: ANN001
+def test_a_step_on_two_shares_is_the_step_on_the_weights(w, v, g, mask_seed) -> None:
     rng = np.random.default_rng(mask_seed)
     m = [int(x) for x in rng.integers(-(2**62), 2**62, size=9)]
     wa, va, ga = to_share_units(w), to_share_units(v), to_share_units(g)
     party = Shares(tuple(m[0:3]), tuple(m[3:6]))
-    arbiter = Shares(tuple(a - b for a, b in zip(wa, m[0:3])),
-                     tuple(a - b for a, b in zip(va, m[3:6])))
+    arbiter = Shares(tuple(a - b for a, b in zip(wa, m[0:3], strict=True)),
+                     tuple(a - b for a, b in zip(va, m[3:6], strict=True)))
     reg = (False, True, True)
     g_party = m[6:9]
-    g_arbiter = [a - b for a, b in zip(ga, g_party)]
+    g_arbiter = [a - b for a, b in zip(ga, g_party, strict=True)]
     total = add_shares(gd_step(party, g_party, RULE, reg), gd_step(arbiter, g_arbiter, RULE, reg))
     lam = np.array([0.0, 0.01, 0.01])
     v_exp = 0.5 * np.array(v) - 4.0 * (np.array(g) + lam * np.array(w))
