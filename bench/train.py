@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--fate-rows", type=int, default=100_000)
     parser.add_argument("--fate-epochs", type=int, default=2)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=130)
     report: dict[str, Any] = {"machine": machine_info(), "load_before": load_average(),
                               "date": datetime.now(UTC).isoformat(timespec="seconds"),
                               "command": " ".join(["python", *sys.argv])}

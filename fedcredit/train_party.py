@@ -107,6 +107,11 @@ def run_party(
         server.stop(0.5)
 
 
+def _version(spec: SessionSpec) -> str:
+    """The model version a session's slices carry until a registry names them."""
+    return f"trained-{spec.session_id}"
+
+
 def _run_role(peer: Peer, spec: SessionSpec, table: PartyTable | None, overlap_only: bool,
               party_dir: Path) -> dict[str, Any]:
     role = spec.party(peer.name).role
@@ -125,8 +130,8 @@ def _run_role(peer: Peer, spec: SessionSpec, table: PartyTable | None, overlap_o
             return {"role": role, "overlap_only": True}
         return {
             "role": role, "seconds": host.seconds, "bytes_sent": host.bytes_sent,
-            "slice": slice_document(peer.name, role, host.binnings, host.woe, host.weights,
-                                    scale),
+            "slice": slice_document(_version(spec), peer.name, role, host.binnings, host.woe,
+                                    host.weights, scale),
         }
     from node.training.guest import run_guest
 
@@ -158,7 +163,7 @@ def _run_role(peer: Peer, spec: SessionSpec, table: PartyTable | None, overlap_o
         "split_ids": {k: [table.ids[i] for i in v] for k, v in guest.split_rows.items()},
         "test_scores": list(guest.test_scores),
         "test_labels": list(guest.test_labels),
-        "slice": slice_document(peer.name, role, guest.binnings, guest.woe, guest.weights,
-                                scale, intercept=guest.intercept),
+        "slice": slice_document(_version(spec), peer.name, role, guest.binnings, guest.woe,
+                                guest.weights, scale, intercept=guest.intercept),
     })
     return doc

@@ -15,6 +15,7 @@ from fedcredit.errors import (
     ErrorCode,
     FedCreditError,
     KeyMismatchError,
+    ModelUnavailableError,
 )
 from fedcredit.protocol import ConsentTerms, Coverage, Purpose, Relationship, describe_skips
 from fedcredit.tls import IdentityHolder
@@ -91,6 +92,11 @@ class EvaluationService:
         terms = request.consent
         terms.check(self._clock(), self._allowed)
         model = self._models.get(self._model_version)
+        if not model.can_request:
+            raise ModelUnavailableError(
+                f"model {self._model_version} holds no intercept at this member: only the "
+                "member that trained it with its labels can request evaluations with it"
+            )
         own_record = self._store.lookup(pseudonym.value)
         if terms.relationship is Relationship.EXISTING_CUSTOMER and own_record is None:
             # The consent will attest this relationship under our signature: check it first.

@@ -1,19 +1,23 @@
 """A member's slice of the joint logistic model and its partial logit.
 
-The joint model is ``logit = intercept + Σ_members Σ_j w_j · z_j`` with
-``z_j = (x_j - mean_j) / scale_j`` over each member's own features. A member holds only its
-own features' weights and standardization; a missing feature value (or a subject the member
-has no record for) contributes 0, i.e. it is imputed at the training mean. The intercept and
+The joint model is ``logit = intercept + Σ_members Σ_j w_j · z_j`` over each member's own
+features, where ``z_j`` is either a standardized value ``(x_j - mean_j) / scale_j``
+(:class:`FeatureWeight`, the demo's bootstrap model; a missing value contributes 0, i.e. it is
+imputed at the training mean) or the weight of evidence of the bin ``x_j`` falls in
+(:class:`BinnedFeature`, what federated training produces; a missing value takes the missing
+bin's WOE). A member holds only its own features' weights, bins and WOE. The intercept and
 score scaling are held by every member because any member may be the requester.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from scoring.binning import Binning
 from scoring.scorecard import ScoreScale
 
 
@@ -32,20 +36,48 @@ class FeatureWeight:
 
 
 @dataclass(frozen=True)
+class BinnedFeature:
+    """A WOE-encoded feature: bin k holds ``edges[k-1] < x <= edges[k]``; see scoring.binning."""
+
+    name: str
+    edges: tuple[float, ...]
+    missing_bin: int
+    woe: tuple[float, ...]
+    weight: float
+
+    def __post_init__(self) -> None:
+        Binning(self.name, self.edges, self.missing_bin)  # validates edges and missing bin
+        bins = len(self.edges) + 1 + (1 if self.missing_bin == len(self.edges) + 1 else 0)
+        if len(self.woe) != bins or not all(math.isfinite(w) for w in (*self.woe, self.weight)):
+            raise ValueError(f"feature {self.name}: one finite WOE per bin and a finite weight")
+
+    def contribution(self, x: float | None) -> float:
+        if x is None or not math.isfinite(x):
+            return self.weight * self.woe[self.missing_bin]
+        return self.weight * self.woe[bisect_left(self.edges, x)]
+
+
+@dataclass(frozen=True)
 class ModelSlice:
     """One member's part of one model version."""
 
     model_version: str
     member_id: str
     intercept: float
-    features: tuple[FeatureWeight, ...]
+    features: tuple[FeatureWeight | BinnedFeature, ...]
     scale: ScoreScale = field(default_factory=ScoreScale)
+    #: False for a trained host's slice: it has no intercept, so its member cannot be the
+    #: requester with this model version (only the contributions are its to give).
+    can_request: bool = True
 
     def partial_logit(self, values: Mapping[str, float]) -> float:
-        """Σ w_j · z_j over this member's features; absent or NaN values contribute 0."""
+        """Σ w_j · z_j over this member's features (absent values: see the module docstring)."""
         total = 0.0
         for f in self.features:
             x = values.get(f.name)
+            if isinstance(f, BinnedFeature):
+                total += f.contribution(x)
+                continue
             if x is None or not math.isfinite(x):
                 continue
             total += f.weight * (x - f.mean) / f.scale
@@ -66,6 +98,9 @@ class ModelSlice:
                 "pdo": self.scale.pdo,
             },
             "features": [
+                {"name": f.name, "edges": list(f.edges), "missing_bin": f.missing_bin,
+                 "woe": list(f.woe), "weight": f.weight}
+                if isinstance(f, BinnedFeature) else
                 {"name": f.name, "weight": f.weight, "mean": f.mean, "scale": f.scale}
                 for f in self.features
             ],
@@ -73,20 +108,31 @@ class ModelSlice:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> ModelSlice:
+        """Either layout: standardized features, or binned ones (a federated training slice,
+        whose extra keys — bins, counts, points — are for people and ignored here)."""
         scale = doc.get("score_scale") or {}
         return cls(
             model_version=str(doc["model_version"]),
             member_id=str(doc["member_id"]),
-            intercept=float(doc["intercept"]),
-            features=tuple(
-                FeatureWeight(
-                    name=str(f["name"]),
-                    weight=float(f["weight"]),
-                    mean=float(f.get("mean", 0.0)),
-                    scale=float(f.get("scale", 1.0)),
-                )
-                for f in doc["features"]
-            ),
+            intercept=float(doc.get("intercept", 0.0)),
+            features=tuple(_feature_from_dict(f) for f in doc["features"]),
             scale=ScoreScale(**{k: float(v) for k, v in scale.items()}),
+            can_request="intercept" in doc,
         )
 
+
+def _feature_from_dict(f: Mapping[str, Any]) -> FeatureWeight | BinnedFeature:
+    if "edges" in f:
+        return BinnedFeature(
+            name=str(f["name"]),
+            edges=tuple(float(e) for e in f["edges"]),
+            missing_bin=int(f["missing_bin"]),
+            woe=tuple(float(w) for w in f["woe"]),
+            weight=float(f["weight"]),
+        )
+    return FeatureWeight(
+        name=str(f["name"]),
+        weight=float(f["weight"]),
+        mean=float(f.get("mean", 0.0)),
+        scale=float(f.get("scale", 1.0)),
+    )

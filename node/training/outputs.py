@@ -36,11 +36,15 @@ def feature_entries(
 
 
 def slice_document(
-    party: str, role: str, binnings: Sequence[Binning], tables: Sequence[WoeTable],
-    weights: Sequence[float], scale: ScoreScale, intercept: float | None = None,
+    version: str, party: str, role: str, binnings: Sequence[Binning],
+    tables: Sequence[WoeTable], weights: Sequence[float], scale: ScoreScale,
+    intercept: float | None = None,
 ) -> dict[str, Any]:
+    """The party's slice; loadable as a :class:`scoring.model.ModelSlice` (the node's model
+    directory holds it as ``<version>.json``)."""
     doc: dict[str, Any] = {
         "kind": SLICE_KIND,
+        "model_version": version,
         "member_id": party,
         "role": role,
         "features": feature_entries(binnings, tables, weights, scale),

@@ -20,6 +20,7 @@ from fedcredit.transcript import read_transcript
 from mpc.vector_he import SHARE_ONE
 from node.training.outputs import binning_from_entry
 from scoring.binning import woe_encode
+from scoring.model import ModelSlice
 from tests.support.needles import find_leaks
 from tests.support.training import uci_frames
 
@@ -49,9 +50,9 @@ def _write_parties(directory: Path, rows: int = ROWS) -> list[Path]:
     return paths
 
 
-def _train_args(paths: list[Path], out: Path, *extra: str) -> list[str]:
+def _train_args(paths: list[Path], out: Path, *extra: str, epochs: int = 6) -> list[str]:
     args = ["train", "local", "--id", "id", "--label", "y", "--binning", "exact",
-            "--min-bin-size", "30", "--max-epochs", "6", "--seed", "3", "--out", str(out),
+            "--min-bin-size", "30", "--max-epochs", str(epochs), "--seed", "3", "--out", str(out),
             "--timeout", "60"]
     for path in paths:
         args += ["--party", str(path)]
@@ -65,7 +66,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     out = tmp / "run"
     transcripts = tmp / "transcripts"
     result = subprocess.run(
-        [*CLI, *_train_args(paths, out, "--json", str(tmp / "summary.json"))],
+        [*CLI, *_train_args(paths, out, "--json", str(tmp / "summary.json"), epochs=4)],
         env=_env({"FEDCREDIT_TRAINING_ENVIRONMENT": "dev",
                   "FEDCREDIT_TRAINING_TRANSCRIPT_DIR": str(transcripts)}),
         capture_output=True, text=True, timeout=300, check=False,
@@ -92,6 +93,17 @@ def test_three_parties_train_and_the_model_lands_in_one_piece(trained) -> None:
     assert {f["name"] for f in slices["telco"]["features"]} == {
         "pay_0", "pay_2", "x7", "x8", "x9"}
     assert all(len(f["points"]) == len(f["woe"]) for f in slices["bank"]["features"])
+    # the slices, loaded as the nodes load model slices, reproduce the joint test scores
+    models = {n: ModelSlice.from_dict(slices[n]) for n in ("lender", "bank", "telco")}
+    assert models["lender"].can_request and not models["bank"].can_request
+    guest = json.loads((out / "session" / "parties" / "lender" / "result.json").read_text())
+    frames = {n: pd.read_csv(tmp / f"{n}.csv", dtype=str).set_index("id") for n in models}
+    for subject, score in list(zip(guest["split_ids"]["test"], guest["test_scores"],
+                                   strict=True))[:25]:
+        logit = models["lender"].intercept + sum(
+            m.partial_logit({k: float(v) for k, v in frames[n].loc[subject].items() if k != "y"})
+            for n, m in models.items())
+        assert logit == pytest.approx(score, abs=1e-3)
     manifest = slices["manifest"]
     assert [p["role"] for p in manifest["parties"]] == ["guest", "host", "host"]
     assert all(len(p["data_sha256"]) == 64 for p in manifest["parties"])
@@ -222,9 +234,9 @@ def _pids(needle: str) -> list[int]:
 def test_a_party_killed_mid_training_stops_the_run_and_no_model_is_written(
     tmp_path: Path,
 ) -> None:
-    paths = _write_parties(tmp_path, rows=1500)
+    paths = _write_parties(tmp_path, rows=900)
     out = tmp_path / "run"
-    proc = subprocess.Popen([*CLI, *_train_args(paths, out)], env=_env(),
+    proc = subprocess.Popen([*CLI, *_train_args(paths, out, epochs=20)], env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress = out / "session" / "parties" / "lender" / "progress.json"
     deadline = time.monotonic() + 120

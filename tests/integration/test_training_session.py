@@ -52,14 +52,14 @@ def _replica(guest_tab: PartyTable, host_tabs: dict[str, PartyTable], guest: Gue
 
 
 @pytest.mark.parametrize(("engine", "rows", "tolerance"), [
-    (EngineName.PAILLIER, 700, 1e-6),
+    (EngineName.PAILLIER, 500, 1e-6),
     (EngineName.CKKS, 2000, 2e-3),
 ])
 def test_federated_training_reproduces_the_plaintext_optimizer(
     engine: EngineName, rows: int, tolerance: float
 ) -> None:
     g, h = uci_frames(rows)
-    gd = GdSettings(max_epochs=5 if engine is EngineName.PAILLIER else 8)
+    gd = GdSettings(max_epochs=4 if engine is EngineName.PAILLIER else 8)
     spec = make_spec(engine, ["host"], gd=gd, paillier_bits=2048)
     guest_tab, host_tab = table(g, "guest", "y"), table(h, "host")
     outcome = run_in_process(spec, guest_tab, {"host": host_tab})

@@ -76,3 +76,34 @@ def test_assessment_adds_the_intercept() -> None:
     assert result.logit == pytest.approx(-1.5)
     assert result.default_probability == pytest.approx(1 / (1 + math.exp(1.5)))
     assert result.grade is grade_for(result.score)
+
+
+def test_a_binned_slice_scores_bin_woe_times_weight_and_missing_takes_its_bin() -> None:
+    from scoring.model import BinnedFeature, ModelSlice
+    from scoring.scorecard import ScoreScale, base_points, bin_points, score_range
+
+    doc = {
+        "kind": "woe-logistic/v1", "model_version": "trained-x", "member_id": "bank",
+        "features": [{"name": "age", "edges": [30.0, 50.0], "missing_bin": 3,
+                      "woe": [0.4, -0.1, -0.6, 0.2], "weight": 0.8,
+                      "points": [0, 0, 0, 0], "counts": [1, 2, 3, 4]}],
+    }
+    host = ModelSlice.from_dict(doc)
+    assert not host.can_request  # a trained host's slice has no intercept
+    f = host.features[0]
+    assert isinstance(f, BinnedFeature)
+    assert host.partial_logit({"age": 30.0}) == pytest.approx(0.8 * 0.4)
+    assert host.partial_logit({"age": 30.5}) == pytest.approx(0.8 * -0.1)
+    assert host.partial_logit({"age": 99.0}) == pytest.approx(0.8 * -0.6)
+    assert host.partial_logit({}) == pytest.approx(0.8 * 0.2)
+    assert ModelSlice.from_dict(host.to_dict() | {"intercept": -1.2}).can_request
+    # the scorecard: base points plus each bin's points is the PDO score of the logit
+    scale = ScoreScale()
+    points = bin_points(0.8, f.woe, scale)
+    base = base_points(-1.2, scale)
+    logit = -1.2 + host.partial_logit({"age": 40.0})
+    assert base + points[1] == pytest.approx(scale.offset + scale.factor * (-logit))
+    low, high = score_range(base, [points])
+    assert low == pytest.approx(base + min(points)) and high == pytest.approx(base + max(points))
+    with pytest.raises(ValueError):
+        BinnedFeature("age", (30.0,), 0, (0.1,), 1.0)  # one WOE per bin
