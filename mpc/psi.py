@@ -40,6 +40,13 @@ def system_shuffle(items: list[int]) -> None:
         items[i], items[j] = items[j], items[i]
 
 
+def split_points(blob: bytes) -> list[bytes]:
+    """A concatenation of points (how lists of points travel) back into points."""
+    if len(blob) % POINT_BYTES:
+        raise InvalidRequestError("PSI payload is not a whole number of points")
+    return [blob[k : k + POINT_BYTES] for k in range(0, len(blob), POINT_BYTES)]
+
+
 def hash_to_u(identifier: str) -> bytes:
     digest = bytearray(hashlib.sha512(_DOMAIN + identifier.encode("utf-8")).digest()[:POINT_BYTES])
     digest[-1] &= 0x7F

@@ -17,10 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedcredit.errors import OverlapTooSmallError, TrainingDataError
+from fedcredit.errors import InvalidRequestError, OverlapTooSmallError, TrainingDataError
 from fedcredit.federation import Peer, pack, unpack
 from fedcredit.training_spec import SessionSpec
-from mpc.psi import PsiKey, receiver_cardinality, receiver_intersect, receiver_request
+from mpc.psi import (
+    PsiKey,
+    receiver_cardinality,
+    receiver_intersect,
+    receiver_request,
+    split_points,
+)
 from mpc.vector_he import (
     SHARE_ONE,
     FeatureMatrix,
@@ -95,8 +101,7 @@ def _psi(peer: Peer, spec: SessionSpec, table: PartyTable, cardinality_only: boo
                                         [b"".join(requests[host].masked)]))
     for host in spec.hosts:
         _, blobs = unpack(peer.recv(host, "psi/resp"))
-        double = [blobs[0][k : k + 32] for k in range(0, len(blobs[0]), 32)]
-        theirs = [blobs[1][k : k + 32] for k in range(0, len(blobs[1]), 32)]
+        double, theirs = split_points(blobs[0]), split_points(blobs[1])
         if cardinality_only:
             counts[host] = receiver_cardinality(keys[host], double, theirs)
             continue
@@ -179,6 +184,10 @@ def run_guest(peer: Peer, spec: SessionSpec, table: PartyTable, *, overlap_only:
     for host in spec.hosts:
         meta, blobs = unpack(peer.recv(host, "binsums"))
         decrypted = label_key.decrypt_sums(label_scheme.load_sums(blobs[0]))
+        if len(meta["features"]) != len(meta["totals"]) or sum(
+            len(t) for t in meta["totals"]
+        ) != len(decrypted):
+            raise InvalidRequestError(f"{host}'s bin sums do not match its bin counts")
         shares = parse_ints(meta["shares"], len(decrypted))
         bad_all = [round((a + b) / SHARE_ONE) for a, b in zip(decrypted, shares, strict=True)]
         host_tables, pos = [], 0

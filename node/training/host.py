@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedcredit.errors import InvalidRequestError
 from fedcredit.federation import Peer, pack, unpack
 from fedcredit.training_spec import SessionSpec
-from mpc.psi import PsiKey, sender_response
+from mpc.psi import PsiKey, sender_response, split_points
 from mpc.vector_he import FeatureMatrix, MaskSource, SystemMasks
 from mpc.vector_keys import load_scheme
 from node.training.binning import BinningEngine, fit_binnings
@@ -44,6 +45,21 @@ def onehot(bins: list[np.ndarray], sizes: list[int]) -> FeatureMatrix:
     return FeatureMatrix.quantize(np.hstack(columns))
 
 
+def alignment_positions(meta: dict[str, object], size: int) -> dict[str, np.ndarray]:
+    """The guest's split as positions in this host's list: in range, each used once."""
+    try:
+        out = {k: np.asarray(meta[k], dtype=np.int64).reshape(-1)
+               for k in ("train", "valid", "test")}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidRequestError("malformed alignment message") from exc
+    every = np.concatenate(list(out.values()))
+    if every.size and (every.min() < 0 or every.max() >= size):
+        raise InvalidRequestError("alignment positions out of range")
+    if len(np.unique(every)) != len(every):
+        raise InvalidRequestError("an alignment position is used twice")
+    return out
+
+
 def run_host(peer: Peer, spec: SessionSpec, table: PartyTable, masks: MaskSource | None = None
              ) -> HostResult | None:
     started = time.monotonic()
@@ -54,7 +70,7 @@ def run_host(peer: Peer, spec: SessionSpec, table: PartyTable, masks: MaskSource
 
     # -- alignment ----------------------------------------------------------------------------
     meta, blobs = unpack(peer.recv(guest, "psi/req"))
-    request = [blobs[0][k : k + 32] for k in range(0, len(blobs[0]), 32)]
+    request = split_points(blobs[0])
     response = sender_response(
         PsiKey.generate(), request, table.ids, cardinality_only=bool(meta.get("cardinality_only"))
     )
@@ -67,7 +83,7 @@ def run_host(peer: Peer, spec: SessionSpec, table: PartyTable, masks: MaskSource
     if meta.get("overlap_only"):
         return None
     order = np.asarray(response.sender_order)
-    rows = {k: order[np.asarray(meta[k], dtype=np.int64)] for k in ("train", "valid", "test")}
+    rows = {k: order[v] for k, v in alignment_positions(meta, len(order)).items()}
 
     # -- binning, WOE -------------------------------------------------------------------------
     train_values = table.values[rows["train"]]

@@ -70,3 +70,22 @@ def test_csv_files(tmp_path: Path) -> None:
     assert pd.isna(table.values[0, 1]) and pd.isna(table.values[2, 0])
     with pytest.raises(TrainingDataError, match="no such file"):
         read_csv(tmp_path / "missing.csv", "key", None)
+
+
+def test_a_host_refuses_malformed_alignments_and_psi_payloads() -> None:
+    from fedcredit.errors import InvalidRequestError
+    from mpc.psi import split_points
+    from node.training.host import alignment_positions
+
+    good = alignment_positions({"train": [2, 0], "valid": [1], "test": []}, 3)
+    assert good["train"].tolist() == [2, 0]
+    for bad in ({"train": [3], "valid": [], "test": []},
+                {"train": [0, 1], "valid": [1], "test": []},
+                {"train": [-1], "valid": [], "test": []},
+                {"train": ["x"], "valid": [], "test": []},
+                {"train": [0]}):
+        with pytest.raises(InvalidRequestError):
+            alignment_positions(bad, 3)
+    assert len(split_points(bytes(64))) == 2
+    with pytest.raises(InvalidRequestError):
+        split_points(bytes(33))
