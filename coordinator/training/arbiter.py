@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
+from fedcredit.errors import InvalidRequestError
 from fedcredit.federation import Peer, pack, unpack
 from fedcredit.training_spec import SessionSpec
 from mpc.vector_he import VectorKeyHolder
@@ -39,8 +41,7 @@ def run_arbiter(peer: Peer, spec: SessionSpec, holder: VectorKeyHolder | None = 
     meta, _ = unpack(peer.recv(spec.guest, "plan"))
     if meta.get("overlap_only"):
         return ArbiterResult(0, 0, time.monotonic() - started, peer.bytes_sent)
-    sizes: dict[str, int] = {k: int(v) for k, v in meta["sizes"].items()}
-    regularized: dict[str, list[bool]] = {k: list(v) for k, v in meta["regularized"].items()}
+    sizes, regularized = _plan(meta, spec)
     rule = StepRule.of(spec.gd.learning_rate, spec.gd.momentum, spec.gd.l2)
     shares = {name: Shares.zeros(size) for name, size in sizes.items()}
     best = dict(shares)
@@ -76,3 +77,18 @@ def run_arbiter(peer: Peer, spec: SessionSpec, holder: VectorKeyHolder | None = 
     for name, s in best.items():
         peer.send(name, "final", pack({"w": ints(holder.release(s.w))}))
     return ArbiterResult(epoch, best_epoch, time.monotonic() - started, peer.bytes_sent)
+
+
+def _plan(meta: dict[str, Any], spec: SessionSpec) -> tuple[dict[str, int], dict[str, list[bool]]]:
+    """The guest's plan: a weight count and regularization flags for every feature party."""
+    try:
+        sizes = {str(k): int(v) for k, v in meta["sizes"].items()}
+        regularized = {str(k): [bool(b) for b in v] for k, v in meta["regularized"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidRequestError("malformed training plan") from exc
+    parties = {spec.guest, *spec.hosts}
+    if set(sizes) != parties or set(regularized) != parties or any(
+        n < 1 or len(regularized[p]) != n for p, n in sizes.items()
+    ):
+        raise InvalidRequestError("the training plan does not match the session's parties")
+    return sizes, regularized

@@ -10,6 +10,7 @@ logits into the chain that ends at the guest.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +46,7 @@ def onehot(bins: list[np.ndarray], sizes: list[int]) -> FeatureMatrix:
     return FeatureMatrix.quantize(np.hstack(columns))
 
 
-def alignment_positions(meta: dict[str, object], size: int) -> dict[str, np.ndarray]:
+def alignment_positions(meta: Mapping[str, object], size: int) -> dict[str, np.ndarray]:
     """The guest's split as positions in this host's list: in range, each used once."""
     try:
         out = {k: np.asarray(meta[k], dtype=np.int64).reshape(-1)

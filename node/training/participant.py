@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from fedcredit.errors import InvalidRequestError
 from fedcredit.federation import Peer, pack, unpack
 from fedcredit.training_spec import SessionSpec
 from mpc.vector_he import CipherVector, FeatureMatrix, MaskSource, VectorScheme
@@ -38,9 +39,12 @@ def ints(values: Sequence[int]) -> list[str]:
 
 
 def parse_ints(values: Sequence[str], size: int | None = None) -> list[int]:
-    out = [int(v) for v in values]
+    try:
+        out = [int(v) for v in values]
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError("malformed integers in a training message") from exc
     if size is not None and len(out) != size:
-        raise ValueError("share vector has the wrong length")
+        raise InvalidRequestError("a share vector has the wrong length")
     return out
 
 
@@ -67,7 +71,7 @@ class Participant:
         _, blobs = unpack(self.peer.recv(self.arbiter, f"w/{epoch}"))
         weights = self.scheme.load_weights(blobs[0])
         if weights.count != self.x_train.columns:
-            raise ValueError("arbiter sent weights of the wrong size")
+            raise InvalidRequestError("the arbiter sent weights of the wrong size")
         return (
             self.scheme.linear(self.x_train, weights, self.shares.w),
             self.scheme.linear(self.x_valid, weights, self.shares.w),
