@@ -101,6 +101,11 @@ def run_party(
         _write_json(party_dir / "error.json", {"code": exc.code.value, "detail": exc.detail})
         log.error("%s: %s", exc.code.value, exc.detail)
         return 3
+    except Exception as exc:  # a bug: say so in the report, keep the traceback in the log
+        log.exception("unexpected failure")
+        _write_json(party_dir / "error.json", {
+            "code": "INTERNAL", "detail": f"{type(exc).__name__} at {name} (see its log)"})
+        return 4
     finally:
         if transport is not None:
             transport.close()

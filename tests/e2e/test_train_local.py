@@ -66,7 +66,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     out = tmp / "run"
     transcripts = tmp / "transcripts"
     result = subprocess.run(
-        [*CLI, *_train_args(paths, out, "--json", str(tmp / "summary.json"), epochs=4)],
+        [*CLI, *_train_args(paths, out, "--json", str(tmp / "summary.json"), epochs=3)],
         env=_env({"FEDCREDIT_TRAINING_ENVIRONMENT": "dev",
                   "FEDCREDIT_TRAINING_TRANSCRIPT_DIR": str(transcripts)}),
         capture_output=True, text=True, timeout=300, check=False,
@@ -195,16 +195,6 @@ def test_a_duplicate_id_fails_before_training_and_writes_no_model(tmp_path: Path
     assert "TRAINING_DATA_INVALID" in result.stderr
     assert "duplicate id(s) in column 'id' at lines 5, 9" in result.stderr
     assert not (out / "model").exists()
-
-
-def test_no_label_file_and_two_label_files_are_refused(tmp_path: Path) -> None:
-    paths = _write_parties(tmp_path, rows=100)
-    result = subprocess.run([*CLI, *_train_args(paths[1:], tmp_path / "a")], env=_env(),
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode != 0 and "exactly one party file" in result.stderr
-    result = subprocess.run([*CLI, *_train_args([paths[0], paths[0]], tmp_path / "b")],
-                            env=_env(), capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode != 0 and "exactly one party file" in result.stderr
 
 
 def test_overlap_only_counts_shared_subjects(tmp_path: Path) -> None:
