@@ -19,7 +19,6 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import tenseal as ts
@@ -37,16 +36,8 @@ from mpc.vector_he import (
     MaskSource,
     SquareSumRequest,
     SquareSumState,
+    own_kind,
 )
-
-T = TypeVar("T")
-
-
-def _own(kind: type[T], value: object) -> T:
-    """This engine's object, or a clear error (a Paillier vector handed to CKKS, say)."""
-    if not isinstance(value, kind):
-        raise InvalidRequestError(f"expected a CKKS {kind.__name__}, got {type(value).__name__}")
-    return value
 
 POLY_DEGREE = 16384
 COEFF_BITS = (60, 40, 40, 40, 60)
@@ -156,7 +147,7 @@ class CkksVectorScheme:
     def linear(
         self, x: FeatureMatrix, weights: EncryptedWeights, own_shares: Sequence[int]
     ) -> CkksCipherVector:
-        weights = _own(CkksWeights, weights)
+        weights = own_kind(CkksWeights, weights, EngineName.CKKS)
         if weights.count != x.columns or len(own_shares) != x.columns:
             raise InvalidRequestError("weights do not match the feature matrix")
         # Add the caller's share inside the ciphertext first: both shares are large (masks),
@@ -172,7 +163,8 @@ class CkksVectorScheme:
         return CkksCipherVector(tuple(out), x.rows)
 
     def add(self, a: CipherVector, b: CipherVector) -> CkksCipherVector:
-        a, b = _own(CkksCipherVector, a), _own(CkksCipherVector, b)
+        a = own_kind(CkksCipherVector, a, EngineName.CKKS)
+        b = own_kind(CkksCipherVector, b, EngineName.CKKS)
         if a.length != b.length:
             raise InvalidRequestError("encrypted vectors do not line up")
         return CkksCipherVector(
@@ -180,7 +172,7 @@ class CkksVectorScheme:
         )
 
     def add_plain(self, a: CipherVector, values: FloatArray) -> CkksCipherVector:
-        a = _own(CkksCipherVector, a)
+        a = own_kind(CkksCipherVector, a, EngineName.CKKS)
         if a.length != len(values):
             raise InvalidRequestError("plaintext does not line up with the encrypted vector")
         return CkksCipherVector(
@@ -196,7 +188,7 @@ class CkksVectorScheme:
         bound: float,
         masks: MaskSource,
     ) -> tuple[CkksSums, list[int]]:
-        v = _own(CkksCipherVector, v)
+        v = own_kind(CkksCipherVector, v, EngineName.CKKS)
         if x.rows != v.length:
             raise InvalidRequestError("encrypted vector does not match the feature matrix")
         slot_bound = x.max_abs() * bound * len(v.chunks) / divisor
@@ -215,7 +207,7 @@ class CkksVectorScheme:
     def square_sum_request(
         self, v: CipherVector, bound: float, masks: MaskSource
     ) -> tuple[CkksSquareRequest, CkksSquareState]:
-        v = _own(CkksCipherVector, v)
+        v = own_kind(CkksCipherVector, v, EngineName.CKKS)
         acc = v.chunks[0] * v.chunks[0]
         for chunk in v.chunks[1:]:
             acc = acc + chunk * chunk
@@ -223,7 +215,7 @@ class CkksVectorScheme:
         return CkksSquareRequest(acc + slot_masks), CkksSquareState(total)
 
     def square_sum_finish(self, state: SquareSumState, answer: int) -> float:
-        state = _own(CkksSquareState, state)
+        state = own_kind(CkksSquareState, state, EngineName.CKKS)
         return (answer - state.mask_total) / SHARE_ONE
 
     # -- wire -----------------------------------------------------------------------------
@@ -326,18 +318,18 @@ class CkksVectorKeyHolder:
         )
 
     def decrypt_sums(self, sums: EncryptedSums) -> list[int]:
-        sums = _own(CkksSums, sums)
+        sums = own_kind(CkksSums, sums, EngineName.CKKS)
         return [self._decrypt_sum(ct) for ct in sums.cts]
 
     def square_sum_answer(self, request: SquareSumRequest) -> int:
-        request = _own(CkksSquareRequest, request)
+        request = own_kind(CkksSquareRequest, request, EngineName.CKKS)
         return self._decrypt_sum(request.ct) + self._flood.uniform(FLOOD_UNITS)
 
     def release(self, shares: Sequence[int]) -> list[int]:
         return [int(s) + self._flood.uniform(FLOOD_UNITS) for s in shares]
 
     def decrypt_vector(self, v: CipherVector) -> FloatArray:
-        v = _own(CkksCipherVector, v)
+        v = own_kind(CkksCipherVector, v, EngineName.CKKS)
         out: list[float] = []
         for chunk in v.chunks:
             chunk.link_context(self._context)

@@ -22,10 +22,12 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+
+from fedcredit.errors import InvalidRequestError
 
 X_FRAC = 20
 SHARE_FRAC = 40
@@ -38,6 +40,18 @@ IntArray = npt.NDArray[np.int64]
 class EngineName(StrEnum):
     PAILLIER = "paillier"
     CKKS = "ckks"
+
+
+T = TypeVar("T")
+
+
+def own_kind(kind: type[T], value: object, engine: EngineName) -> T:
+    """An engine's own object, or a clear error (a CKKS vector handed to Paillier, say)."""
+    if not isinstance(value, kind):
+        raise InvalidRequestError(
+            f"expected a {engine.value} {kind.__name__}, got {type(value).__name__}"
+        )
+    return value
 
 
 class MaskSource(Protocol):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import gmpy2
 import numpy as np
@@ -32,18 +32,8 @@ from mpc.vector_he import (
     MaskSource,
     SquareSumRequest,
     SquareSumState,
+    own_kind,
 )
-
-T = TypeVar("T")
-
-
-def _own(kind: type[T], value: object) -> T:
-    """This engine's object, or a clear error (a CKKS vector handed to Paillier, say)."""
-    if not isinstance(value, kind):
-        raise InvalidRequestError(
-            f"expected a Paillier {kind.__name__}, got {type(value).__name__}"
-        )
-    return value
 
 #: A gmpy2 integer (no type stubs): ciphertexts modulo n² and their factors.
 Mpz = Any
@@ -173,7 +163,7 @@ class PaillierVectorScheme:
     def linear(
         self, x: FeatureMatrix, weights: EncryptedWeights, own_shares: Sequence[int]
     ) -> PaillierCipherVector:
-        weights = _own(PaillierWeights, weights)
+        weights = own_kind(PaillierWeights, weights, EngineName.PAILLIER)
         if weights.count != x.columns or len(own_shares) != x.columns:
             raise InvalidRequestError("weights do not match the feature matrix")
         nn = self.nn
@@ -191,7 +181,8 @@ class PaillierVectorScheme:
         return PaillierCipherVector(tuple(cts), X_FRAC + SHARE_FRAC)
 
     def add(self, a: CipherVector, b: CipherVector) -> PaillierCipherVector:
-        a, b = _own(PaillierCipherVector, a), _own(PaillierCipherVector, b)
+        a = own_kind(PaillierCipherVector, a, EngineName.PAILLIER)
+        b = own_kind(PaillierCipherVector, b, EngineName.PAILLIER)
         if a.length != b.length or a.frac != b.frac:
             raise InvalidRequestError("encrypted vectors do not line up")
         nn = self.nn
@@ -200,7 +191,7 @@ class PaillierVectorScheme:
         )
 
     def add_plain(self, a: CipherVector, values: FloatArray) -> PaillierCipherVector:
-        a = _own(PaillierCipherVector, a)
+        a = own_kind(PaillierCipherVector, a, EngineName.PAILLIER)
         if a.length != len(values):
             raise InvalidRequestError("plaintext does not line up with the encrypted vector")
         scale = 1 << a.frac
@@ -221,7 +212,7 @@ class PaillierVectorScheme:
         bound: float,
         masks: MaskSource,
     ) -> tuple[PaillierSums, list[int]]:
-        v = _own(PaillierCipherVector, v)
+        v = own_kind(PaillierCipherVector, v, EngineName.PAILLIER)
         if x.rows != v.length:
             raise InvalidRequestError("encrypted vector does not match the feature matrix")
         frac = v.frac + X_FRAC
@@ -252,7 +243,7 @@ class PaillierVectorScheme:
     def square_sum_request(
         self, v: CipherVector, bound: float, masks: MaskSource
     ) -> tuple[PaillierSquareRequest, PaillierSquareState]:
-        v = _own(PaillierCipherVector, v)
+        v = own_kind(PaillierCipherVector, v, EngineName.PAILLIER)
         nn = self.nn
         limit = (int(bound) + 1) << v.frac
         rs = [masks.uniform(limit << MASK_BITS) for _ in range(v.length)]
@@ -271,7 +262,7 @@ class PaillierVectorScheme:
         return PaillierSquareRequest(masked, cross, v.frac), state
 
     def square_sum_finish(self, state: SquareSumState, answer: int) -> float:
-        state = _own(PaillierSquareState, state)
+        state = own_kind(PaillierSquareState, state, EngineName.PAILLIER)
         # answer = Σ(v+R)² - 2(ΣRv + r2) ⇒ Σv² = answer - ΣR² + 2 r2
         total = answer - state.mask_square_sum
         return total / float(1 << (2 * state.frac))
@@ -356,7 +347,7 @@ class PaillierVectorKeyHolder:
         return self._scheme.encrypt_weights_public(shares)
 
     def decrypt_sums(self, sums: EncryptedSums) -> list[int]:
-        sums = _own(PaillierSums, sums)
+        sums = own_kind(PaillierSums, sums, EngineName.PAILLIER)
         unit = sums.divisor << (sums.frac - SHARE_FRAC)
         out = []
         for c in sums.cts:
@@ -366,7 +357,7 @@ class PaillierVectorKeyHolder:
         return out
 
     def square_sum_answer(self, request: SquareSumRequest) -> int:
-        request = _own(PaillierSquareRequest, request)
+        request = own_kind(PaillierSquareRequest, request, EngineName.PAILLIER)
         total = sum(self._decrypt(c) ** 2 for c in request.masked)
         return total - 2 * self._decrypt(request.cross)
 
@@ -374,7 +365,7 @@ class PaillierVectorKeyHolder:
         return [int(s) for s in shares]
 
     def decrypt_vector(self, v: CipherVector) -> FloatArray:
-        v = _own(PaillierCipherVector, v)
+        v = own_kind(PaillierCipherVector, v, EngineName.PAILLIER)
         scale = float(1 << v.frac)
         return np.array([self._decrypt(c) / scale for c in v.cts], dtype=float)
 

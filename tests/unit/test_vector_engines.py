@@ -124,7 +124,7 @@ def test_a_ckks_public_key_must_not_carry_the_secret_key() -> None:
 def test_an_engine_refuses_the_other_engines_ciphertexts(keypair) -> None:
     paillier = PaillierVectorKeyHolder(keypair, make_hs(keypair.public.n)).scheme
     ckks = CkksVectorKeyHolder.generate().scheme
-    with pytest.raises(InvalidRequestError, match="expected a CKKS"):
+    with pytest.raises(InvalidRequestError, match="expected a ckks"):
         ckks.add(paillier.encrypt(np.zeros(2)), paillier.encrypt(np.zeros(2)))
-    with pytest.raises(InvalidRequestError, match="expected a Paillier"):
+    with pytest.raises(InvalidRequestError, match="expected a paillier"):
         paillier.add_plain(ckks.encrypt(np.zeros(2)), np.zeros(2))
