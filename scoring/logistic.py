@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score, roc_curve
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -128,6 +126,8 @@ def early_stopping(loss: float, best_loss: float, stale: int, settings: GdSettin
 
 def fit_pooled(x: FloatArray, y: IntArray, l2: float) -> LinearModel:
     """Exact-sigmoid L2 logistic regression to convergence (the pooled reference)."""
+    from sklearn.linear_model import LogisticRegression  # heavy: only when fitting
+
     c = 1.0 / (l2 * len(y)) if l2 > 0 else 1e12
     model = LogisticRegression(C=c, max_iter=5000, tol=1e-8)
     model.fit(x, y)
@@ -152,6 +152,8 @@ class Metrics:
 
 def evaluate(scores: FloatArray, y: IntArray) -> Metrics:
     """AUC and KS of risk scores (higher = riskier) against the labels."""
+    from sklearn.metrics import roc_auc_score, roc_curve  # heavy: only when measuring
+
     if len(np.unique(y)) < 2:
         raise ValueError("both classes are needed to measure AUC and KS")
     fpr, tpr, _ = roc_curve(y, scores)
