@@ -82,17 +82,13 @@ class Abort:
 class Mailbox:
     """What one party has received, keyed by (sender, tag). Thread-safe."""
 
-    def __init__(self, owner: str, observer: Callable[[str, str, bytes], None] | None = None
-                 ) -> None:
+    def __init__(self, owner: str) -> None:
         self.owner = owner
         self._items: dict[tuple[str, str], bytes] = {}
         self._abort: Abort | None = None
         self._cond = threading.Condition()
-        self._observer = observer
 
     def put(self, sender: str, tag: str, payload: bytes) -> None:
-        if self._observer is not None:
-            self._observer(sender, tag, payload)
         with self._cond:
             if tag == ABORT_TAG:
                 meta, _ = unpack(payload)

@@ -106,11 +106,6 @@ class FeatureMatrix:
     def max_abs(self) -> float:
         return float(np.abs(self.ints).max(initial=0)) / (1 << X_FRAC)
 
-    def times_shares(self, shares: Sequence[int]) -> list[int]:
-        """Exact ``X · s`` for integer shares, in units of 2^-(X_FRAC + SHARE_FRAC)."""
-        s = np.array([int(v) for v in shares], dtype=object)
-        return [int(v) for v in self.ints.astype(object) @ s]
-
     def rows_subset(self, rows: IntArray) -> FeatureMatrix:
         return FeatureMatrix.quantize(self.floats[rows])
 

@@ -17,7 +17,7 @@ from typing import Any
 import gmpy2
 import numpy as np
 
-from fedcredit.errors import DecryptionError, InvalidRequestError
+from fedcredit.errors import InvalidRequestError
 from mpc.djn import DjnObfuscator, make_hs
 from mpc.paillier import MIN_KEY_BITS, PaillierKeyPair, PaillierPublicKey
 from mpc.vector_he import (
@@ -369,9 +369,3 @@ class PaillierVectorKeyHolder:
         scale = float(1 << v.frac)
         return np.array([self._decrypt(c) / scale for c in v.cts], dtype=float)
 
-
-def check_key_holder(holder: PaillierVectorKeyHolder) -> None:
-    """Round-trip self-test used at start-up (a wrong h_s would decrypt to garbage)."""
-    probe = holder.scheme.encrypt_int(12345)
-    if holder._decrypt(probe) != 12345:
-        raise DecryptionError()
