@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import grpc
 
 from coordinator import admission as admission_schema
+from coordinator import model_registry as model_registry_schema
 from coordinator import policy as policy_schema
 from coordinator import registry as registry_schema
 from coordinator.admission import AdmissionService
@@ -15,6 +16,7 @@ from coordinator.api import AdminContext, create_admin_app
 from coordinator.audit_intake import AuditIntake
 from coordinator.authority import AuthorityPaths, load_authority
 from coordinator.ledger import AuditLedger
+from coordinator.model_registry import ModelRegistry
 from coordinator.planner import RoutePlanner
 from coordinator.policy import PolicyStore
 from coordinator.prober import LatencyProber
@@ -32,7 +34,8 @@ from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 log = logging.getLogger(__name__)
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 ENROLLMENT_SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Enrollment"].full_name
-SCHEMA = registry_schema.SCHEMA + admission_schema.SCHEMA + policy_schema.SCHEMA
+SCHEMA = (registry_schema.SCHEMA + admission_schema.SCHEMA + policy_schema.SCHEMA
+          + model_registry_schema.SCHEMA)
 
 
 @dataclass
@@ -45,6 +48,8 @@ class CoordinatorCore:
     admission: AdmissionService
     ledger: AuditLedger
     identity: IdentityHolder
+    #: Trained models and each requester's active one; training registers in-process.
+    models: ModelRegistry
 
     def close(self) -> None:
         self.db.close()
@@ -63,7 +68,7 @@ def open_core(settings: CoordinatorSettings, clock: Clock = system_clock) -> Coo
                                  ledger, clock)
     identity = IdentityHolder(authority.identity)
     return CoordinatorCore(db=db, registry=registry, policies=policies, admission=admission,
-                           ledger=ledger, identity=identity)
+                           ledger=ledger, identity=identity, models=ModelRegistry(db, ledger))
 
 
 @dataclass
@@ -106,6 +111,7 @@ def start_coordinator(
         registry=core.registry,
         admission=core.admission,
         policies=core.policies,
+        models=core.models,
         planner=RoutePlanner(),
         identity=identity,
         peers=PeerCertificates(identity.current.ca_certificate),

@@ -12,6 +12,7 @@ import grpc
 
 from coordinator.admission import AdmissionService, JoinState
 from coordinator.audit_intake import AuditIntake, SubmittedRecord
+from coordinator.model_registry import ModelRegistry
 from coordinator.planner import RoutePlanner
 from coordinator.policy import PolicyStore
 from coordinator.registry import MemberRegistry
@@ -42,6 +43,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         registry: MemberRegistry,
         admission: AdmissionService,
         policies: PolicyStore,
+        models: ModelRegistry,
         planner: RoutePlanner,
         identity: IdentityHolder,
         peers: PeerCertificates,
@@ -52,6 +54,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._registry = registry
         self._admission = admission
         self._policies = policies
+        self._models = models
         self._planner = planner
         self._identity = identity
         self._peers = peers
@@ -100,8 +103,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     ) -> plan_pb2.SignedPlan:
         caller = self._member(context)
         purpose = Purpose.parse(request.purpose)
-        if not request.model_version or len(request.model_version) > 64:
-            raise InvalidRequestError("model_version is required (at most 64 characters)")
+        # Empty: the requester's active model in the registry. The plan names the version, so
+        # every hop scores with the same one.
+        model_version = self._models.resolve(caller.party_id, request.model_version)
         now = self._clock()
         _, policy = self._policies.current()
         directory = self._registry.directory(now)
@@ -113,7 +117,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             directory.members,
             policy=policy,
             directory_version=directory.version,
-            model_version=request.model_version,
+            model_version=model_version,
             purpose=purpose,
             now_ms=now,
         )

@@ -257,6 +257,10 @@ def test_coordinator_contract(
            coordinator.PlanEvaluation,
            coordinator_pb2.PlanRequest(model_version="v1", purpose="marketing"))
     expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", coordinator.PlanEvaluation,
+           coordinator_pb2.PlanRequest(model_version="../v1", purpose="origination"))
+    # Empty: the registry's active model for the caller, and none has been promoted.
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "MODEL_VERSION_UNAVAILABLE",
+           coordinator.PlanEvaluation,
            coordinator_pb2.PlanRequest(model_version="", purpose="origination"))
     directory = coordinator.GetDirectory(coordinator_pb2.DirectoryRequest(), timeout=5)
     members = directory.members
