@@ -93,6 +93,9 @@ class NodeSpec:
     #: the node's store was loaded beforehand (e.g. with a snapshot from ``node ingest``).
     features_file: Path | None
     model_dir: Path
+    #: What the node asks for as requester: a version of slices installed by hand in
+    #: ``model_dir``, or empty for the coordinator registry's active model.
+    model_version: str = ""
 
 
 @dataclass
@@ -142,6 +145,7 @@ class LocalAlliance:
             "FEDCREDIT_NODE_CONTACT": f"ops@{spec.member_id}.example",
             "FEDCREDIT_NODE_SUBJECT_KEY": self.subject_key_hex,
             "FEDCREDIT_NODE_MODEL_DIR": str(spec.model_dir),
+            "FEDCREDIT_NODE_MODEL_VERSION": spec.model_version,
             "FEDCREDIT_NODE_READY_FILE": str(data / "ready.json"),
             **self.node_env_overrides.get(spec.member_id, {}),
         }

@@ -38,6 +38,7 @@ from node.reports import (
 from node.route import RouteForwarder
 from node.store import FeatureStore
 from scoring.assessment import assess
+from scoring.model import ModelSlice
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,8 @@ class EvaluationService:
                                  code=ErrorCode.CONSENT_MISSING)
         terms = request.consent
         terms.check(self._clock(), self._allowed)
-        model = self._models.get(self._model_version)
-        if not model.can_request:
-            raise ModelUnavailableError(
-                f"model {self._model_version} holds no intercept at this member: only the "
-                "member that trained it with its labels can request evaluations with it"
-            )
+        if self._model_version:  # pinned: its slice is checked before anything leaves
+            self._requester_slice(self._model_version)
         own_record = self._store.lookup(pseudonym.value)
         if terms.relationship is Relationship.EXISTING_CUSTOMER and own_record is None:
             # The consent will attest this relationship under our signature: check it first.
@@ -109,10 +106,13 @@ class EvaluationService:
             raise KeyMismatchError("the plan names a different key for this requester")
         if (
             plan.requester_id != self._member_id
-            or plan.model_version != self._model_version
+            or (self._model_version and plan.model_version != self._model_version)
             or plan.purpose is not terms.purpose
         ):
             raise FedCreditError("the plan does not match the request", code=ErrorCode.PLAN_INVALID)
+        # Unpinned, the version is the one the coordinator's registry has active for this
+        # member: known only now, still before the consent is recorded or anything routed.
+        model = self._requester_slice(plan.model_version)
         if plan.requires_existing_customer and terms.relationship is not (
             Relationship.EXISTING_CUSTOMER
         ):
@@ -197,6 +197,15 @@ class EvaluationService:
         )
         self._reports.save(report, pseudonym.value)
         return report
+
+    def _requester_slice(self, version: str) -> ModelSlice:
+        model = self._models.get(version)
+        if not model.can_request:
+            raise ModelUnavailableError(
+                f"model {version} holds no intercept at this member: only the member that "
+                "trained it with its labels can request evaluations with it"
+            )
+        return model
 
     def get(self, query_id: str) -> EvaluationReport:
         return self._reports.get(query_id)

@@ -44,8 +44,10 @@ class NodeSettings(BaseSettings):
     subject_key: SecretStr
     #: Directory of this member's model slices, one ``<version>.json`` each.
     model_dir: Path = Path("models")
-    #: The model version this node asks for when it is the requester.
-    model_version: str = "v1"
+    #: The model version this node asks for when it is the requester. Empty: whichever model
+    #: the coordinator's registry has active for this member (an admin promotes it); a name
+    #: pins that version, e.g. slices installed by hand such as the demo's seed ``v1``.
+    model_version: str = Field(default="", pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$")
     paillier_key_bits: int = DEFAULT_KEY_BITS
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     coordinator_timeout_ms: int = Field(default=3_000, ge=100)

@@ -231,6 +231,7 @@ def population_alliance(population: Population, workdir: Path) -> LocalAlliance:
             display_name=inst.profile.display_name,
             features_file=files[inst.profile.member_id],
             model_dir=files[inst.profile.member_id].parent / "models",
+            model_version=MODEL_VERSION,
         )
         for inst in population.institutions
     ]

@@ -158,7 +158,7 @@ def build_alliance(data: DemoData, names: dict[str, str], key: SubjectKey, workd
             store.close()
         overrides[member] = {"FEDCREDIT_NODE_FEATURE_STORE_URL": store_url}
         specs.append(NodeSpec(member_id=member, display_name=names[member], features_file=None,
-                              model_dir=models))
+                              model_dir=models, model_version=MODEL_VERSION))
     return LocalAlliance(
         workdir=workdir,
         nodes=specs,

@@ -50,6 +50,7 @@ class InProcessAlliance:
             "ca_file": self.coordinator_settings.ca_certificate_path,
             "subject_key": self.subject_key.secret.hex(),
             "model_dir": self.workdir / "inputs" / member_id / "models",
+            "model_version": "v1",  # the population's seed slices, installed by hand
             "coordinator_timeout_ms": 2000,
         }
         doc.update(overrides)
