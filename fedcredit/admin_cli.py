@@ -43,6 +43,7 @@ principals_app = _group("principals", "Who may use the admin API, in which role.
 ledger_app = _group("ledger", "The audit ledger: heads, entries, proofs.")
 grants_app = _group("grants", "Judicial access grants (regulators).")
 cases_app = _group("cases", "A case's ledger entries (judicial authorities, regulators).")
+models_app = _group("models", "Trained models: list, show, promote, roll back.")
 console = Console(width=max(Console().width, 120))
 err_console = Console(stderr=True)
 
@@ -118,6 +119,8 @@ PRINCIPALS = ("principal=principal_id name role active created=created_ms by=cre
 ENTRIES = "index time=created_ms kind actor query=query_id body"
 GRANTS = ("grant=grant_id case=case_id grantee queries=query_ids member=member_id "
           "since=since_ms until=until_ms expires=expires_ms active legal_basis")
+MODELS = ("version requester=requester_id status engine auc ks members registered=created_ms "
+          "promoted=promoted_ms")
 
 
 # -- members and join requests -------------------------------------------------------------------
@@ -400,3 +403,49 @@ def cases_entries(ctx: typer.Context, case: str) -> None:
                     f"entries {', '.join(unproved)} do not match their inclusion proofs")
     console.print(f"{len(entries)} entries, each proved against {_head_line(page['tree_head'])}",
                   highlight=False)
+
+
+# -- models ----------------------------------------------------------------------------------------
+def _model_row(doc: dict[str, Any]) -> dict[str, Any]:
+    metrics = doc["metrics"]
+    return doc | {"auc": metrics.get("auc"), "ks": metrics.get("ks"),
+                  "members": [s["member_id"] for s in doc["slices"]]}
+
+
+@models_app.command("list")
+def models_list(ctx: typer.Context, requester: Annotated[
+        str | None, typer.Option(help="Only this requester's models.")] = None) -> None:
+    """Registered models, oldest first (the registry holds metadata and digests, no weights)."""
+    params = {"requester": requester} if requester else None
+    _table([_model_row(m) for m in _run(ctx, "GET", "/v1/models", params=params)], MODELS)
+
+
+@models_app.command("show")
+def models_show(ctx: typer.Context, version: str) -> None:
+    """One model: its parties and their features, slice digests, metrics."""
+    doc = _run(ctx, "GET", f"/v1/models/{version}")
+    _table([_model_row(doc)], MODELS + " session=session_id by=registered_by")
+    _table(doc["slices"], "member=member_id role features")
+    _table([{"metric": k, "value": v} for k, v in doc["metrics"].items()], "metric value")
+    console.print("SHA-256 of each slice file and of the training data each member used:")
+    for piece in doc["slices"]:
+        console.print(f"{piece['member_id']}: slice {piece['sha256']}, training data "
+                      f"{doc['fingerprints'].get(piece['member_id'], '-')}", highlight=False,
+                      soft_wrap=True)
+
+
+def _now_active(doc: dict[str, Any]) -> None:
+    console.print(f"{doc['requester_id']} now evaluates with model {doc['version']} (plans that "
+                  "name no version)", highlight=False)
+
+
+@models_app.command("promote")
+def models_promote(ctx: typer.Context, version: str) -> None:
+    """Make a model its requester's active model (the previous one is retired)."""
+    _now_active(_run(ctx, "POST", f"/v1/models/{version}/promote"))
+
+
+@models_app.command("rollback")
+def models_rollback(ctx: typer.Context, member_id: str) -> None:
+    """Re-activate the model a requester used before its current one."""
+    _now_active(_run(ctx, "POST", f"/v1/models/requesters/{member_id}/rollback"))

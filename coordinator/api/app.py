@@ -1,4 +1,5 @@
-"""The coordinator's admin API: members, policy, principals, the audit ledger, judicial access.
+"""The coordinator's admin API: members, policy, principals, models, the audit ledger, judicial
+access.
 
 Served by the coordinator process over HTTPS with its alliance certificate (the CLI verifies
 it against the alliance CA). Callers authenticate with a bearer token; each route admits the
@@ -12,7 +13,7 @@ import logging
 
 from fastapi import FastAPI
 
-from coordinator.api import cases, join_requests, ledger, members, policy, principals
+from coordinator.api import cases, join_requests, ledger, members, models, policy, principals
 from coordinator.api.deps import AdminContext
 from coordinator.api.schemas import HealthOut, error_responses
 from fedcredit import __version__
@@ -27,14 +28,15 @@ def create_admin_app(context: AdminContext, max_request_bytes: int = 64 * 1024) 
         title="fedcredit coordinator — admin API",
         version=__version__,
         description=(
-            "Configure the alliance (join requests, members, policy, principals) and audit it "
+            "Configure the alliance (join requests, members, policy, principals, which model "
+            "each requester uses) and audit it "
             "(signed ledger heads, entries, proofs, judicial grants). Authenticate with "
             "`Authorization: Bearer fca_...`; which role may call what is the permission "
             "matrix in docs/security.md. Every change is recorded in the audit ledger in the "
             "same transaction as the change itself."),
     )
     app.state.context = context
-    for module in (join_requests, members, policy, principals, ledger, cases):
+    for module in (join_requests, members, policy, principals, ledger, cases, models):
         app.include_router(module.router)
 
     install_error_handlers(app, bearer_challenge=True)

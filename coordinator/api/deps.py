@@ -17,6 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from coordinator.admission import AdmissionService
 from coordinator.grants import GrantStore
 from coordinator.ledger import AuditLedger
+from coordinator.model_registry import ModelRegistry
 from coordinator.policy import PolicyStore
 from coordinator.principals import Principal, PrincipalStore, Role
 from coordinator.registry import MemberRegistry
@@ -42,6 +43,7 @@ class AdminContext:
     ledger: AuditLedger
     principals: PrincipalStore
     grants: GrantStore
+    models: ModelRegistry
     environment: Environment
     #: How long suspension and revocation wait for online members to enforce them.
     propagation_timeout_ms: int
@@ -54,7 +56,7 @@ class AdminContext:
         return cls(
             db=core.db, registry=core.registry, admission=core.admission,
             policies=core.policies, ledger=core.ledger, principals=principals,
-            grants=GrantStore(core.db, core.ledger, principals, clock),
+            grants=GrantStore(core.db, core.ledger, principals, clock), models=core.models,
             environment=settings.environment,
             propagation_timeout_ms=settings.propagation_timeout_ms, clock=clock,
         )

@@ -211,6 +211,47 @@ class PolicyChangeOut(BaseModel):
     policy: PolicyDocument
 
 
+# -- models --------------------------------------------------------------------------------------
+SLICE_EXAMPLE: dict[str, Any] = {"member_id": "bank-a", "role": "guest", "sha256": HASH_EXAMPLE,
+                                 "features": ["utilization", "months_on_book"]}
+MODEL_EXAMPLE: dict[str, Any] = {
+    "version": "bank-a-2026-05", "requester_id": "bank-a", "engine": "paillier",
+    "session_id": "0d9b6c1e-4f2a-4b8e-9c3d-7a1f5e2b8c40", "status": "active",
+    "created_ms": 1795360210919, "registered_by": "coordinator",
+    "promoted_ms": 1795363810919,
+    "slices": [SLICE_EXAMPLE, {"member_id": "telco-b", "role": "host", "sha256": HASH_EXAMPLE,
+                               "features": ["tenure_months", "late_bills_12m"]}],
+    "metrics": {"auc": 0.781, "ks": 0.432, "auc_guest_only": 0.702, "rows": 24000,
+                "epochs": 12},
+    "fingerprints": {"bank-a": HASH_EXAMPLE, "telco-b": HASH_EXAMPLE}}
+
+
+class SliceOut(BaseModel):
+    model_config = _examples(SLICE_EXAMPLE)
+    member_id: str
+    role: str = Field(description="guest (the label holder, the requester) or host.")
+    sha256: str = Field(description="SHA-256 of the member's slice file; the weights, bins "
+                                    "and WOE stay with the member.")
+    features: list[str]
+
+
+class ModelOut(BaseModel):
+    model_config = _examples(MODEL_EXAMPLE)
+    version: str
+    requester_id: str = Field(description="The guest: the only member that can request "
+                                          "evaluations with this model.")
+    engine: str
+    session_id: str = Field(description="The training session that produced it.")
+    status: str = Field(examples=["candidate", "active", "retired"])
+    created_ms: int
+    registered_by: str
+    promoted_ms: int | None = Field(description="When it last became the active model.")
+    slices: list[SliceOut]
+    metrics: dict[str, float]
+    fingerprints: dict[str, str] = Field(description="Member → SHA-256 of the training data "
+                                                     "it used.")
+
+
 # -- ledger --------------------------------------------------------------------------------------
 class TreeHeadOut(BaseModel):
     model_config = _examples(HEAD_EXAMPLE)

@@ -36,6 +36,7 @@ from mpc.pki import (
     verify_certificate,
 )
 from mpc.signing import Signer
+from tests.support.model_drafts import model_draft
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +66,10 @@ MATRIX: tuple[tuple[str, str, str, str, str], ...] = (
     ("GET /v1/principals/{principal_id}", A, A, D, D),
     ("POST /v1/principals/{principal_id}/rotate", A, D, D, D),
     ("POST /v1/principals/{principal_id}/revoke", A, D, D, D),
+    ("GET /v1/models", A, A, D, D),
+    ("GET /v1/models/{version}", A, A, D, D),
+    ("POST /v1/models/{version}/promote", A, D, D, D),
+    ("POST /v1/models/requesters/{member_id}/rollback", A, D, D, D),
     ("GET /v1/ledger/head", A, A, A, D),
     ("GET /v1/ledger/entries", D, A, D, D),
     ("GET /v1/ledger/proofs/inclusion", A, A, D, D),
@@ -200,6 +205,25 @@ def grant(world: World, grantee: Principal, scope: GrantScope | None = None,
         "court order 17", world.principals["regulator"].actor)
 
 
+def add_model(world: World, requester: str | None = None, promote: bool = False) -> str:
+    """A model as training registers it (in-process), for a fresh requester by default."""
+    version = world.fresh("model")
+    models = world.core.models
+    models.register(model_draft(version, requester or world.fresh("requester")), "training:t",
+                    world.clock())
+    if promote:
+        models.promote(version, "admin:setup", world.clock())
+    return version
+
+
+def promoted_twice(world: World) -> str:
+    """A requester with two promotions behind it: something to roll back to."""
+    requester = world.fresh("requester")
+    for _ in range(2):
+        add_model(world, requester, promote=True)
+    return requester
+
+
 def judge(world: World) -> Principal:
     return world.context.principals.create(world.fresh("judge"), Role.JUDICIAL,
                                            world.principals["admin"].actor).principal
@@ -250,6 +274,12 @@ CALLS: dict[str, Callable[[World], Call]] = {
         "POST", f"/v1/principals/{judge(w).principal_id}/rotate", None, None),
     "POST /v1/principals/{principal_id}/revoke": lambda w: (
         "POST", f"/v1/principals/{judge(w).principal_id}/revoke", REASON, None),
+    "GET /v1/models": lambda w: ("GET", "/v1/models", None, None),
+    "GET /v1/models/{version}": lambda w: ("GET", f"/v1/models/{add_model(w)}", None, None),
+    "POST /v1/models/{version}/promote": lambda w: (
+        "POST", f"/v1/models/{add_model(w)}/promote", None, None),
+    "POST /v1/models/requesters/{member_id}/rollback": lambda w: (
+        "POST", f"/v1/models/requesters/{promoted_twice(w)}/rollback", None, None),
     "GET /v1/ledger/head": lambda w: ("GET", "/v1/ledger/head", None, None),
     "GET /v1/ledger/entries": lambda w: ("GET", "/v1/ledger/entries", None, {"start": 0}),
     "GET /v1/ledger/proofs/inclusion": lambda w: (
@@ -409,6 +439,8 @@ def test_approval_with_the_wrong_fingerprint_changes_nothing(world: World) -> No
     ("POST", "/v1/join-requests/no-such-request/approve", {"fingerprint": "ab" * 32}),
     ("POST", "/v1/join-requests/no-such-request/reject", REASON),
     ("GET", "/v1/principals/0123456789abcdef", None),
+    ("GET", "/v1/models/no-such-model", None),
+    ("POST", "/v1/models/no-such-model/promote", None),
 ])
 def test_unknown_targets_are_not_found(world: World, method: str, path: str, body: Any) -> None:
     assert error_of(world.call("admin", method, path, body))[:2] == (404, "RESOURCE_NOT_FOUND")
@@ -466,6 +498,47 @@ def test_a_policy_change_is_a_new_version_recorded_with_its_fields(world: World)
     assert again.json()["version"] == version + 1 and again.json()["changed"] == []
     restore = policy.model_dump(mode="json")
     assert world.call("admin", "PUT", "/v1/policy", restore).json()["version"] == version + 2
+
+
+# -- models ----------------------------------------------------------------------------------------
+def test_models_are_listed_promoted_and_rolled_back_per_requester(world: World) -> None:
+    requester = world.fresh("requester")
+    first, second = (add_model(world, requester) for _ in range(2))
+    other = add_model(world)
+    listed = world.call("regulator", "GET", "/v1/models", params={"requester": requester})
+    assert [(m["version"], m["status"]) for m in listed.json()] == [
+        (first, "candidate"), (second, "candidate")]
+    shown = world.call("regulator", "GET", f"/v1/models/{first}").json()
+    registered = world.core.models.get(first)
+    assert shown["slices"][0] == {"member_id": requester, "role": "guest",
+                                  "sha256": registered.slices[0].sha256,
+                                  "features": list(registered.slices[0].features)}
+    assert shown["metrics"] == dict(registered.metrics) and shown["promoted_ms"] is None
+    assert "weight" not in json.dumps(listed.json())
+    assert other in {m["version"] for m in world.call("admin", "GET", "/v1/models").json()}
+
+    promoted = world.call("admin", "POST", f"/v1/models/{first}/promote").json()
+    assert (promoted["status"], promoted["promoted_ms"]) == ("active", world.clock())
+    entry = world.core.ledger.entry(world.core.ledger.size() - 1)
+    assert (entry.kind, entry.actor, entry.body) == (
+        EntryKind.MODEL_PROMOTED, world.principals["admin"].actor,
+        {"version": first, "requester_id": requester, "previous_version": None})
+    world.call("admin", "POST", f"/v1/models/{second}/promote")
+    assert world.core.models.resolve(requester, "") == second
+    assert world.call("admin", "GET", f"/v1/models/{first}").json()["status"] == "retired"
+    again = world.call("admin", "POST", f"/v1/models/{second}/promote")
+    assert error_of(again)[:2] == (409, "RESOURCE_CONFLICT")
+
+    rolled = world.call("admin", "POST", f"/v1/models/requesters/{requester}/rollback")
+    assert (rolled.json()["version"], rolled.json()["status"]) == (first, "active")
+    assert world.core.ledger.entry(world.core.ledger.size() - 1).kind is (
+        EntryKind.MODEL_ROLLED_BACK)
+    assert world.core.models.resolve(requester, "") == first
+    size = world.core.ledger.size()
+    status, code, detail = error_of(
+        world.call("admin", "POST", f"/v1/models/requesters/{requester}/rollback"))
+    assert (status, code) == (409, "RESOURCE_CONFLICT") and "nothing to roll back to" in detail
+    assert world.core.ledger.size() == size
 
 
 # -- judicial cases ------------------------------------------------------------------------------
@@ -679,3 +752,27 @@ def test_cli_failures_are_one_line_code_and_detail(world: World, tmp_path: Path)
         assert result.exit_code == 1 and result.stderr.startswith(message), result.output
         assert "Traceback" not in result.output and len(result.stderr.splitlines()) == 1
     closed.close()
+
+
+def test_the_cli_shows_promotes_and_rolls_back_models(world: World) -> None:
+    requester = world.fresh("requester")
+    first, second = (add_model(world, requester) for _ in range(2))
+    for version in (first, second):
+        promoted = cli(world, "admin", "models", "promote", version)
+        assert promoted.exit_code == 0, promoted.output
+        assert f"{requester} now evaluates with model {version}" in promoted.stdout
+    listed = cli(world, "regulator", "models", "list", "--requester", requester)
+    assert listed.exit_code == 0, listed.output
+    assert [line.split()[1] for line in listed.stdout.splitlines() if requester in line] == [
+        first, second]
+    shown = cli(world, "admin", "models", "show", first)
+    assert shown.exit_code == 0 and "retired" in shown.stdout and "0.78125" in shown.stdout
+    host = world.core.models.get(first).slices[1]
+    assert f"{host.member_id}: slice {host.sha256}, training data" in shown.stdout
+    rolled = cli(world, "admin", "models", "rollback", requester)
+    assert f"{requester} now evaluates with model {first}" in rolled.stdout, rolled.output
+    refused = cli(world, "admin", "models", "rollback", requester)
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.startswith(f"RESOURCE_CONFLICT: nothing to roll back to for {requester}")
+    denied = cli(world, "regulator", "models", "promote", first)
+    assert denied.stderr.startswith("PERMISSION_DENIED"), denied.output
