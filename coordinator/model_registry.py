@@ -14,6 +14,7 @@ Registration is not an admin action: the coordinator's training orchestration ca
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
 import math
 import re
@@ -174,14 +175,21 @@ def _record(row: tuple[Any, ...]) -> ModelRecord:
         registered_by=row[8], status=ModelStatus(row[9]), promoted_ms=row[10])
 
 
+def features_sha256(features: tuple[str, ...]) -> str:
+    """The digest of a slice's feature list the ledger records (names joined by newlines)."""
+    return hashlib.sha256("\n".join(features).encode()).hexdigest()
+
+
 def _ledger_body(draft: ModelDraft) -> dict[str, DraftValue]:
-    """What the ledger records: metadata and digests. Metrics as decimal strings (the ledger
+    """What the ledger records: metadata and digests. Each feature list as its count and
+    digest (hundreds of names would outgrow an entry); metrics as decimal strings (the ledger
     refuses floats, whose text forms canonical JSON encoders disagree on)."""
     return {
         "version": draft.version, "requester_id": draft.requester_id, "engine": draft.engine,
         "session_id": draft.session_id,
         "slices": [{"member_id": s.member_id, "role": s.role, "sha256": s.sha256,
-                    "features": list(s.features)} for s in draft.slices],
+                    "feature_count": len(s.features),
+                    "features_sha256": features_sha256(s.features)} for s in draft.slices],
         "metrics": {name: repr(float(value)) for name, value in draft.metrics.items()},
         "fingerprints": dict(draft.fingerprints),
     }

@@ -4,6 +4,7 @@ promotion, rollback, and what a plan's model version resolves to."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,19 @@ def test_registration_records_metadata_and_digests_never_weights(
         "version": "bank-2026.05", "requester_id": "bank", "engine": "paillier",
         "session_id": "session-bank-2026.05",
         "slices": [{"member_id": s.member_id, "role": s.role, "sha256": s.sha256,
-                    "features": list(s.features)} for s in draft.slices],
+                    "feature_count": 2,
+                    "features_sha256": hashlib.sha256("\n".join(s.features).encode()).hexdigest()}
+                   for s in draft.slices],
         "metrics": {"auc": "0.78125", "ks": "0.4375", "rows": "2400.0"},
         "fingerprints": dict(draft.fingerprints)}
+
+
+def test_a_wide_model_fits_in_its_ledger_entry(registry: ModelRegistry) -> None:
+    draft = model_draft("wide", "bank", hosts=tuple(f"host-{i}" for i in range(9)))
+    wide = tuple(f"feature_with_a_long_descriptive_name_{j:04d}" for j in range(600))
+    draft = dataclasses.replace(draft, slices=tuple(
+        dataclasses.replace(s, features=wide) for s in draft.slices))
+    assert registry.register(draft, "coordinator", T0).slices[3].features == wide
 
 
 def test_a_version_is_registered_once(registry: ModelRegistry, ledger: AuditLedger) -> None:
