@@ -23,19 +23,21 @@ from coordinator.prober import LatencyProber
 from coordinator.registry import MemberRegistry
 from coordinator.servicer import CoordinatorServicer, EnrollmentServicer
 from coordinator.settings import CoordinatorSettings
+from coordinator.training import runs as training_runs_schema
+from coordinator.training.runs import TrainingRuns
 from fedcredit.clock import Clock, system_clock
 from fedcredit.http_server import HttpServer, TlsFilesForHttp
 from fedcredit.sqlite import SqliteDatabase
 from fedcredit.tls import IdentityHolder, PeerCertificates
-from fedcredit.transcript import TranscriptInterceptor
-from fedcredit.transport import create_server, set_serving
+from fedcredit.transcript import TranscriptInterceptor, training_transcript
+from fedcredit.transport import create_server, host_of, set_serving
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 ENROLLMENT_SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Enrollment"].full_name
 SCHEMA = (registry_schema.SCHEMA + admission_schema.SCHEMA + policy_schema.SCHEMA
-          + model_registry_schema.SCHEMA)
+          + model_registry_schema.SCHEMA + training_runs_schema.SCHEMA)
 
 
 @dataclass
@@ -50,6 +52,8 @@ class CoordinatorCore:
     identity: IdentityHolder
     #: Trained models and each requester's active one; training registers in-process.
     models: ModelRegistry
+    #: Training runs the coordinator orchestrates (as the arbiter) over the members' stores.
+    training: TrainingRuns
 
     def close(self) -> None:
         self.db.close()
@@ -67,8 +71,13 @@ def open_core(settings: CoordinatorSettings, clock: Clock = system_clock) -> Coo
     admission = AdmissionService(registry, policies, authority.ca,
                                  ledger, clock)
     identity = IdentityHolder(authority.identity)
+    models = ModelRegistry(db, ledger)
+    training = TrainingRuns(
+        db, registry, models, identity, host_of(settings.bind), clock,
+        [TranscriptInterceptor(training_transcript(settings.transcript_file))]
+        if settings.transcript_file is not None else [])
     return CoordinatorCore(db=db, registry=registry, policies=policies, admission=admission,
-                           ledger=ledger, identity=identity, models=ModelRegistry(db, ledger))
+                           ledger=ledger, identity=identity, models=models, training=training)
 
 
 @dataclass

@@ -65,17 +65,22 @@ def _run(ctx: typer.Context, method: str, path: str, **kwargs: Any) -> Any:
     """One API call; a typed failure becomes ``CODE: detail`` on stderr and exit status 1."""
     url, ca_cert, token_file = ctx.obj
     try:
-        if not url:
-            raise ConfigurationError("--url (FEDCREDIT_ADMIN_URL) is required")
-        token = os.environ.get("FEDCREDIT_ADMIN_TOKEN")
-        if token_file is not None:
-            try:
-                token = token_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigurationError(f"cannot read {token_file}: {exc.strerror}") from None
-        return AdminClient(url, ca_cert, token).call(method, path, **kwargs)
+        return connect(url, ca_cert, token_file).call(method, path, **kwargs)
     except FedCreditError as exc:
         raise _fail(exc.code, exc.detail) from None
+
+
+def connect(url: str | None, ca_cert: Path | None, token_file: Path | None) -> AdminClient:
+    """The admin API client from the CLI's connection options (token: file or environment)."""
+    if not url:
+        raise ConfigurationError("--url (FEDCREDIT_ADMIN_URL) is required")
+    token = os.environ.get("FEDCREDIT_ADMIN_TOKEN")
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {token_file}: {exc.strerror}") from None
+    return AdminClient(url, ca_cert, token)
 
 
 def _fail(code: ErrorCode, detail: str) -> typer.Exit:

@@ -164,7 +164,10 @@ class Peer:
         return self.mailbox.take(sender, tag, self.timeout_s, self._alive)
 
     def abort_all(self, error: BaseException) -> None:
-        """Best effort: tell every other party why this one stops."""
+        """Best effort: tell every other party why this one stops (unless another party
+        stopped the session: that one has told everybody)."""
+        if self.mailbox.aborted is not None:
+            return
         if isinstance(error, FedCreditError):
             code, detail = error.code.value, error.detail
         else:

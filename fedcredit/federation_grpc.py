@@ -23,6 +23,7 @@ from fedcredit.error_catalog import error_from_rpc
 from fedcredit.errors import ErrorCode, InvalidRequestError, PermissionDeniedError
 from fedcredit.federation import Mailbox
 from fedcredit.tls import IdentityHolder, PeerCertificates, target_name_option
+from fedcredit.training_spec import ARBITER, SessionSpec
 from fedcredit.transport import (
     MAX_TRAINING_MESSAGE_BYTES,
     check_health,
@@ -44,6 +45,19 @@ MAX_TAG = 64
 class PartyAddress:
     address: str
     role: CertRole
+
+
+def party_roles(spec: SessionSpec) -> dict[str, PartyAddress]:
+    """Who may send in a session, with the certificate role each must present (addresses
+    unknown yet)."""
+    return {
+        p.name: PartyAddress("", CertRole.COORDINATOR if p.role == ARBITER else CertRole.MEMBER)
+        for p in spec.parties
+    }
+
+
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServicer):

@@ -17,8 +17,44 @@ from fedcredit.training_spec import BinningSpec
 from mpc.vector_he import EngineName
 from scoring.logistic import GdSettings
 
-train_app = typer.Typer(help="Federated model training (vertical logistic regression).",
-                        no_args_is_help=True)
+train_app = typer.Typer(help="Federated model training (vertical logistic regression).")
+
+
+@train_app.callback(invoke_without_command=True)
+def train(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="A training run (YAML: guest, hosts, engine, binning, promote…) for "
+        "the coordinator to run over the members' feature stores.")] = None,
+    url: Annotated[str | None, typer.Option(envvar="FEDCREDIT_ADMIN_URL",
+                                            help="The admin API, e.g. https://coord:8443")] = None,
+    ca_cert: Annotated[Path | None, typer.Option(envvar="FEDCREDIT_ADMIN_CA_CERT",
+                                                 help="The alliance CA certificate.")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        help="File holding your admin token (default: $FEDCREDIT_ADMIN_TOKEN).")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the run until it ends.")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the run here.")] =
+        None,
+) -> None:
+    """`fedcredit train --config FILE` runs training over the alliance; `train local` runs it
+    on CSV files."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config is None:
+        console.print(ctx.get_help())
+        raise typer.Exit(0)
+    from fedcredit.admin_cli import connect
+    from fedcredit.train_alliance import print_summary, read_config, run_training
+
+    try:
+        body = read_config(config)
+        run = run_training(connect(url, ca_cert, token_file), body, wait)
+        if json_out is not None:
+            json_out.write_text(json.dumps(run, indent=2))
+        if run["state"] == "succeeded":
+            print_summary(run)
+    except FedCreditError as exc:
+        raise fail(exc) from None
 
 
 @train_app.command("local")

@@ -27,10 +27,9 @@ from fedcredit.tls import IdentityHolder, TlsFiles, TlsIdentity
 from fedcredit.training_spec import SessionSpec
 from fedcredit.transcript import TranscriptInterceptor
 from mpc.pki import CertRole
-from node.training.outputs import slice_document
 from node.training.party_data import PartyTable, read_csv
+from node.training.roles import run_role
 from node.training.settings import TrainingPartySettings
-from scoring.scorecard import ScoreScale
 
 log = logging.getLogger(__name__)
 STARTUP_TIMEOUT_S = 120.0
@@ -112,63 +111,17 @@ def run_party(
         server.stop(0.5)
 
 
-def _version(spec: SessionSpec) -> str:
-    """The model version a session's slices carry until a registry names them."""
-    return f"trained-{spec.session_id}"
-
-
 def _run_role(peer: Peer, spec: SessionSpec, table: PartyTable | None, overlap_only: bool,
               party_dir: Path) -> dict[str, Any]:
-    role = spec.party(peer.name).role
-    scale = ScoreScale()
-    if role == "arbiter":
+    if spec.party(peer.name).role == "arbiter":
         from coordinator.training.arbiter import run_arbiter
 
-        return {"role": role, **asdict(run_arbiter(peer, spec))}
+        return {"role": "arbiter", **asdict(run_arbiter(peer, spec))}
     if table is None:
         raise ConfigurationError(f"{peer.name} needs a data file")
-    if role == "host":
-        from node.training.host import run_host
-
-        host = run_host(peer, spec, table)
-        if host is None:
-            return {"role": role, "overlap_only": True}
-        return {
-            "role": role, "seconds": host.seconds, "bytes_sent": host.bytes_sent,
-            "slice": slice_document(_version(spec), peer.name, role, host.binnings, host.woe,
-                                    host.weights, scale),
-        }
-    from node.training.guest import run_guest
-
     progress_file = party_dir / "progress.json"
 
     def progress(message: str) -> None:
         _write_json(progress_file, {"party": peer.name, "message": message})
 
-    guest = run_guest(peer, spec, table, overlap_only=overlap_only, progress=progress)
-    doc: dict[str, Any] = {
-        "role": role,
-        "overlap": guest.overlap,
-        "rows": guest.rows,
-        "seconds": guest.seconds,
-        "seconds_training": guest.seconds_training,
-        "bytes_sent": guest.bytes_sent,
-        "stages": guest.stages,
-        "warnings": list(table.warnings),
-    }
-    if overlap_only:
-        return doc
-    assert guest.metrics is not None
-    doc.update({
-        "best_epoch": guest.best_epoch,
-        "history": list(guest.history),
-        "metrics": guest.metrics.as_dict(),
-        "guest_only": guest.guest_only.as_dict() if guest.guest_only else None,
-        "feature_report": [asdict(r) for r in guest.feature_report],
-        "split_ids": {k: [table.ids[i] for i in v] for k, v in guest.split_rows.items()},
-        "test_scores": list(guest.test_scores),
-        "test_labels": list(guest.test_labels),
-        "slice": slice_document(_version(spec), peer.name, role, guest.binnings, guest.woe,
-                                guest.weights, scale, intercept=guest.intercept),
-    })
-    return doc
+    return run_role(peer, spec, table, overlap_only, progress)

@@ -8,6 +8,7 @@ hyper-parameters.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,11 @@ from mpc.vector_he import EngineName
 from scoring.logistic import GdSettings
 
 ARBITER = "arbiter"
+#: In an alliance session the arbiter (the coordinator) first sends every party the others'
+#: addresses; every party ends by reporting its installed slice to the arbiter.
+ROSTER_TAG = "roster"
+DONE_TAG = "done"
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class SessionSpec:
     paillier_bits: int = 2048
 
     def __post_init__(self) -> None:
+        if not _SESSION_ID.match(self.session_id):  # it names files and a model version
+            raise ConfigurationError("a session id is 1-48 letters, digits, '.', '_' or '-'")
         roles = [p.role for p in self.parties]
         if roles.count("guest") != 1 or roles.count("arbiter") != 1 or roles.count("host") < 1:
             raise ConfigurationError("a session has one guest, one arbiter and at least one host")
@@ -77,6 +85,11 @@ class SessionSpec:
     @property
     def arbiter(self) -> str:
         return next(p.name for p in self.parties if p.role == "arbiter")
+
+    @property
+    def model_version(self) -> str:
+        """The version the session's slices carry (and the registry registers them under)."""
+        return f"trained-{self.session_id}"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -109,6 +122,16 @@ class SessionSpec:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigurationError(f"invalid training session spec: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> SessionSpec:
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid training session spec: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ConfigurationError("invalid training session spec: not an object")
+        return cls.from_dict(doc)
 
     @classmethod
     def load(cls, path: Path) -> SessionSpec:

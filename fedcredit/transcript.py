@@ -25,6 +25,11 @@ import grpc
 REQUEST, REPLY = 0, 1
 
 
+def training_transcript(path: Path) -> Path:
+    """Where a process's training sessions are recorded, beside its main transcript."""
+    return path.with_name(path.name + ".training")
+
+
 class TranscriptInterceptor(grpc.ServerInterceptor):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

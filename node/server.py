@@ -15,7 +15,7 @@ from fedcredit.errors import ConfigurationError
 from fedcredit.files import write_atomic
 from fedcredit.http_server import HttpServer
 from fedcredit.tls import IdentityHolder, PeerCertificates, TlsIdentity
-from fedcredit.transcript import TranscriptInterceptor
+from fedcredit.transcript import TranscriptInterceptor, training_transcript
 from fedcredit.transport import create_server, host_of, set_serving
 from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import SubjectKey
@@ -37,6 +37,7 @@ from node.route import PeerChannels, RouteForwarder
 from node.servicer import NodeServicer
 from node.settings import NodeSettings
 from node.store import open_store
+from node.training.member_session import MemberTraining, TrainingRole
 from proto.v1 import node_pb2, node_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -139,9 +140,18 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
                   if settings.transcript_file is not None else [])
     server, port, health = create_server(settings.grpc_bind, identity.server_credentials(),
                                          interceptors=transcript)
+    training = MemberTraining(
+        settings.member_id,
+        TrainingRole(settings.training_enabled, settings.training_labels,
+                     settings.training_label_column),
+        store, subject_key, identity, settings.model_dir, settings.training_dir,
+        host_of(settings.grpc_bind), host_of(settings.coordinator_address), clock,
+        [TranscriptInterceptor(training_transcript(settings.transcript_file))]
+        if settings.transcript_file is not None else [],
+    )
     node_pb2_grpc.add_NodeServicer_to_server(
         NodeServicer(contributions, PeerCertificates(identity.current.ca_certificate), directory,
-                     clock),
+                     clock, training),
         server,
     )
     server.start()

@@ -5,18 +5,24 @@ from __future__ import annotations
 import grpc
 
 from fedcredit.clock import Clock
+from fedcredit.errors import PermissionDeniedError
 from fedcredit.tls import PeerCertificates
+from fedcredit.training_spec import SessionSpec
 from fedcredit.transport import rpc_edge
+from mpc.pki import CertRole
 from node.contribution import ContributionService
 from node.directory import MemberDirectory
 from node.serde import contribute_reply_to_pb, contribute_request_from_pb
+from node.training.member_session import MemberTraining
 from proto.v1 import node_pb2, node_pb2_grpc
 
 
 class NodeServicer(node_pb2_grpc.NodeServicer):
     def __init__(self, service: ContributionService, peers: PeerCertificates,
-                 directory: MemberDirectory, clock: Clock) -> None:
+                 directory: MemberDirectory, clock: Clock,
+                 training: MemberTraining | None = None) -> None:
         self._service = service
+        self._training = training
         self._peers = peers
         self._directory = directory
         self._clock = clock
@@ -34,3 +40,16 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         caller_deadline = None if remaining is None else self._clock() + int(remaining * 1000)
         result = self._service.contribute(call, caller, caller_deadline)
         return contribute_reply_to_pb(result.accumulator, result.outcomes, result.key)
+
+    @rpc_edge
+    def JoinTraining(  # noqa: N802 - gRPC method name
+        self, request: node_pb2.JoinTrainingRequest, context: grpc.ServicerContext
+    ) -> node_pb2.JoinTrainingReply:
+        caller = self._peers.identify(context, self._clock())
+        if caller.role is not CertRole.COORDINATOR:
+            raise PermissionDeniedError("only the coordinator starts training sessions")
+        if self._training is None:
+            raise PermissionDeniedError("this node does not take part in federated training")
+        spec = SessionSpec.from_json(request.session_json)
+        port, rows = self._training.join(spec, request.arbiter_port)
+        return node_pb2.JoinTrainingReply(port=port, rows=rows)

@@ -58,6 +58,13 @@ class NodeSettings(BaseSettings):
     #: ``postgresql://user:password@host:port/db[?schema=name]``. Default: the SQLite file
     #: :attr:`feature_store_path`. Secret: it may carry a password.
     feature_store_url: SecretStr | None = None
+    #: Take part in the federated training sessions the coordinator starts (features from the
+    #: active snapshot; see docs/training.md). Off unless the member's operator turns it on.
+    training_enabled: bool = False
+    #: The guest's repayment outcomes (CSV or Parquet: ``identifier_type``, ``identifier`` and
+    #: :attr:`training_label_column`, 1 = default). Only a lender with labels can be the guest.
+    training_labels: Path | None = None
+    training_label_column: str = "default"
     #: Where ``load-features`` writes its snapshots, and where rollback finds pruned ones.
     #: Default: ``<data_dir>/snapshots``.
     snapshot_dir: Path | None = None
@@ -108,6 +115,11 @@ class NodeSettings(BaseSettings):
     def audit_store_path(self) -> Path:
         """This member's ledger receipts and its outbox of entries not yet recorded."""
         return self.data_dir / "audit.sqlite3"
+
+    @property
+    def training_dir(self) -> Path:
+        """Per-session training reports (progress, private metrics, test split)."""
+        return self.data_dir / "training"
 
     @property
     def api_key_store_path(self) -> Path:

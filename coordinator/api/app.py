@@ -13,7 +13,16 @@ import logging
 
 from fastapi import FastAPI
 
-from coordinator.api import cases, join_requests, ledger, members, models, policy, principals
+from coordinator.api import (
+    cases,
+    join_requests,
+    ledger,
+    members,
+    models,
+    policy,
+    principals,
+    training_runs,
+)
 from coordinator.api.deps import AdminContext
 from coordinator.api.schemas import HealthOut, error_responses
 from fedcredit import __version__
@@ -36,7 +45,8 @@ def create_admin_app(context: AdminContext, max_request_bytes: int = 64 * 1024) 
             "same transaction as the change itself."),
     )
     app.state.context = context
-    for module in (join_requests, members, policy, principals, ledger, cases, models):
+    for module in (join_requests, members, policy, principals, ledger, cases, models,
+                   training_runs):
         app.include_router(module.router)
 
     install_error_handlers(app, bearer_challenge=True)

@@ -21,6 +21,7 @@ from coordinator.model_registry import ModelRegistry
 from coordinator.policy import PolicyStore
 from coordinator.principals import Principal, PrincipalStore, Role
 from coordinator.registry import MemberRegistry
+from coordinator.training.runs import TrainingRuns
 from fedcredit.clock import Clock, system_clock
 from fedcredit.errors import AuthenticationError, PermissionDeniedError
 from fedcredit.settings_base import Environment
@@ -44,6 +45,7 @@ class AdminContext:
     principals: PrincipalStore
     grants: GrantStore
     models: ModelRegistry
+    training: TrainingRuns
     environment: Environment
     #: How long suspension and revocation wait for online members to enforce them.
     propagation_timeout_ms: int
@@ -57,6 +59,7 @@ class AdminContext:
             db=core.db, registry=core.registry, admission=core.admission,
             policies=core.policies, ledger=core.ledger, principals=principals,
             grants=GrantStore(core.db, core.ledger, principals, clock), models=core.models,
+            training=core.training,
             environment=settings.environment,
             propagation_timeout_ms=settings.propagation_timeout_ms, clock=clock,
         )

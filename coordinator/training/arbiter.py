@@ -11,6 +11,7 @@ carries a mask it does not know. In the alliance the coordinator plays this role
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,8 @@ class ArbiterResult:
     bytes_sent: int
 
 
-def run_arbiter(peer: Peer, spec: SessionSpec, holder: VectorKeyHolder | None = None
-                ) -> ArbiterResult:
+def run_arbiter(peer: Peer, spec: SessionSpec, holder: VectorKeyHolder | None = None,
+                progress: Callable[[str], None] | None = None) -> ArbiterResult:
     started = time.monotonic()
     holder = holder or generate_key_holder(spec.engine, paillier_bits=spec.paillier_bits)
     scheme = holder.scheme
@@ -54,6 +55,8 @@ def run_arbiter(peer: Peer, spec: SessionSpec, holder: VectorKeyHolder | None = 
         square = holder.square_sum_answer(scheme.load_square_request(blobs[0]))
         peer.send(spec.guest, f"valans/{epoch}", pack({"square": str(square)}))
         control, _ = unpack(peer.recv(spec.guest, f"ctl/{epoch}"))
+        if progress is not None:
+            progress(f"training: epoch {epoch + 1}")
         if control["best"]:
             best = dict(shares)
             best_epoch = epoch

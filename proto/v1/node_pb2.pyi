@@ -60,6 +60,54 @@ HOP_STATUS_SKIPPED: HopStatus.ValueType  # 2
 Global___HopStatus: _TypeAlias = HopStatus  # noqa: Y015
 
 @_typing.final
+class JoinTrainingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_JSON_FIELD_NUMBER: _builtins.int
+    ARBITER_PORT_FIELD_NUMBER: _builtins.int
+    session_json: _builtins.str
+    """fedcredit.training_spec.SessionSpec, addresses left empty"""
+    arbiter_port: _builtins.int
+    """the coordinator's training server, on the coordinator's host"""
+    def __init__(
+        self,
+        *,
+        session_json: _builtins.str = ...,
+        arbiter_port: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arbiter_port", b"arbiter_port", "session_json", b"session_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinTrainingRequest: _TypeAlias = JoinTrainingRequest  # noqa: Y015
+
+@_typing.final
+class JoinTrainingReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PORT_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    port: _builtins.int
+    """this member's training server for the session"""
+    rows: _builtins.int
+    """rows in its training table (a count, never an identifier)"""
+    def __init__(
+        self,
+        *,
+        port: _builtins.int = ...,
+        rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["port", b"port", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinTrainingReply: _TypeAlias = JoinTrainingReply  # noqa: Y015
+
+@_typing.final
 class Consent(_message.Message):
     """The applicant's consent for one inquiry, signed by the requesting member. Every node on the
     route verifies it before computing anything.

@@ -39,6 +39,11 @@ class NodeStub:
                 request_serializer=proto_dot_v1_dot_node__pb2.ContributeRequest.SerializeToString,
                 response_deserializer=proto_dot_v1_dot_node__pb2.ContributeReply.FromString,
                 _registered_method=True)
+        self.JoinTraining = channel.unary_unary(
+                '/fedcredit.v1.Node/JoinTraining',
+                request_serializer=proto_dot_v1_dot_node__pb2.JoinTrainingRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_node__pb2.JoinTrainingReply.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -52,6 +57,17 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def JoinTraining(self, request, context):
+        """The coordinator invites this member into a federated training session (only the
+        coordinator's certificate may call). The member checks that it takes part in training,
+        loads its training table (features from its active snapshot; the guest also its labels),
+        starts a training server for the session and answers with that server's port. The session
+        itself then runs over fedcredit.v1.Training.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +75,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Contribute,
                     request_deserializer=proto_dot_v1_dot_node__pb2.ContributeRequest.FromString,
                     response_serializer=proto_dot_v1_dot_node__pb2.ContributeReply.SerializeToString,
+            ),
+            'JoinTraining': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinTraining,
+                    request_deserializer=proto_dot_v1_dot_node__pb2.JoinTrainingRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_node__pb2.JoinTrainingReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,6 +109,33 @@ class Node:
             '/fedcredit.v1.Node/Contribute',
             proto_dot_v1_dot_node__pb2.ContributeRequest.SerializeToString,
             proto_dot_v1_dot_node__pb2.ContributeReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinTraining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Node/JoinTraining',
+            proto_dot_v1_dot_node__pb2.JoinTrainingRequest.SerializeToString,
+            proto_dot_v1_dot_node__pb2.JoinTrainingReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,13 @@ class NodeStub:
     """Add this member's encrypted contribution to the accumulator and pass it down the route.
     The reply carries the final accumulator of the whole remaining route.
     """
+    JoinTraining: _grpc.UnaryUnaryMultiCallable[_node_pb2.JoinTrainingRequest, _node_pb2.JoinTrainingReply]
+    """The coordinator invites this member into a federated training session (only the
+    coordinator's certificate may call). The member checks that it takes part in training,
+    loads its training table (features from its active snapshot; the guest also its labels),
+    starts a training server for the session and answers with that server's port. The session
+    itself then runs over fedcredit.v1.Training.
+    """
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -42,6 +49,13 @@ class NodeAsyncStub(NodeStub):
     Contribute: _aio.UnaryUnaryMultiCallable[_node_pb2.ContributeRequest, _node_pb2.ContributeReply]  # type: ignore[assignment]
     """Add this member's encrypted contribution to the accumulator and pass it down the route.
     The reply carries the final accumulator of the whole remaining route.
+    """
+    JoinTraining: _aio.UnaryUnaryMultiCallable[_node_pb2.JoinTrainingRequest, _node_pb2.JoinTrainingReply]  # type: ignore[assignment]
+    """The coordinator invites this member into a federated training session (only the
+    coordinator's certificate may call). The member checks that it takes part in training,
+    loads its training table (features from its active snapshot; the guest also its labels),
+    starts a training server for the session and answers with that server's port. The session
+    itself then runs over fedcredit.v1.Training.
     """
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
@@ -53,6 +67,19 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_node_pb2.ContributeReply, _abc.Awaitable[_node_pb2.ContributeReply]]:
         """Add this member's encrypted contribution to the accumulator and pass it down the route.
         The reply carries the final accumulator of the whole remaining route.
+        """
+
+    @_abc_1.abstractmethod
+    def JoinTraining(
+        self,
+        request: _node_pb2.JoinTrainingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.JoinTrainingReply, _abc.Awaitable[_node_pb2.JoinTrainingReply]]:
+        """The coordinator invites this member into a federated training session (only the
+        coordinator's certificate may call). The member checks that it takes part in training,
+        loads its training table (features from its active snapshot; the guest also its labels),
+        starts a training server for the session and answers with that server's port. The session
+        itself then runs over fedcredit.v1.Training.
         """
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -128,6 +128,10 @@ class Sloth(node_pb2_grpc.NodeServicer):
         self.release.wait(30)
         return node_pb2.ContributeReply()
 
+    def JoinTraining(self, request: node_pb2.JoinTrainingRequest,  # noqa: N802
+                     context: grpc.ServicerContext) -> node_pb2.JoinTrainingReply:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not a training party")
+
 
 @pytest.fixture
 def sloth(fresh_alliance: InProcessAlliance, other_keypair: PaillierKeyPair) -> Iterator[int]:
