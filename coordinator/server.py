@@ -73,7 +73,7 @@ def open_core(settings: CoordinatorSettings, clock: Clock = system_clock) -> Coo
     identity = IdentityHolder(authority.identity)
     models = ModelRegistry(db, ledger)
     training = TrainingRuns(
-        db, registry, models, identity, host_of(settings.bind), clock,
+        db, ledger, registry, models, identity, host_of(settings.bind), clock,
         [TranscriptInterceptor(training_transcript(settings.transcript_file))]
         if settings.transcript_file is not None else [])
     return CoordinatorCore(db=db, registry=registry, policies=policies, admission=admission,

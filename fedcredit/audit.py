@@ -72,6 +72,7 @@ class EntryKind(StrEnum):
     MODEL_REGISTERED = "model_registered"
     MODEL_PROMOTED = "model_promoted"
     MODEL_ROLLED_BACK = "model_rolled_back"
+    TRAINING_STARTED = "training_started"
     PLAN = "plan"
     CONSENT = "consent"
     CONTRIBUTION = "contribution"

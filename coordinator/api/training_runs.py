@@ -28,7 +28,8 @@ MemberName = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class BinningIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"engine": "spark", "max_bins": 10, "min_bin_size": 50, "min_iv": 0.02}]})
     engine: Literal["spark", "exact"] = Field(
         "spark", description="Quantiles with Spark (approxQuantile) or exactly (numpy).")
     max_bins: int = Field(10, ge=2, le=64)
@@ -78,6 +79,9 @@ class TrainingRunIn(BaseModel):
 
 
 class RunErrorOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"code": "PERMISSION_DENIED", "detail": "shop did not join: shop does not take part in "
+         "federated training (FEDCREDIT_NODE_TRAINING_ENABLED is false)"}]})
     code: str
     detail: str
 
@@ -133,6 +137,7 @@ def list_runs(ctx: Context, _: AdminOrRegulator) -> list[TrainingRunOut]:
 
 
 @router.get("/{run_id}", response_model=TrainingRunOut, summary="One training run",
-            responses=error_responses(*AUTH_ERRORS, ErrorCode.RESOURCE_NOT_FOUND))
+            responses=error_responses(*AUTH_ERRORS, ErrorCode.INVALID_REQUEST,
+                                      ErrorCode.RESOURCE_NOT_FOUND))
 def get_run(run_id: RunId, ctx: Context, _: AdminOrRegulator) -> TrainingRunOut:
     return run_out(ctx.training.get(run_id))

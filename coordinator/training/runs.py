@@ -27,9 +27,11 @@ from typing import Any
 import grpc
 
 from coordinator.authority import COORDINATOR_ID
+from coordinator.ledger import AuditLedger
 from coordinator.model_registry import ModelDraft, ModelRegistry, SliceRecord
 from coordinator.registry import MemberRegistry
 from coordinator.training.arbiter import run_arbiter
+from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
 from fedcredit.error_catalog import error_from_rpc
 from fedcredit.errors import (
@@ -155,10 +157,11 @@ def new_session_id(now_ms: int) -> str:
 
 
 class TrainingRuns:
-    def __init__(self, db: SqliteDatabase, members: MemberRegistry, models: ModelRegistry,
-                 identity: IdentityHolder, bind_host: str, clock: Clock,
+    def __init__(self, db: SqliteDatabase, ledger: AuditLedger, members: MemberRegistry,
+                 models: ModelRegistry, identity: IdentityHolder, bind_host: str, clock: Clock,
                  interceptors: Sequence[grpc.ServerInterceptor] = ()) -> None:
         self._db = db
+        self._ledger = ledger
         self._members = members
         self._models = models
         self._identity = identity
@@ -187,11 +190,16 @@ class TrainingRuns:
                                 (RunState.RUNNING.value,))
             if busy is not None:
                 raise ConflictError(f"training run {busy[0]} is still running; one at a time")
-            self._db.execute(
-                f"INSERT INTO training_runs ({_COLUMNS}) VALUES (?,?,?,?,?,?,NULL,NULL,NULL,"
-                "NULL,'{}')",
-                (run_id, actor, json.dumps(config.to_dict(), default=str),
-                 RunState.RUNNING.value, "inviting the parties", now))
+            with self._db.transaction() as conn:  # the run and its ledger entry, together
+                conn.execute(
+                    f"INSERT INTO training_runs ({_COLUMNS}) VALUES (?,?,?,?,?,?,NULL,NULL,NULL,"
+                    "NULL,'{}')",
+                    (run_id, actor, json.dumps(config.to_dict(), default=str),
+                     RunState.RUNNING.value, "inviting the parties", now))
+                self._ledger.append(EntryDraft(EntryKind.TRAINING_STARTED, actor, {
+                    "run_id": run_id, "guest": config.guest, "hosts": list(config.hosts),
+                    "engine": config.engine.value, "model_version": spec.model_version,
+                }), now_ms=now, conn=conn)
             thread = threading.Thread(target=self._execute, args=(run_id, config, spec, actor),
                                       name=f"training-run-{run_id}", daemon=True)
             self.threads[run_id] = thread

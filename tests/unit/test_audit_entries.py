@@ -79,7 +79,7 @@ def test_entry_kinds_are_the_alliance_events() -> None:
     assert [k.value for k in EntryKind] == [
         "join_request", "vote", "admission", "rejection", "suspension", "reinstatement",
         "revocation", "certificate_renewal", "policy_change", "principal_change", "grant",
-        "model_registered", "model_promoted", "model_rolled_back",
+        "model_registered", "model_promoted", "model_rolled_back", "training_started",
         "plan", "consent", "contribution", "completion"]
 
 
