@@ -36,7 +36,7 @@ from tests.support.needles import find_leaks
 
 pytestmark = pytest.mark.integration
 RUN = {"engine": "ckks", "binning": {"engine": "exact", "max_bins": 6, "min_bin_size": 20},
-       "max_epochs": 8, "min_overlap": 50, "split_seed": 3}
+       "max_epochs": 4, "min_overlap": 50, "split_seed": 3}
 
 
 @pytest.fixture(scope="module")
