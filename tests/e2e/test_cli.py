@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,22 +68,38 @@ def processes_using(workdir: Path) -> list[int]:
     return found
 
 
-def start_demo(workdir: Path) -> subprocess.Popen[str]:
+def _sigint_as_in_a_terminal() -> None:
+    """A test run started in the background by a non-interactive shell (no job control)
+    inherits SIGINT *ignored*, and Python then keeps ignoring it; a Ctrl-C in a terminal
+    reaches a process whose SIGINT is at its default. Simulate the terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def running_demo(workdir: Path) -> Iterator[subprocess.Popen[str]]:
+    """The demo as a user starts it in a terminal; killed if a failed test left it running."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FEDCREDIT_")}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [*CLI, "demo", "--evaluations", "500", "--subjects", "800", "--workdir", str(workdir)],
         env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_sigint_as_in_a_terminal,
     )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def test_ctrl_c_during_the_ingest_leaves_no_process_behind(tmp_path: Path) -> None:
-    proc = start_demo(tmp_path)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "raw" / "bank" / "snapshots").glob(".work-*")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    with running_demo(tmp_path) as proc:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "raw" / "bank" / "snapshots").glob(".work-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     time.sleep(0.5)
     assert processes_using(tmp_path) == []
@@ -95,17 +113,18 @@ def test_ctrl_c_shuts_everything_down(
     tmp_path, _ = demo_run
     for ready_file in tmp_path.glob("*/ready.json"):
         ready_file.unlink()
-    proc = start_demo(tmp_path)
     ready = [tmp_path / m / "ready.json" for m in ("bank", "finco", "shop")]
-    deadline = time.monotonic() + 300
-    while not all(p.exists() for p in ready):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.1)
-    ports = [json.loads(p.read_text())["http_port"] for p in ready]
-    ports.append(json.loads((tmp_path / "coordinator" / "ready.json").read_text())["grpc_port"])
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    with running_demo(tmp_path) as proc:
+        deadline = time.monotonic() + 300
+        while not all(p.exists() for p in ready):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        ports = [json.loads(p.read_text())["http_port"] for p in ready]
+        ports.append(json.loads((tmp_path / "coordinator" / "ready.json").read_text())[
+            "grpc_port"])
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "interrupted" in err
     assert "reusing the snapshots ingested by an earlier run" in out
