@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -24,6 +25,9 @@ from fedcredit.admin_client import AdminClient
 from fedcredit.errors import ConfigurationError, FedCreditError
 
 STARTUP_TIMEOUT_S = 60.0
+#: How long a stopped process may take to shut down cleanly before it is killed.
+STOP_GRACE_S = 8.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,22 +40,35 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self, grace_s: float = 8.0) -> int:
+    def stop(self, grace_s: float = STOP_GRACE_S) -> int:
         """SIGTERM, then SIGKILL after ``grace_s``; the exit code (negative: killed by signal)."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        return self.popen.returncode
+        return stop_all({self.name: self}, grace_s)[self.name]
 
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def stop_all(procs: Mapping[str, ManagedProcess], grace_s: float = STOP_GRACE_S
+             ) -> dict[str, int]:
+    """SIGTERM to every process at once, then SIGKILL whoever is still up after ``grace_s``
+    (so shutting down N processes takes one grace period, not N); each one's exit code."""
+    for proc in procs.values():
+        if proc.alive():
+            proc.popen.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    codes = {}
+    for name, proc in procs.items():
+        try:
+            proc.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s of SIGTERM: killed", name, grace_s)
+            proc.popen.kill()
+            proc.popen.wait(5)
+        codes[name] = proc.popen.returncode
+    return codes
 
 
 def fedcredit_command(*args: str) -> list[str]:
@@ -285,7 +302,7 @@ class LocalAlliance:
 
     def stop(self) -> dict[str, int]:
         """Stop every process (nodes first); each one's exit code, 0 when it shut down cleanly."""
-        codes = {name: proc.stop() for name, proc in self.node_procs.items()}
+        codes = stop_all(self.node_procs)
         if self.coordinator is not None:
             codes["coordinator"] = self.coordinator.stop()
         return codes
