@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
 from fedcredit.clock import Clock
 from fedcredit.errors import (
@@ -202,6 +203,11 @@ class MemberTraining:
         write_atomic(self._model_dir / f"{version}.json", document)
         private = {k: v for k, v in result.items() if k != "slice"}
         write_json(session_dir / "result.json", private)  # split ids and test scores stay here
+        if result["role"] == "guest":  # the lender's own pictures of its held-out split
+            from fedcredit.train_report import write_plots
+
+            write_plots(session_dir, np.asarray(result["test_labels"]),
+                        {"federated": np.asarray(result["test_scores"])})
         done: dict[str, Any] = {
             "version": version,
             "sha256": hashlib.sha256(document).hexdigest(),

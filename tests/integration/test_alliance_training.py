@@ -136,6 +136,8 @@ def test_a_run_registers_the_model_with_digests_only(
     guest_slice = json.loads(slice_path(world, guest, version).read_text())
     host_slice = json.loads(slice_path(world, host1, version).read_text())
     assert "intercept" in guest_slice and "intercept" not in host_slice
+    report = world.nodes[guest].settings.training_dir / str(trained["run_id"])
+    assert (report / "roc.png").stat().st_size > 10_000 and (report / "ks.png").exists()
     assert {f["name"] for f in guest_slice["features"]}.isdisjoint(
         f["name"] for f in host_slice["features"])
     # The coordinator holds no weight, bin edge or WOE of any slice.
