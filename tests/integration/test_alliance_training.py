@@ -235,3 +235,24 @@ def test_refusals_are_typed_and_register_nothing(
     except FedCreditError as exc:  # or refused at once, when the coordinator already noticed
         assert exc.code.value == "NODE_UNAVAILABLE"
     assert len(world.coordinator.core.models.list()) == before
+
+
+def test_a_bad_run_file_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    cases = {
+        "guest: bank\nhosts: [finco]\nengin: ckks\n": "engin",  # a typo
+        "guest: bank\nhosts: []\n": "hosts",
+        "guest: bank\nhosts: [finco]\nbinning: {max_bins: 1}\n": "binning.max_bins",
+        "guest: bank\nhosts: [finco\n": "not valid YAML at line",
+        "- just a list\n": "expected a mapping",
+    }
+    for text, named in cases.items():
+        config = tmp_path / "run.yaml"
+        config.write_text(text)
+        result = CliRunner().invoke(app, ["train", "--config", str(config),
+                                          "--url", "https://127.0.0.1:1"])
+        output = " ".join(result.output.split())  # rich wraps to the terminal's width
+        assert result.exit_code == 1, (text, output)
+        assert "CONFIGURATION_INVALID" in output and named in output, output
+        assert "Traceback" not in output
+    missing = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "none.yaml")])
+    assert missing.exit_code == 1 and "cannot read" in " ".join(missing.output.split())
