@@ -35,4 +35,6 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy .
 echo "== pytest"
-exec .venv/bin/python -m pytest "$@"
+# Two workers (this machine's cores), each taking whole files: module fixtures stay together.
+# FEDCREDIT_TEST_WORKERS=0 runs everything in this process.
+exec .venv/bin/python -m pytest -n "${FEDCREDIT_TEST_WORKERS:-2}" --dist loadfile "$@"
