@@ -1,0 +1,164 @@
+"""The lending decision on a joint result: admission (approve / refer / decline with the rules
+that fired), grade, credit limit and the adverse reasons in plain language.
+
+Pure: the requester node applies it to the decrypted joint result and its own data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
+from enum import StrEnum
+
+from scoring.lending_policy import LendingPolicy, Metric, Outcome, Rule, grade_of
+from scoring.scorecard import Grade
+
+MAX_REASONS = 4
+
+
+@dataclass(frozen=True)
+class JointFacts:
+    """What the decision sees: the joint score, the alliance-wide exposures (sums over every
+    member that answered) and the applicant's verified annual income (``None``: unknown)."""
+
+    score: int
+    outstanding_debt: Decimal
+    active_loans: int
+    open_credit_lines: int
+    accounts_30dpd: int
+    accounts_90dpd: int
+    inquiries_90d: int
+    institutions_with_records: int
+    annual_income: Decimal | None
+
+    def metric(self, metric: Metric) -> float | None:
+        """A rule's input; ``None`` when it cannot be computed (debt-to-income without an
+        income)."""
+        if metric is Metric.DEBT_TO_INCOME:
+            if self.annual_income is None or self.annual_income <= 0:
+                return None
+            return float(self.outstanding_debt / self.annual_income)
+        if metric is Metric.SCORE:
+            return float(self.score)
+        return float(getattr(self, metric.value))
+
+
+@dataclass(frozen=True)
+class Admission:
+    outcome: Outcome
+    fired: tuple[Rule, ...]
+    #: Rules whose input is unknown (no income for debt-to-income): they refer, never approve.
+    unevaluated: tuple[Rule, ...]
+
+
+def admit(facts: JointFacts, policy: LendingPolicy) -> Admission:
+    fired, unknown = [], []
+    for rule in policy.rules:
+        value = facts.metric(rule.metric)
+        if value is None:
+            unknown.append(rule)
+        elif rule.fires(value):
+            fired.append(rule)
+    if any(r.outcome is Outcome.DECLINE for r in fired):
+        outcome = Outcome.DECLINE
+    elif fired or unknown:
+        outcome = Outcome.REFER
+    else:
+        outcome = Outcome.APPROVE
+    return Admission(outcome, tuple(fired), tuple(unknown))
+
+
+def credit_limit(grade: Grade, annual_income: Decimal | None, alliance_debt: Decimal,
+                 policy: LendingPolicy, product_cap: Decimal | None = None) -> Decimal | None:
+    """``multiple(grade) x verified annual income - alliance debt``, capped by the product,
+    never negative, rounded down to the currency unit; ``None`` without a verified income."""
+    if annual_income is None or annual_income <= 0:
+        return None
+    raw = policy.limit_multiples[grade] * annual_income - alliance_debt
+    if product_cap is not None:
+        raw = min(raw, product_cap)
+    return max(raw, Decimal(0)).to_integral_value(rounding=ROUND_FLOOR)
+
+
+class ReasonCode(StrEnum):
+    """Stable codes; the texts may be reworded, the codes never change meaning."""
+
+    DELINQUENCY_90 = "RC01"
+    DELINQUENCY_30 = "RC02"
+    DEBT_TO_INCOME = "RC03"
+    MANY_LOANS = "RC04"
+    MANY_INQUIRIES = "RC05"
+    LOW_SCORE = "RC06"
+    THIN_FILE = "RC07"
+    INCOME_UNKNOWN = "RC08"
+
+
+REASON_TEXT: dict[ReasonCode, str] = {
+    ReasonCode.DELINQUENCY_90: "An account at an alliance member is 90 or more days past due.",
+    ReasonCode.DELINQUENCY_30: "An account at an alliance member is 30 or more days past due.",
+    ReasonCode.DEBT_TO_INCOME: "Existing debt is high compared with income.",
+    ReasonCode.MANY_LOANS: "Several loans are already active across the alliance.",
+    ReasonCode.MANY_INQUIRIES: "Many recent credit applications.",
+    ReasonCode.LOW_SCORE: "The joint credit score is in a low band.",
+    ReasonCode.THIN_FILE: "Little credit history is known to the alliance.",
+    ReasonCode.INCOME_UNKNOWN: "Income could not be verified.",
+}
+#: Rule metrics and the reason each one gives when it fires.
+_RULE_REASON = {
+    Metric.ACCOUNTS_90DPD: ReasonCode.DELINQUENCY_90,
+    Metric.ACCOUNTS_30DPD: ReasonCode.DELINQUENCY_30,
+    Metric.DEBT_TO_INCOME: ReasonCode.DEBT_TO_INCOME,
+    Metric.ACTIVE_LOANS: ReasonCode.MANY_LOANS,
+    Metric.OPEN_CREDIT_LINES: ReasonCode.MANY_LOANS,
+    Metric.INQUIRIES_90D: ReasonCode.MANY_INQUIRIES,
+    Metric.INSTITUTIONS_WITH_RECORDS: ReasonCode.THIN_FILE,
+    Metric.SCORE: ReasonCode.LOW_SCORE,
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: ReasonCode
+    text: str
+
+
+def adverse_reasons(facts: JointFacts, admission: Admission, grade: Grade
+                    ) -> tuple[Reason, ...]:
+    """Up to four adverse reasons, most serious first: the rules that fired (declines before
+    refers, in policy order), then what the exposures and the grade show."""
+    codes: list[ReasonCode] = []
+    for rule in sorted(admission.fired, key=lambda r: r.outcome is not Outcome.DECLINE):
+        codes.append(_RULE_REASON[rule.metric])
+    if admission.unevaluated or facts.annual_income is None or facts.annual_income <= 0:
+        codes.append(ReasonCode.INCOME_UNKNOWN)
+    if facts.accounts_90dpd > 0:
+        codes.append(ReasonCode.DELINQUENCY_90)
+    if facts.accounts_30dpd > 0:
+        codes.append(ReasonCode.DELINQUENCY_30)
+    if grade in (Grade.D, Grade.E):
+        codes.append(ReasonCode.LOW_SCORE)
+    if facts.inquiries_90d >= 3:
+        codes.append(ReasonCode.MANY_INQUIRIES)
+    if facts.institutions_with_records == 0:
+        codes.append(ReasonCode.THIN_FILE)
+    unique = list(dict.fromkeys(codes))[:MAX_REASONS]
+    return tuple(Reason(code, REASON_TEXT[code]) for code in unique)
+
+
+@dataclass(frozen=True)
+class Decision:
+    admission: Admission
+    grade: Grade
+    limit: Decimal | None
+    reasons: tuple[Reason, ...]
+
+
+def decide(facts: JointFacts, policy: LendingPolicy, product_cap: Decimal | None = None
+           ) -> Decision:
+    grade = grade_of(facts.score, policy)
+    admission = admit(facts, policy)
+    limit = credit_limit(grade, facts.annual_income, facts.outstanding_debt, policy,
+                         product_cap)
+    if admission.outcome is Outcome.DECLINE and limit is not None:
+        limit = Decimal(0)
+    return Decision(admission, grade, limit, adverse_reasons(facts, admission, grade))

@@ -1,0 +1,247 @@
+"""Lending decisions: schedules to the cent, plans within the surplus, the repayment simulation,
+limits, grades, admission rules, reasons, and the policy file's refusals (with their line)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scoring.decision import (
+    MAX_REASONS,
+    JointFacts,
+    ReasonCode,
+    admit,
+    adverse_reasons,
+    credit_limit,
+    decide,
+)
+from scoring.installments import (
+    INSTALLMENT_COUNTS,
+    Capacity,
+    Period,
+    PlanOutcome,
+    choose_plan,
+    schedule,
+    simulate,
+)
+from scoring.lending_policy import (
+    DEFAULT_POLICY_YAML,
+    Outcome,
+    PolicyError,
+    default_policy,
+    grade_of,
+    load_policy,
+)
+from scoring.scorecard import Grade
+
+pytestmark = pytest.mark.unit
+POLICY = default_policy()
+RULES_BLOCK = DEFAULT_POLICY_YAML[DEFAULT_POLICY_YAML.index("rules:"):
+                                  DEFAULT_POLICY_YAML.index("grades:")]
+money = st.decimals(min_value=Decimal("100"), max_value=Decimal("500000"), places=2)
+aprs = st.decimals(min_value=Decimal("0"), max_value=Decimal("0.36"), places=4)
+
+
+def facts(**changes: object) -> JointFacts:
+    base: dict[str, object] = {
+        "score": 600, "outstanding_debt": Decimal("1000"), "active_loans": 1,
+        "open_credit_lines": 1, "accounts_30dpd": 0, "accounts_90dpd": 0, "inquiries_90d": 0,
+        "institutions_with_records": 2, "annual_income": Decimal("60000")}
+    base.update(changes)
+    return JointFacts(**base)  # type: ignore[arg-type]
+
+
+# -- schedules --------------------------------------------------------------------------------
+@settings(max_examples=300)
+@given(principal=money, apr=aprs, period=st.sampled_from(Period),
+       count=st.sampled_from(INSTALLMENT_COUNTS))
+def test_a_schedule_sums_to_principal_plus_interest_to_the_cent(
+    principal: Decimal, apr: Decimal, period: Period, count: int
+) -> None:
+    plan = schedule(principal, apr, period, count)
+    rows = plan.installments
+    assert plan.count == count
+    assert sum(r.principal for r in rows) == principal
+    assert plan.total_paid == principal + plan.total_interest
+    assert all(r.payment == r.principal + r.interest for r in rows)
+    assert rows[-1].balance == 0 and all(r.balance >= 0 for r in rows)
+    assert all(r.payment.as_tuple().exponent == -2 for r in rows)  # whole cents
+    assert len({r.payment for r in rows[:-1]}) <= 1  # level payments; the last takes rounding
+    assert abs(rows[-1].payment - rows[0].payment) <= Decimal("0.01") * count
+    assert [r.due_month for r in rows] == [period.months * k for k in range(1, count + 1)]
+    if apr == 0:
+        assert plan.total_interest == 0
+
+
+def test_a_known_annuity() -> None:
+    plan = schedule(Decimal("1200"), Decimal("0.12"), Period.MONTHLY, 12)
+    assert plan.installments[0].payment == Decimal("106.62")
+    assert plan.installments[0].interest == Decimal("12.00")
+    assert plan.total_interest == Decimal("79.42")
+
+
+def test_bad_schedules_are_refused() -> None:
+    for args in ((Decimal(0), Decimal("0.1"), 3), (Decimal(100), Decimal("-0.1"), 3),
+                 (Decimal(100), Decimal("0.1"), 0)):
+        with pytest.raises(ValueError):
+            schedule(args[0], args[1], Period.MONTHLY, args[2])
+
+
+# -- plans ------------------------------------------------------------------------------------
+@settings(max_examples=200)
+@given(principal=money, apr=aprs,
+       income=st.decimals(min_value=Decimal("500"), max_value=Decimal("50000"), places=2),
+       spending_share=st.decimals(min_value=Decimal("0"), max_value=Decimal("1.2"), places=2),
+       share=st.decimals(min_value=Decimal("0.05"), max_value=Decimal("1"), places=2))
+def test_the_plan_is_the_shortest_that_keeps_within_the_share_of_the_surplus(
+    principal: Decimal, apr: Decimal, income: Decimal, spending_share: Decimal, share: Decimal
+) -> None:
+    capacity = Capacity(income, income * spending_share, Decimal("100"))
+    choice = choose_plan(principal, apr, capacity, share)
+    surplus = income - income * spending_share - 100
+    options = sorted(((c * p.months, p.months, p, c) for p in Period for c in INSTALLMENT_COUNTS),
+                     key=lambda o: o[:2])
+    if surplus <= 0:
+        assert choice.outcome is PlanOutcome.NO_SURPLUS and choice.schedule is None
+        return
+    assert choice.ceiling_per_month is not None
+    affordable = [o for o in options
+                  if schedule(principal, apr, o[2], o[3]).largest_payment
+                  <= choice.ceiling_per_month * o[1]]
+    if not affordable:
+        assert choice.outcome is PlanOutcome.UNAFFORDABLE and choice.schedule is None
+        return
+    assert choice.outcome is PlanOutcome.PLANNED and choice.schedule is not None
+    _, months, period, count = affordable[0]
+    assert (choice.schedule.period, choice.schedule.count) == (period, count)
+    assert choice.schedule.largest_payment <= choice.ceiling_per_month * months
+
+
+@pytest.mark.parametrize("income", [None, Decimal(0), Decimal(-5)])
+def test_without_an_income_the_plan_says_so_and_divides_by_nothing(income: Decimal | None
+                                                                   ) -> None:
+    capacity = Capacity(income, Decimal(500), Decimal(0))
+    choice = choose_plan(Decimal(1000), Decimal("0.1"), capacity, Decimal("0.4"))
+    assert choice.outcome is PlanOutcome.INCOME_UNKNOWN and choice.schedule is None
+    assert "cannot be computed" in choice.explanation
+    with pytest.raises(ValueError, match="income"):
+        simulate(schedule(Decimal(1000), Decimal("0.1"), Period.MONTHLY, 3), [], capacity)
+
+
+# -- simulation -------------------------------------------------------------------------------
+def test_the_simulation_carries_what_is_unpaid_into_the_next_period() -> None:
+    plan = schedule(Decimal("1200"), Decimal("0"), Period.MONTHLY, 3)  # 400 a month
+    capacity = Capacity(Decimal("5000"), Decimal("2000"), Decimal(0))  # spending 40 %
+    periods = simulate(plan, [Decimal(400), Decimal(100), Decimal(1000)], capacity)
+    first, second, third = periods
+    assert (first.due, first.carried_out, first.progress) == (400, 0, 1.0)
+    assert (second.carried_in, second.due, second.carried_out) == (0, 400, 300)
+    assert second.progress == pytest.approx(500 / 800)
+    assert (third.carried_in, third.due, third.carried_out) == (300, 700, 0)
+    assert third.progress == pytest.approx(1500 / 1200)
+    assert third.alpha == pytest.approx(math.log(700) * 0.4)
+
+
+@given(count=st.sampled_from(INSTALLMENT_COUNTS), paid_share=st.floats(0, 1.5))
+def test_carry_over_accounts_for_every_unpaid_cent(count: int, paid_share: float) -> None:
+    plan = schedule(Decimal("2400"), Decimal("0.1"), Period.MONTHLY, count)
+    payments = [(r.payment * Decimal(str(round(paid_share, 2)))).quantize(Decimal("0.01"))
+                for r in plan.installments]
+    periods = simulate(plan, payments, Capacity(Decimal(3000), Decimal(900), Decimal(0)))
+    for p in periods:
+        assert p.due == p.expected + p.carried_in and p.carried_out == max(p.due - p.paid, 0)
+        assert p.alpha == pytest.approx(math.log(p.due) * 0.3)
+    expected = sum(r.payment for r in plan.installments)
+    if paid_share <= 1:
+        assert periods[-1].carried_out == expected - sum(payments)
+
+
+# -- limits, grades, admission, reasons --------------------------------------------------------
+@given(score=st.integers(300, 900), income=st.decimals(0, 10**6, places=2) | st.none(),
+       debt=st.decimals(0, 10**6, places=2), cap=st.decimals(0, 10**6, places=0) | st.none())
+def test_a_limit_is_never_negative_whole_capped_and_better_for_a_better_grade(
+    score: int, income: Decimal | None, debt: Decimal, cap: Decimal | None
+) -> None:
+    limits = [credit_limit(g, income, debt, POLICY, cap) for g in Grade]
+    if income is None or income == 0:
+        assert limits == [None] * len(limits)
+        return
+    for limit in limits:
+        assert limit is not None and limit >= 0 and limit == limit.to_integral_value()
+        assert cap is None or limit <= cap
+    assert all(a >= b for a, b in itertools.pairwise(limits))  # type: ignore[operator]
+
+
+@given(st.integers(300, 900), st.integers(300, 900))
+def test_grades_are_monotone_in_the_score(a: int, b: int) -> None:
+    order = list(Grade)
+    low, high = sorted((a, b))
+    assert order.index(grade_of(high, POLICY)) <= order.index(grade_of(low, POLICY))
+
+
+def test_admission_rules() -> None:
+    assert admit(facts(), POLICY).outcome is Outcome.APPROVE
+    declined = admit(facts(accounts_90dpd=1, active_loans=5), POLICY)
+    assert declined.outcome is Outcome.DECLINE
+    assert [r.rule_id for r in declined.fired] == ["DPD90", "MULTI_LENDER"]
+    assert admit(facts(outstanding_debt=Decimal(40000)), POLICY).outcome is Outcome.REFER
+    unknown = admit(facts(annual_income=None), POLICY)  # debt-to-income cannot be computed
+    assert unknown.outcome is Outcome.REFER and unknown.unevaluated[0].rule_id == "DEBT_TO_INCOME"
+
+
+def test_a_decline_shows_its_reasons_most_serious_first() -> None:
+    decision = decide(facts(accounts_90dpd=2, accounts_30dpd=1, active_loans=6, score=480,
+                            inquiries_90d=5, annual_income=None), POLICY)
+    assert decision.admission.outcome is Outcome.DECLINE and decision.grade is Grade.E
+    codes = [r.code for r in decision.reasons]
+    assert len(codes) == MAX_REASONS == len(set(codes))
+    assert codes[0] is ReasonCode.DELINQUENCY_90 and decision.limit is None
+    assert all(r.text.endswith(".") for r in decision.reasons)
+    approved = decide(facts(score=700), POLICY, product_cap=Decimal(20000))
+    assert approved.reasons == () and approved.limit == Decimal(20000)
+    assert decide(facts(accounts_90dpd=1), POLICY).limit == 0  # declined: no credit
+
+
+def test_reasons_never_repeat_and_stop_at_four() -> None:
+    admission = admit(facts(accounts_90dpd=1), POLICY)
+    reasons = adverse_reasons(facts(accounts_90dpd=1), admission, Grade.E)
+    assert [r.code for r in reasons] == [ReasonCode.DELINQUENCY_90, ReasonCode.LOW_SCORE]
+
+
+# -- the policy file ----------------------------------------------------------------------------
+def test_the_default_policy_loads() -> None:
+    assert POLICY.version == 1 and POLICY.grade_floors[0] == (Grade.A, 620)
+    assert POLICY.max_installment_share == Decimal("0.4")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("metric: active_loans", "metric: loans"), "line 4: unknown metric 'loans'"),
+    (("id: MULTI_LENDER", "id: DPD90"), "line 4: rule id 'DPD90' is used twice"),
+    (("B: 580", "B: 640"), "line 6: the floor of B (640) must be below the grade above it"),
+    (("B: 0.4", "B: 0.6"), "line 7: a worse grade cannot get a larger multiple"),
+    (("max_installment_share: 0.4", "max_installment_share: 1.5"), "line 8: max_installment"),
+    (('op: ">="', 'op: "=>"'), "line 3: op must be one of"),
+    (("outcome: refer}", "outcome: approve}"), "line 4: a rule's outcome is refer or decline"),
+    (("threshold: 0.5", "threshold: -1"), "line 5: debt_to_income cannot be negative"),
+    (("version: 1", "version: 0"), "line 1: version is a positive integer"),
+    (("grades: {", "grades: {A: 700, "), "appears twice"),
+    ((RULES_BLOCK, "rules: {}\n"), "line 2: rules must be a list"),
+    (("E: 0.0}", "E: 0.0"), "not valid YAML"),
+])
+def test_a_bad_policy_is_refused_with_the_line_at_fault(change: tuple[str, str],
+                                                        message: str) -> None:
+    text = DEFAULT_POLICY_YAML.replace(*change, 1)
+    assert text != DEFAULT_POLICY_YAML
+    with pytest.raises(PolicyError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_policy(text, "bank-policy.yaml")
+
+
+@pytest.mark.parametrize("text", ["", "- a list\n", "version: 1\n"])
+def test_an_empty_or_incomplete_policy_is_refused(text: str) -> None:
+    with pytest.raises(PolicyError, match=r"bank-policy\.yaml"):
+        load_policy(text, "bank-policy.yaml")
