@@ -37,6 +37,7 @@ from scoring.lending_policy import (
     grade_of,
     load_policy,
 )
+from scoring.products import NoMatch, Product, ProductError, match_products
 from scoring.scorecard import Grade
 
 pytestmark = pytest.mark.unit
@@ -245,3 +246,82 @@ def test_a_bad_policy_is_refused_with_the_line_at_fault(change: tuple[str, str],
 def test_an_empty_or_incomplete_policy_is_refused(text: str) -> None:
     with pytest.raises(PolicyError, match=r"bank-policy\.yaml"):
         load_policy(text, "bank-policy.yaml")
+
+
+# -- products ---------------------------------------------------------------------------------
+def product(pid: str, **changes: object) -> Product:
+    base: dict[str, object] = {
+        "product_id": pid, "member_id": "bank", "name": pid, "min_amount": Decimal(1000),
+        "max_amount": Decimal(50000), "terms_months": (6, 12, 24), "apr": Decimal("0.12"),
+        "disbursement_days": 2, "eligible_grades": frozenset({Grade.A, Grade.B, Grade.C})}
+    base.update(changes)
+    return Product(**base)  # type: ignore[arg-type]
+
+
+products = st.lists(st.builds(
+    lambda i, lo, span, apr, days, member: product(
+        f"p{i}", member_id=member, min_amount=Decimal(lo), max_amount=Decimal(lo + span),
+        apr=Decimal(apr) / 1000, disbursement_days=days),
+    st.integers(0, 10**6), st.integers(100, 20000), st.integers(0, 80000),
+    st.integers(0, 400), st.integers(0, 10), st.sampled_from(["bank", "finco", "shop"])),
+    max_size=12, unique_by=lambda p: p.product_id)
+
+
+@settings(max_examples=200)
+@given(catalog=products, requested=st.integers(1, 100000), limit=st.integers(0, 100000) |
+       st.none(), seed=st.randoms())
+def test_product_ranking_is_stable_bounded_and_ordered_by_fit_then_apr_then_speed(
+    catalog: list[Product], requested: int, limit: int | None, seed: object
+) -> None:
+    amount = Decimal(requested)
+    cap = None if limit is None else Decimal(limit)
+    result = match_products(catalog, amount, cap, Grade.B, 12)
+    shuffled = list(catalog)
+    seed.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert match_products(shuffled, amount, cap, Grade.B, 12) == result  # order-independent
+    keys = [(-m.offered_amount, m.product.apr, m.product.disbursement_days)
+            for m in result.matches]
+    assert keys == sorted(keys)
+    assert [m.rank for m in result.matches] == list(range(1, len(result.matches) + 1))
+    for m in result.matches:
+        assert m.product.min_amount <= m.offered_amount <= min(
+            amount, m.product.max_amount, cap if cap is not None else amount)
+        assert "APR" in m.reason
+    assert (result.none_because is None) == bool(result.matches)
+
+
+def test_product_matching_edges() -> None:
+    catalog = [product("fast", disbursement_days=0), product("cheap", apr=Decimal("0.08")),
+               product("small", max_amount=Decimal(5000)),
+               product("a-only", eligible_grades=frozenset({Grade.A}), apr=Decimal("0.01"))]
+    ranked = match_products(catalog, Decimal(20000), Decimal(30000), Grade.B, 12)
+    assert [m.product.product_id for m in ranked.matches] == ["cheap", "fast", "small"]
+    assert ranked.matches[2].reason.startswith("25% of the request (bounded by the product")
+    above = match_products(catalog, Decimal(10**6), None, Grade.B, 12)  # above every product
+    assert above.matches and not above.covers_request
+    assert match_products(catalog, Decimal(500), None, Grade.B, 12).none_because is \
+        NoMatch.BELOW_EVERY_MINIMUM
+    assert match_products(catalog, Decimal(5000), Decimal(0), Grade.B, 12).none_because is \
+        NoMatch.NO_CREDIT
+    assert match_products(catalog, Decimal(5000), None, Grade.E, 12).none_because is \
+        NoMatch.NONE_FOR_GRADE_OR_TERM
+    for amount in (Decimal(0), Decimal(-5)):
+        with pytest.raises(ValueError, match="positive"):
+            match_products(catalog, amount, None, Grade.B, 12)
+    with pytest.raises(ValueError, match="unsupported term: 7 months"):
+        match_products(catalog, Decimal(5000), None, Grade.B, 7)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"min_amount": Decimal(60000)}, "min_amount (60000) is above max_amount (50000)"),
+    ({"min_amount": Decimal(0)}, "min_amount must be positive"),
+    ({"terms_months": (5,)}, "terms_months must be among"),
+    ({"apr": Decimal("1.5")}, "apr is a fraction"),
+    ({"disbursement_days": -1}, "disbursement_days cannot be negative"),
+    ({"eligible_grades": frozenset()}, "eligible_grades cannot be empty"),
+])
+def test_a_product_that_cannot_be_offered_is_refused(changes: dict[str, object],
+                                                     message: str) -> None:
+    with pytest.raises(ProductError) as caught:
+        product("bad", **changes)
+    assert message in str(caught.value)
