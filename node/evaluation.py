@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
 from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
@@ -19,6 +20,7 @@ from fedcredit.errors import (
 )
 from fedcredit.protocol import ConsentTerms, Coverage, Purpose, Relationship, describe_skips
 from fedcredit.tls import IdentityHolder
+from mpc.contribution import ContributionVector
 from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import IdentifierType, SubjectKey, ledger_subject_tag, pseudonymize
 from mpc.secure_sum import decrypt_total
@@ -38,6 +40,8 @@ from node.reports import (
 from node.route import RouteForwarder
 from node.store import FeatureStore
 from scoring.assessment import assess
+from scoring.decision import JointFacts, lend, lending_document
+from scoring.lending_policy import LendingPolicy, default_policy
 from scoring.model import ModelSlice
 
 
@@ -48,6 +52,8 @@ class EvaluationRequest:
     consent: ConsentTerms | None
     requested_amount: float
     term_months: int
+    annual_income: float | None = None  # verified by this lender
+    monthly_spending: float | None = None  # from this lender's own data
 
 
 class EvaluationService:
@@ -67,6 +73,7 @@ class EvaluationService:
         model_version: str,
         allowed_purposes: frozenset[Purpose],
         clock: Clock,
+        policy: LendingPolicy | None = None,
     ) -> None:
         self._member_id = member_id
         self._subject_key = subject_key
@@ -82,6 +89,7 @@ class EvaluationService:
         self._model_version = model_version
         self._allowed = allowed_purposes
         self._clock = clock
+        self._policy = policy or default_policy()
 
     def evaluate(self, request: EvaluationRequest) -> EvaluationReport:
         started = time.perf_counter()
@@ -150,6 +158,11 @@ class EvaluationService:
 
         total = decrypt_total(result.accumulator, self._keypair) + own
         assessment = assess(total, model.intercept, model.scale)
+        lending = lend(
+            _facts(assessment.score, total, request.annual_income), self._policy,
+            Decimal(str(request.requested_amount)), request.term_months,
+            None if request.monthly_spending is None else Decimal(str(request.monthly_spending)),
+        )
         done = time.perf_counter()
         self._audit.enqueue(EntryDraft(
             kind=EntryKind.COMPLETION, actor=self._member_id, query_id=plan.query_id, body={
@@ -172,7 +185,7 @@ class EvaluationService:
             term_months=request.term_months,
             score=assessment.score,
             default_probability=assessment.default_probability,
-            grade=assessment.grade.value,
+            grade=lending.decision.grade.value,
             joint_logit=assessment.logit,
             institutions_with_records=total.has_record,
             exposures=Exposures(
@@ -194,6 +207,7 @@ class EvaluationService:
                 decrypt_ms=round((done - routed) * 1000, 3),
                 total_ms=round((time.perf_counter() - started) * 1000, 3),
             ),
+            lending=lending_document(lending, self._policy),
         )
         self._reports.save(report, pseudonym.value)
         return report
@@ -216,3 +230,17 @@ class EvaluationService:
         pseudonym = pseudonymize(self._subject_key, id_type, identifier)
         return inquiry_history(self._coordinator, self._contributions.directory,
                                self._subject_key, pseudonym.value, since_ms, self._clock())
+
+
+def _facts(score: int, total: ContributionVector, annual_income: float | None) -> JointFacts:
+    return JointFacts(
+        score=score,
+        outstanding_debt=Decimal(total.outstanding_debt_cents) / 100,
+        active_loans=total.active_loans,
+        open_credit_lines=total.open_credit_lines,
+        accounts_30dpd=total.accounts_30dpd,
+        accounts_90dpd=total.accounts_90dpd,
+        inquiries_90d=total.inquiries_90d,
+        institutions_with_records=total.has_record,
+        annual_income=None if annual_income is None else Decimal(str(annual_income)),
+    )

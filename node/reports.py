@@ -69,6 +69,9 @@ class EvaluationReport:
     exposures: Exposures
     coverage: CoverageReport
     timings: Timings
+    #: The lender's decision under its policy (scoring.decision.lending_document); reports
+    #: stored before decisions existed have none.
+    lending: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from fastapi import FastAPI
@@ -39,6 +40,7 @@ from node.settings import NodeSettings
 from node.store import open_store
 from node.training.member_session import MemberTraining, TrainingRole
 from proto.v1 import node_pb2, node_pb2_grpc
+from scoring.lending_policy import LendingPolicy, PolicyError, default_policy, load_policy
 
 log = logging.getLogger(__name__)
 HTTP_STARTUP_TIMEOUT_S = 10.0
@@ -163,6 +165,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     )
     membership.start()
     audit.start()
+    policy = lending_policy_from(settings.lending_policy)
     evaluations = EvaluationService(
         member_id=settings.member_id,
         subject_key=subject_key,
@@ -178,6 +181,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         model_version=settings.model_version,
         allowed_purposes=settings.allowed_purposes,
         clock=clock,
+        policy=policy,
     )
     api_keys = ApiKeyStore(settings.api_key_store_path, clock)
     if not api_keys.list():
@@ -206,3 +210,15 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
                  audit.stop],
         http=HttpServer(app, settings.http_host, settings.http_port, "lender API"),
     )
+
+
+def lending_policy_from(path: Path | None) -> LendingPolicy:
+    if path is None:
+        return default_policy()
+    try:
+        return load_policy(path.read_text(), path.name)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the lending policy {path}: {exc.strerror}"
+                                 ) from None
+    except PolicyError as exc:
+        raise ConfigurationError(str(exc)) from None

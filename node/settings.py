@@ -58,6 +58,9 @@ class NodeSettings(BaseSettings):
     #: ``postgresql://user:password@host:port/db[?schema=name]``. Default: the SQLite file
     #: :attr:`feature_store_path`. Secret: it may carry a password.
     feature_store_url: SecretStr | None = None
+    #: This lender's decision policy (YAML: admission rules, grade floors, limit multiples,
+    #: installment share; scoring/lending_policy.py). Default: the built-in policy.
+    lending_policy: Path | None = None
     #: Take part in the federated training sessions the coordinator starts (features from the
     #: active snapshot; see docs/training.md). Off unless the member's operator turns it on.
     training_enabled: bool = False

@@ -6,11 +6,15 @@ Pure: the requester node applies it to the decrypted joint result and its own da
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
+from typing import Any
 
+from scoring.installments import Capacity, PlanChoice, PlanOutcome, cents, choose_plan
 from scoring.lending_policy import LendingPolicy, Metric, Outcome, Rule, grade_of
+from scoring.products import TERMS_MONTHS, Matching, NoMatch, Product, match_products
 from scoring.scorecard import Grade
 
 MAX_REASONS = 4
@@ -162,3 +166,94 @@ def decide(facts: JointFacts, policy: LendingPolicy, product_cap: Decimal | None
     if admission.outcome is Outcome.DECLINE and limit is not None:
         limit = Decimal(0)
     return Decision(admission, grade, limit, adverse_reasons(facts, admission, grade))
+
+
+@dataclass(frozen=True)
+class LendingOutcome:
+    """Everything the lender reads beyond the score: the decision, the products that fit and
+    the installment plan (none of them for a decline)."""
+
+    decision: Decision
+    products: Matching | None
+    principal: Decimal | None  # what the plan lends: the top product's offer, or the request
+    #                            bounded by the limit when no product applies
+    apr: Decimal | None
+    plan: PlanChoice | None
+
+
+def lend(facts: JointFacts, policy: LendingPolicy, requested_amount: Decimal, term_months: int,
+         monthly_spending: Decimal | None, products: Iterable[Product] = ()) -> LendingOutcome:
+    if requested_amount <= 0:
+        raise ValueError("the requested amount must be positive")
+    decision = decide(facts, policy)
+    if decision.admission.outcome is Outcome.DECLINE:
+        return LendingOutcome(decision, None, None, None, None)
+    if term_months in TERMS_MONTHS:
+        matching = match_products(products, requested_amount, decision.limit, decision.grade,
+                                  term_months)
+    else:
+        matching = Matching((), NoMatch.TERM_UNSUPPORTED, requested_amount)
+    top = matching.matches[0] if matching.matches else None
+    if top is not None:
+        principal, apr = top.offered_amount, top.product.apr
+    else:
+        principal = (requested_amount if decision.limit is None
+                     else min(requested_amount, decision.limit))
+        apr = policy.plan_apr
+    if principal <= 0:
+        return LendingOutcome(decision, matching, None, None, PlanChoice(
+            PlanOutcome.NO_CREDIT, None, None, "the credit limit leaves nothing to lend"))
+    income = facts.annual_income
+    capacity = Capacity(
+        monthly_income=income / 12 if income is not None and income > 0 else None,
+        monthly_spending=monthly_spending,
+        monthly_debt_service=cents(facts.outstanding_debt * policy.debt_service_rate),
+    )
+    plan = choose_plan(principal, apr, capacity, policy.max_installment_share)
+    return LendingOutcome(decision, matching, principal, apr, plan)
+
+
+def _money(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def lending_document(outcome: LendingOutcome, policy: LendingPolicy) -> dict[str, Any]:
+    """The outcome as the evaluation report stores and returns it (JSON types)."""
+    decision = outcome.decision
+    doc: dict[str, Any] = {
+        "policy_version": policy.version,
+        "decision": decision.admission.outcome.value,
+        "rules_fired": [r.rule_id for r in decision.admission.fired],
+        "rules_unevaluated": [r.rule_id for r in decision.admission.unevaluated],
+        "grade": decision.grade.value,
+        "credit_limit": _money(decision.limit),
+        "reasons": [{"code": r.code.value, "text": r.text} for r in decision.reasons],
+        "products": [],
+        "products_note": None,
+        "plan": None,
+    }
+    if outcome.products is not None:
+        doc["products"] = [{
+            "rank": m.rank, "product_id": m.product.product_id,
+            "member_id": m.product.member_id, "name": m.product.name,
+            "offered_amount": float(m.offered_amount), "apr": float(m.product.apr),
+            "disbursement_days": m.product.disbursement_days, "reason": m.reason,
+        } for m in outcome.products.matches]
+        if outcome.products.none_because is not None:
+            doc["products_note"] = outcome.products.none_because.value
+    if outcome.plan is not None:
+        plan = outcome.plan
+        doc["plan"] = {
+            "outcome": plan.outcome.value,
+            "explanation": plan.explanation,
+            "principal": _money(outcome.principal),
+            "apr": _money(outcome.apr),
+            "period": plan.schedule.period.value if plan.schedule else None,
+            "installments": [{
+                "number": i.number, "due_month": i.due_month, "payment": float(i.payment),
+                "principal": float(i.principal), "interest": float(i.interest),
+                "balance": float(i.balance),
+            } for i in (plan.schedule.installments if plan.schedule else ())],
+            "total_interest": _money(plan.schedule.total_interest if plan.schedule else None),
+        }
+    return doc

@@ -97,30 +97,38 @@ def schedule(principal: Decimal, apr: Decimal, period: Period, count: int) -> Sc
 @dataclass(frozen=True)
 class Capacity:
     """What the applicant can carry each month: income - spending - existing debt service
-    (the lender's own data plus alliance exposures). ``None`` income: unknown."""
+    (the lender's own data plus alliance exposures). ``None``: unknown."""
 
     monthly_income: Decimal | None
-    monthly_spending: Decimal
+    monthly_spending: Decimal | None
     monthly_debt_service: Decimal
 
     @property
+    def income_known(self) -> bool:
+        return self.monthly_income is not None and self.monthly_income > 0
+
+    @property
     def surplus(self) -> Decimal | None:
-        if self.monthly_income is None or self.monthly_income <= 0:
+        if not self.income_known or self.monthly_spending is None:
             return None
+        assert self.monthly_income is not None
         return self.monthly_income - self.monthly_spending - self.monthly_debt_service
 
     @property
     def spending_ratio(self) -> Decimal | None:
-        if self.monthly_income is None or self.monthly_income <= 0:
+        if not self.income_known or self.monthly_spending is None:
             return None
+        assert self.monthly_income is not None
         return self.monthly_spending / self.monthly_income
 
 
 class PlanOutcome(StrEnum):
     PLANNED = "planned"
     INCOME_UNKNOWN = "income_unknown"  # missing or zero: a plan cannot be computed
+    SPENDING_UNKNOWN = "spending_unknown"  # the surplus needs the applicant's spending
     NO_SURPLUS = "no_surplus"  # spending and debt service take the whole income
     UNAFFORDABLE = "unaffordable"  # even the longest plan's installment exceeds the share
+    NO_CREDIT = "no_credit"  # the credit limit leaves nothing to lend
 
 
 @dataclass(frozen=True)
@@ -141,9 +149,12 @@ def choose_plan(
     if not 0 < max_share <= 1:
         raise ValueError("the share of the surplus must be in (0, 1]")
     surplus = capacity.surplus
-    if surplus is None:
+    if not capacity.income_known:
         return PlanChoice(PlanOutcome.INCOME_UNKNOWN, None, None,
                           "income is missing or zero: repayment capacity cannot be computed")
+    if surplus is None:
+        return PlanChoice(PlanOutcome.SPENDING_UNKNOWN, None, None,
+                          "monthly spending is unknown: repayment capacity cannot be computed")
     if surplus <= 0:
         return PlanChoice(PlanOutcome.NO_SURPLUS, None, Decimal(0),
                           "spending and existing debt service take the whole income")
@@ -182,7 +193,8 @@ def simulate(plan: Schedule, payments: Sequence[Decimal], capacity: Capacity
     share scheduled so far) that the next installment's adjustment uses."""
     ratio = capacity.spending_ratio
     if ratio is None:
-        raise ValueError("income is missing or zero: the correction indicator needs it")
+        raise ValueError("income (or spending) is unknown: the correction indicator needs "
+                         "spending / income")
     if len(payments) > plan.count:
         raise ValueError("more payments than installments")
     if any(p < 0 for p in payments):

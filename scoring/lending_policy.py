@@ -10,6 +10,8 @@ rules:                      # any decline fires → decline; else any refer → 
 grades: {A: 620, B: 580, C: 540, D: 500}       # score floors, strictly decreasing
 limit_multiples: {A: 0.5, B: 0.4, C: 0.3, D: 0.2, E: 0.0}  # x verified annual income
 max_installment_share: 0.4                      # of the monthly surplus
+debt_service_rate: 0.03     # optional: monthly debt service assumed per unit of alliance debt
+plan_apr: 0.18              # optional: the APR a plan is computed at when no product applies
 ```
 """
 
@@ -74,6 +76,8 @@ class LendingPolicy:
     grade_floors: tuple[tuple[Grade, int], ...]  # best grade first, strictly decreasing
     limit_multiples: Mapping[Grade, Decimal]
     max_installment_share: Decimal
+    debt_service_rate: Decimal = Decimal("0.03")
+    plan_apr: Decimal = Decimal("0.18")
 
 
 DEFAULT_POLICY_YAML = """\
@@ -86,6 +90,10 @@ grades: {A: 620, B: 580, C: 540, D: 500}
 limit_multiples: {A: 0.5, B: 0.4, C: 0.3, D: 0.2, E: 0.0}
 max_installment_share: 0.4
 """
+
+
+#: Fields a policy may leave out, with their defaults.
+_OPTIONAL = {"debt_service_rate": 0.03, "plan_apr": 0.18}
 
 
 def _line(node: yaml.Node) -> int:
@@ -177,7 +185,7 @@ def load_policy(text: str, source: str = "policy") -> LendingPolicy:
     try:
         fields = _mapping(root, "the policy")
         unknown = set(fields) - {"version", "rules", "grades", "limit_multiples",
-                                 "max_installment_share"}
+                                 "max_installment_share", *_OPTIONAL}
         if unknown:
             raise PolicyError(f"line {_line(root)}: unknown field(s) {sorted(unknown)}")
         for required in ("version", "rules", "grades", "limit_multiples",
@@ -215,9 +223,17 @@ def load_policy(text: str, source: str = "policy") -> LendingPolicy:
         share_value = _number(share, share_node, "max_installment_share")
         if not 0 < share_value <= 1:
             raise PolicyError(f"line {_line(share_node)}: max_installment_share is in (0, 1]")
+        optional = {}
+        for name, default in _OPTIONAL.items():
+            value, value_node = fields.get(name, (default, root))
+            number = _number(value, value_node, name)
+            if not 0 <= number <= 1:
+                raise PolicyError(f"line {_line(value_node)}: {name} is a fraction in [0, 1]")
+            optional[name] = Decimal(str(number))
     except PolicyError as exc:
         raise PolicyError(f"{source}: {exc}") from None
-    return LendingPolicy(version, rules, grades, multiples, Decimal(str(share_value)))
+    return LendingPolicy(version, rules, grades, multiples, Decimal(str(share_value)),
+                         **optional)
 
 
 def default_policy() -> LendingPolicy:

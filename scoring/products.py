@@ -58,6 +58,7 @@ class NoMatch(StrEnum):
     NONE_FOR_GRADE_OR_TERM = "no product is open to this grade and term"
     BELOW_EVERY_MINIMUM = "the amount the applicant can borrow is below every product's minimum"
     NO_CREDIT = "the credit limit is zero"
+    TERM_UNSUPPORTED = "products are offered for 3, 6, 12 or 24 months only"
 
 
 @dataclass(frozen=True)

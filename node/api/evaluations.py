@@ -33,6 +33,8 @@ def _to_request(body: EvaluationCreate) -> EvaluationRequest:
         consent=consent,
         requested_amount=body.requested_amount,
         term_months=body.term_months,
+        annual_income=body.verified_annual_income,
+        monthly_spending=body.monthly_spending,
     )
 
 

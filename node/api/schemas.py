@@ -61,6 +61,13 @@ class EvaluationCreate(BaseModel):
     )
     requested_amount: float = Field(gt=0, le=1e9, description="Currency units.")
     term_months: int = Field(ge=1, le=480)
+    verified_annual_income: float | None = Field(
+        default=None, ge=0, le=1e10, description="The applicant's income as this lender "
+        "verified it (currency units a year). Without it: no credit limit, no plan, and rules "
+        "on debt-to-income refer.")
+    monthly_spending: float | None = Field(
+        default=None, ge=0, le=1e9, description="The applicant's monthly spending from this "
+        "lender's own data; needed for the repayment plan.")
 
 
 class ExposuresOut(BaseModel):
@@ -88,6 +95,77 @@ class TimingsOut(BaseModel):
     route_ms: float
     decrypt_ms: float
     total_ms: float
+
+
+class ReasonOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"code": "RC01", "text": "An account at an alliance member is 90 or more days past due."}]})
+    code: str = Field(description="Stable reason code.")
+    text: str
+
+
+class ProductMatchOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "rank": 1, "product_id": "bank-personal-12", "member_id": "bank",
+        "name": "Personal loan", "offered_amount": 20000, "apr": 0.089,
+        "disbursement_days": 1, "reason": "the full amount at 8.90% APR, disbursed in 1 day(s)"}]})
+    rank: int
+    product_id: str
+    member_id: str
+    name: str
+    offered_amount: float
+    apr: float
+    disbursement_days: int
+    reason: str
+
+
+class InstallmentOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "number": 1, "due_month": 1, "payment": 1742.51, "principal": 1558.34,
+        "interest": 184.17, "balance": 18441.66}]})
+    number: int
+    due_month: int = Field(description="Months after disbursement.")
+    payment: float
+    principal: float
+    interest: float
+    balance: float
+
+
+class PlanOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "outcome": "planned", "explanation": "12 monthly installments of at most 1742.51 "
+        "keep within 40% of the monthly surplus (4900.00)", "principal": 20000, "apr": 0.18,
+        "period": "monthly", "installments": [], "total_interest": 910.12}]})
+    outcome: str = Field(description="planned, income_unknown, spending_unknown, no_surplus, "
+                         "unaffordable or no_credit.")
+    explanation: str
+    principal: float | None
+    apr: float | None
+    period: str | None
+    installments: list[InstallmentOut]
+    total_interest: float | None
+
+
+class LendingOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "policy_version": 1, "decision": "refer", "rules_fired": ["DEBT_TO_INCOME"],
+        "rules_unevaluated": [], "grade": "C", "credit_limit": 12000,
+        "reasons": [{"code": "RC03", "text": "Existing debt is high compared with income."}],
+        "products": [], "products_note": "no product is open to this grade and term",
+        "plan": None}]})
+    policy_version: int
+    decision: str = Field(description="approve, refer or decline.")
+    rules_fired: list[str]
+    rules_unevaluated: list[str] = Field(description="Rules whose input is unknown (they "
+                                         "refer).")
+    grade: str
+    credit_limit: float | None = Field(description="Whole currency units; null without a "
+                                       "verified income.")
+    reasons: list[ReasonOut] = Field(description="Up to four adverse reasons, most serious "
+                                     "first.")
+    products: list[ProductMatchOut]
+    products_note: str | None
+    plan: PlanOut | None
 
 
 class EvaluationOut(BaseModel):
@@ -145,6 +223,8 @@ class EvaluationOut(BaseModel):
     exposures: ExposuresOut
     coverage: CoverageOut
     timings: TimingsOut
+    lending: LendingOut | None = Field(
+        default=None, description="The lender's decision on this result under its policy.")
 
 
 class ErrorDetail(BaseModel):

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from pathlib import Path
+
 import httpx
+import numpy as np
 import pytest
 
 from fedcredit.demo.population import Population, pooled_result
+from fedcredit.errors import ConfigurationError
+from node.server import lending_policy_from
+from scoring.decision import ReasonCode, credit_limit
+from scoring.lending_policy import DEFAULT_POLICY_YAML, default_policy, grade_of
+from scoring.scorecard import Grade
 from tests.support.alliance import InProcessAlliance, body, consent, indices_with_records
 
 pytestmark = pytest.mark.integration
@@ -67,6 +76,8 @@ def test_an_applicant_nobody_knows_gets_zero_exposure(
         ({"consent": consent(purpose="marketing")}, 422, "INVALID_REQUEST"),
         ({"requested_amount": -5}, 422, "INVALID_REQUEST"),
         ({"term_months": "soon"}, 422, "INVALID_REQUEST"),
+        ({"verified_annual_income": -1}, 422, "INVALID_REQUEST"),
+        ({"monthly_spending": -1}, 422, "INVALID_REQUEST"),
         ({"unexpected": 1}, 422, "INVALID_REQUEST"),
     ],
 )
@@ -129,3 +140,81 @@ def test_health_metrics_and_openapi(alliance: InProcessAlliance, http: httpx.Cli
     schemas = spec["components"]["schemas"]
     assert schemas["EvaluationCreate"]["examples"] and schemas["EvaluationOut"]["examples"]
     assert "X-API-Key" in str(spec["components"]["securitySchemes"])
+
+
+def _alliance_90dpd(population: Population) -> list[int]:
+    """Applicants bank holds a record of and whom some member reports 90+ days past due."""
+    late = np.sum([inst.exposures["accounts_90dpd"] for inst in population.institutions], axis=0)
+    return [int(i) for i in np.flatnonzero((late > 0) & population.institutions[0].has_record)]
+
+
+def test_the_report_carries_the_lenders_decision_limit_plan_and_reasons(
+    alliance: InProcessAlliance, population: Population, http: httpx.Client
+) -> None:
+    policy = default_policy()
+    late = set(_alliance_90dpd(population))
+    outcomes = []
+    for index in [i for i in indices_with_records(population, 2) if i not in late][:6]:
+        response = http.post(f"{alliance.url('bank')}/v1/evaluations", json=body(
+            population, index, requested_amount=6000, term_months=12,
+            verified_annual_income=90000, monthly_spending=2500))
+        assert response.status_code == 201, response.text
+        report = response.json()
+        lending = report["lending"]
+        assert lending["policy_version"] == policy.version
+        assert lending["grade"] == report["grade"] == grade_of(report["score"], policy).value
+        debt = Decimal(str(report["exposures"]["outstanding_debt"]))
+        limit = credit_limit(Grade(report["grade"]), Decimal(90000), debt, policy)
+        assert limit is not None and lending["credit_limit"] == float(limit)
+        assert lending["decision"] in ("approve", "refer")
+        assert lending["products"] == [] and lending["products_note"]  # no catalog yet
+        plan = lending["plan"]
+        outcomes.append(plan["outcome"])
+        if limit == 0:
+            assert plan["outcome"] == "no_credit" and plan["installments"] == []
+        if plan["outcome"] == "planned":
+            rows = plan["installments"]
+            assert len(rows) in (3, 6, 12, 24) and plan["period"] in ("monthly", "quarterly")
+            assert round(sum(r["principal"] for r in rows), 2) == plan["principal"]
+            assert round(sum(r["payment"] for r in rows), 2) == round(
+                plan["principal"] + plan["total_interest"], 2)
+            assert plan["principal"] == min(6000, float(limit))
+            assert plan["apr"] == float(policy.plan_apr)
+        again = http.get(f"{alliance.url('bank')}/v1/evaluations/{report['query_id']}")
+        assert again.json()["lending"] == lending
+    assert "planned" in outcomes, outcomes
+
+
+def test_a_decline_shows_its_reasons_and_no_plan(
+    alliance: InProcessAlliance, population: Population, http: httpx.Client
+) -> None:
+    index = _alliance_90dpd(population)[0]
+    report = http.post(f"{alliance.url('bank')}/v1/evaluations", json=body(
+        population, index, verified_annual_income=50000, monthly_spending=1000)).json()
+    lending = report["lending"]
+    assert lending["decision"] == "decline" and "DPD90" in lending["rules_fired"]
+    assert lending["reasons"][0]["code"] == ReasonCode.DELINQUENCY_90.value
+    assert lending["credit_limit"] == 0 and lending["plan"] is None
+
+
+def test_without_income_the_plan_says_it_cannot_be_computed(
+    alliance: InProcessAlliance, population: Population, http: httpx.Client
+) -> None:
+    late = set(_alliance_90dpd(population))
+    index = next(i for i in indices_with_records(population, 2) if i not in late)
+    lending = http.post(f"{alliance.url('bank')}/v1/evaluations",
+                        json=body(population, index)).json()["lending"]
+    assert lending["decision"] == "refer" and lending["rules_unevaluated"] == ["DEBT_TO_INCOME"]
+    assert lending["credit_limit"] is None
+    assert lending["plan"]["outcome"] == "income_unknown" and lending["plan"]["installments"] == []
+    assert "RC08" in [r["code"] for r in lending["reasons"]]
+
+
+def test_a_policy_that_does_not_parse_stops_the_node_with_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(DEFAULT_POLICY_YAML.replace("metric: active_loans", "metric: loans"))
+    with pytest.raises(ConfigurationError,
+                       match=r"policy\.yaml: line 4: unknown metric 'loans'"):
+        lending_policy_from(bad)
+    with pytest.raises(ConfigurationError, match="cannot read the lending policy"):
+        lending_policy_from(tmp_path / "missing.yaml")
