@@ -86,6 +86,7 @@ rules:
   - {id: DPD90, metric: accounts_90dpd, op: ">=", threshold: 1, outcome: decline}
   - {id: MULTI_LENDER, metric: active_loans, op: ">=", threshold: 4, outcome: refer}
   - {id: DEBT_TO_INCOME, metric: debt_to_income, op: ">", threshold: 0.5, outcome: refer}
+  - {id: LOW_SCORE, metric: score, op: "<", threshold: 500, outcome: refer}
 grades: {A: 620, B: 580, C: 540, D: 500}
 limit_multiples: {A: 0.5, B: 0.4, C: 0.3, D: 0.2, E: 0.0}
 max_installment_share: 0.4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import statistics
 import tempfile
@@ -168,17 +169,27 @@ def build_alliance(data: DemoData, names: dict[str, str], key: SubjectKey, workd
     )
 
 
-def evaluation_body(identifier: str, id_type: str, index: int, rng: np.random.Generator
-                    ) -> dict[str, Any]:
-    """A lender's evaluation request for one applicant (consent valid for 30 days)."""
+def evaluation_body(identifier: str, id_type: str, index: int, rng: np.random.Generator,
+                    own: SubjectRecord | None = None) -> dict[str, Any]:
+    """A lender's evaluation request for one applicant (consent valid for 30 days), with the
+    income and spending the lender knows from its own records, when it has them."""
     expires = datetime.now(UTC) + timedelta(days=30)
-    return {
+    body: dict[str, Any] = {
         "applicant": {"id_type": id_type, "identifier": identifier},
         "consent": {"purpose": "origination", "expires_at": expires.isoformat(),
                     "reference": f"consent-{index:06d}"},
         "requested_amount": float(rng.choice([5000, 10000, 20000, 50000])),
         "term_months": int(rng.choice([6, 12, 24, 36])),
     }
+    features = own.features if own is not None else {}
+    income = next((features[f] for f in ("declared_income_monthly", "income_monthly")
+                   if f in features and math.isfinite(features[f]) and features[f] > 0), None)
+    if income is not None:
+        body["verified_annual_income"] = round(income * 12, 2)
+    spending = features.get("spending_monthly")
+    if spending is not None and math.isfinite(spending) and spending >= 0:
+        body["monthly_spending"] = round(spending, 2)
+    return body
 
 
 def matches_expected(expected: PooledResult, report: dict[str, Any]) -> bool:
@@ -205,7 +216,8 @@ def run_evaluations(alliance: LocalAlliance, data: DemoData, count: int, seed: i
             applicant = data.applicants[int(index)]
             requester = members[k % len(members)]
             started = time.perf_counter()
-            body = evaluation_body(applicant.identifier, applicant.id_type, int(index), rng)
+            own = data.records.get(requester, {}).get(applicant.pseudonym)
+            body = evaluation_body(applicant.identifier, applicant.id_type, int(index), rng, own)
             response = client.post(f"{alliance.http_url(requester)}/v1/evaluations", json=body)
             latency = (time.perf_counter() - started) * 1000
             response.raise_for_status()
@@ -218,11 +230,11 @@ def run_evaluations(alliance: LocalAlliance, data: DemoData, count: int, seed: i
 
 def render(console: Console, rows: list[DemoRow]) -> None:
     table = Table(title="Joint evaluations (decrypted only by the requester)",
-                  caption="members: institutions holding a record; debt, 30+ dpd, inquiries: "
-                  "alliance-wide sums; cov: members answered/asked; exact: equals the pooled "
-                  "plaintext computation")
+                  caption="members: institutions holding a record; debt: alliance-wide sum; "
+                  "decision: the requester's policy (reason codes below); "
+                  "cov: members answered/asked; exact: equals the pooled plaintext computation")
     for column in ("requester", "applicant", "score", "grade", "P(default)", "members",
-                   "debt", "30+ dpd", "inquiries", "cov", "ms", "exact"):
+                   "debt", "decision", "limit", "cov", "ms", "exact"):
         table.add_column(column, justify="right" if column not in ("requester", "applicant")
                          else "left", no_wrap=True)
     for row in rows:
@@ -231,11 +243,13 @@ def render(console: Console, rows: list[DemoRow]) -> None:
         table.add_row(
             row.requester, row.masked_id, str(r["score"]), r["grade"],
             f"{r['default_probability']:.1%}", str(r["institutions_with_records"]),
-            f"{r['exposures']['outstanding_debt']:,.2f}", str(r["exposures"]["accounts_30dpd"]),
-            str(r["exposures"]["inquiries_90d"]), f"{cov['answered']}/{cov['asked']}",
+            f"{r['exposures']['outstanding_debt']:,.2f}", _decision_cell(r["lending"]),
+            "—" if r["lending"]["credit_limit"] is None else f"{r['lending']['credit_limit']:,.0f}",
+            f"{cov['answered']}/{cov['asked']}",
             f"{row.latency_ms:.0f}", "[green]✓[/]" if row.exact else "[red]✗[/]",
         )
     console.print(table)
+    render_reasons(console, rows)
     latencies = sorted(r.latency_ms for r in rows)
     p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
     console.print(
@@ -246,6 +260,31 @@ def render(console: Console, rows: list[DemoRow]) -> None:
     colour = "green" if exact == len(rows) else "red"
     console.print(f"[{colour}]{exact}/{len(rows)} joint results equal the pooled plaintext "
                   f"computation (exposures exact, logit within {LOGIT_TOLERANCE:g})[/]")
+
+
+_DECISION_STYLE = {"approve": "green", "refer": "yellow", "decline": "red"}
+
+
+def _decision_cell(lending: dict[str, Any]) -> str:
+    decision = lending["decision"]
+    codes = ",".join(r["code"] for r in lending["reasons"][:2])
+    return f"[{_DECISION_STYLE[decision]}]{decision}[/]" + (f" {codes}" if codes else "")
+
+
+def render_reasons(console: Console, rows: list[DemoRow]) -> None:
+    """What the reason codes in the table say, and one plan, in words."""
+    seen: dict[str, str] = {}
+    for row in rows:
+        for reason in row.report["lending"]["reasons"]:
+            seen.setdefault(reason["code"], reason["text"])
+    for code, text in sorted(seen.items()):
+        console.print(f"  {code}: {text}")
+    planned = next((r for r in rows if (r.report["lending"]["plan"] or {}).get("outcome")
+                    == "planned"), None)
+    if planned is not None:
+        plan = planned.report["lending"]["plan"]
+        console.print(f"plan for {planned.masked_id} ({planned.requester}): "
+                      f"{plan['principal']:,.2f} at {plan['apr']:.0%} APR — {plan['explanation']}")
 
 
 def run_demo(

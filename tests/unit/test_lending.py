@@ -228,9 +228,9 @@ def test_the_default_policy_loads() -> None:
 @pytest.mark.parametrize(("change", "message"), [
     (("metric: active_loans", "metric: loans"), "line 4: unknown metric 'loans'"),
     (("id: MULTI_LENDER", "id: DPD90"), "line 4: rule id 'DPD90' is used twice"),
-    (("B: 580", "B: 640"), "line 6: the floor of B (640) must be below the grade above it"),
-    (("B: 0.4", "B: 0.6"), "line 7: a worse grade cannot get a larger multiple"),
-    (("max_installment_share: 0.4", "max_installment_share: 1.5"), "line 8: max_installment"),
+    (("B: 580", "B: 640"), "line 7: the floor of B (640) must be below the grade above it"),
+    (("B: 0.4", "B: 0.6"), "line 8: a worse grade cannot get a larger multiple"),
+    (("max_installment_share: 0.4", "max_installment_share: 1.5"), "line 9: max_installment"),
     (('op: ">="', 'op: "=>"'), "line 3: op must be one of"),
     (("outcome: refer}", "outcome: approve}"), "line 4: a rule's outcome is refer or decline"),
     (("threshold: 0.5", "threshold: -1"), "line 5: debt_to_income cannot be negative"),
