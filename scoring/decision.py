@@ -95,6 +95,7 @@ class ReasonCode(StrEnum):
     LOW_SCORE = "RC06"
     THIN_FILE = "RC07"
     INCOME_UNKNOWN = "RC08"
+    NO_CREDIT_ROOM = "RC09"
 
 
 REASON_TEXT: dict[ReasonCode, str] = {
@@ -106,6 +107,7 @@ REASON_TEXT: dict[ReasonCode, str] = {
     ReasonCode.LOW_SCORE: "The joint credit score is in a low band.",
     ReasonCode.THIN_FILE: "Little credit history is known to the alliance.",
     ReasonCode.INCOME_UNKNOWN: "Income could not be verified.",
+    ReasonCode.NO_CREDIT_ROOM: "Existing debt leaves no room for new credit at this grade.",
 }
 #: Rule metrics and the reason each one gives when it fires.
 _RULE_REASON = {
@@ -126,13 +128,15 @@ class Reason:
     text: str
 
 
-def adverse_reasons(facts: JointFacts, admission: Admission, grade: Grade
-                    ) -> tuple[Reason, ...]:
+def adverse_reasons(facts: JointFacts, admission: Admission, grade: Grade,
+                    no_credit_room: bool = False) -> tuple[Reason, ...]:
     """Up to four adverse reasons, most serious first: the rules that fired (declines before
-    refers, in policy order), then what the exposures and the grade show."""
+    refers, in policy order), then what the limit, the exposures and the grade show."""
     codes: list[ReasonCode] = []
     for rule in sorted(admission.fired, key=lambda r: r.outcome is not Outcome.DECLINE):
         codes.append(_RULE_REASON[rule.metric])
+    if no_credit_room:
+        codes.append(ReasonCode.NO_CREDIT_ROOM)
     if admission.unevaluated or facts.annual_income is None or facts.annual_income <= 0:
         codes.append(ReasonCode.INCOME_UNKNOWN)
     if facts.accounts_90dpd > 0:
@@ -165,7 +169,11 @@ def decide(facts: JointFacts, policy: LendingPolicy, product_cap: Decimal | None
                          product_cap)
     if admission.outcome is Outcome.DECLINE and limit is not None:
         limit = Decimal(0)
-    return Decision(admission, grade, limit, adverse_reasons(facts, admission, grade))
+    no_room = admission.outcome is not Outcome.DECLINE and limit == 0
+    if no_room and admission.outcome is Outcome.APPROVE:  # nothing to lend: a person decides
+        admission = Admission(Outcome.REFER, admission.fired, admission.unevaluated)
+    return Decision(admission, grade, limit,
+                    adverse_reasons(facts, admission, grade, no_credit_room=no_room))
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,10 @@ def test_a_decline_shows_its_reasons_most_serious_first() -> None:
     approved = decide(facts(score=700), POLICY, product_cap=Decimal(20000))
     assert approved.reasons == () and approved.limit == Decimal(20000)
     assert decide(facts(accounts_90dpd=1), POLICY).limit == 0  # declined: no credit
+    # Admitted, but the alliance debt leaves no room at this grade: referred, and said why.
+    crowded = decide(facts(score=560, outstanding_debt=Decimal(25000)), POLICY)
+    assert crowded.limit == 0 and crowded.admission.outcome is Outcome.REFER
+    assert crowded.admission.fired == () and crowded.reasons[0].code is ReasonCode.NO_CREDIT_ROOM
 
 
 def test_reasons_never_repeat_and_stop_at_four() -> None:
