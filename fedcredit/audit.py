@@ -73,6 +73,8 @@ class EntryKind(StrEnum):
     MODEL_PROMOTED = "model_promoted"
     MODEL_ROLLED_BACK = "model_rolled_back"
     TRAINING_STARTED = "training_started"
+    PRODUCT_PUBLISHED = "product_published"
+    PRODUCT_WITHDRAWN = "product_withdrawn"
     PLAN = "plan"
     CONSENT = "consent"
     CONTRIBUTION = "contribution"

@@ -80,7 +80,8 @@ def test_entry_kinds_are_the_alliance_events() -> None:
         "join_request", "vote", "admission", "rejection", "suspension", "reinstatement",
         "revocation", "certificate_renewal", "policy_change", "principal_change", "grant",
         "model_registered", "model_promoted", "model_rolled_back", "training_started",
-        "plan", "consent", "contribution", "completion"]
+        "product_published", "product_withdrawn", "plan", "consent", "contribution",
+        "completion"]
 
 
 json_values = st.recursive(
