@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from coordinator.admission import JoinRequestRecord, JoinState
+from coordinator.product_catalog import CatalogSnapshot, amount_text
 from coordinator.registry import (
     CertificateRecord,
     DirectorySnapshot,
@@ -12,6 +13,7 @@ from coordinator.registry import (
 )
 from fedcredit.serde import public_key_to_pb
 from proto.v1 import coordinator_pb2
+from scoring.products import Product
 
 _STATUS = {
     MemberStatus.ACTIVE: coordinator_pb2.MEMBER_STATUS_ACTIVE,
@@ -74,3 +76,21 @@ def ticket_to_pb(record: JoinRequestRecord, ca_pem: bytes) -> coordinator_pb2.Jo
         display_name=record.display_name,
         created_unix_ms=record.created_ms,
     )
+
+
+def product_to_pb(product: Product) -> coordinator_pb2.LoanProduct:
+    return coordinator_pb2.LoanProduct(
+        product_id=product.product_id, member_id=product.member_id, name=product.name,
+        min_amount=amount_text(product.min_amount), max_amount=amount_text(product.max_amount),
+        terms_months=list(product.terms_months), apr=amount_text(product.apr),
+        disbursement_days=product.disbursement_days,
+        eligible_grades=sorted(g.value for g in product.eligible_grades))
+
+
+def product_catalog_to_pb(catalog: CatalogSnapshot,
+                          known_version: int) -> coordinator_pb2.ProductCatalog:
+    """The whole catalog, or only its version when the member already holds it."""
+    if catalog.version == known_version:
+        return coordinator_pb2.ProductCatalog(version=catalog.version, unchanged=True)
+    return coordinator_pb2.ProductCatalog(
+        version=catalog.version, products=[product_to_pb(r.product) for r in catalog.products])

@@ -10,6 +10,7 @@ import grpc
 from coordinator import admission as admission_schema
 from coordinator import model_registry as model_registry_schema
 from coordinator import policy as policy_schema
+from coordinator import product_catalog as product_catalog_schema
 from coordinator import registry as registry_schema
 from coordinator.admission import AdmissionService
 from coordinator.api import AdminContext, create_admin_app
@@ -20,6 +21,7 @@ from coordinator.model_registry import ModelRegistry
 from coordinator.planner import RoutePlanner
 from coordinator.policy import PolicyStore
 from coordinator.prober import LatencyProber
+from coordinator.product_catalog import ProductCatalog
 from coordinator.registry import MemberRegistry
 from coordinator.servicer import CoordinatorServicer, EnrollmentServicer
 from coordinator.settings import CoordinatorSettings
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 ENROLLMENT_SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Enrollment"].full_name
 SCHEMA = (registry_schema.SCHEMA + admission_schema.SCHEMA + policy_schema.SCHEMA
-          + model_registry_schema.SCHEMA + training_runs_schema.SCHEMA)
+          + model_registry_schema.SCHEMA + training_runs_schema.SCHEMA
+          + product_catalog_schema.SCHEMA)
 
 
 @dataclass
@@ -54,6 +57,8 @@ class CoordinatorCore:
     models: ModelRegistry
     #: Training runs the coordinator orchestrates (as the arbiter) over the members' stores.
     training: TrainingRuns
+    #: The members' loan products, published by admins, fetched by every node.
+    products: ProductCatalog
 
     def close(self) -> None:
         self.db.close()
@@ -77,7 +82,8 @@ def open_core(settings: CoordinatorSettings, clock: Clock = system_clock) -> Coo
         [TranscriptInterceptor(training_transcript(settings.transcript_file))]
         if settings.transcript_file is not None else [])
     return CoordinatorCore(db=db, registry=registry, policies=policies, admission=admission,
-                           ledger=ledger, identity=identity, models=models, training=training)
+                           ledger=ledger, identity=identity, models=models, training=training,
+                           products=ProductCatalog(db, ledger, registry))
 
 
 @dataclass
@@ -121,6 +127,7 @@ def start_coordinator(
         admission=core.admission,
         policies=core.policies,
         models=core.models,
+        products=core.products,
         planner=RoutePlanner(),
         identity=identity,
         peers=PeerCertificates(identity.current.ca_certificate),

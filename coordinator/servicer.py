@@ -15,8 +15,9 @@ from coordinator.audit_intake import AuditIntake, SubmittedRecord
 from coordinator.model_registry import ModelRegistry
 from coordinator.planner import RoutePlanner
 from coordinator.policy import PolicyStore
+from coordinator.product_catalog import ProductCatalog
 from coordinator.registry import MemberRegistry
-from coordinator.serde import directory_to_pb, ticket_to_pb
+from coordinator.serde import directory_to_pb, product_catalog_to_pb, ticket_to_pb
 from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
 from fedcredit.errors import InvalidRequestError, PermissionDeniedError
@@ -44,6 +45,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         admission: AdmissionService,
         policies: PolicyStore,
         models: ModelRegistry,
+        products: ProductCatalog,
         planner: RoutePlanner,
         identity: IdentityHolder,
         peers: PeerCertificates,
@@ -55,6 +57,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._admission = admission
         self._policies = policies
         self._models = models
+        self._products = products
         self._planner = planner
         self._identity = identity
         self._peers = peers
@@ -96,6 +99,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     ) -> coordinator_pb2.Directory:
         self._member(context)
         return directory_to_pb(self._registry.directory(self._clock()))
+
+    @rpc_edge
+    def GetProducts(  # noqa: N802
+        self, request: coordinator_pb2.ProductsRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.ProductCatalog:
+        self._member(context)
+        return product_catalog_to_pb(self._products.snapshot(), request.known_version)
 
     @rpc_edge
     def PlanEvaluation(  # noqa: N802

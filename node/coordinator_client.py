@@ -1,4 +1,5 @@
-"""The node's side of the Coordinator service: announce, heartbeats, directory, plans, renewal.
+"""The node's side of the Coordinator service: announce, heartbeats, directory, plans, renewal,
+the product catalog.
 
 All over mutual TLS with this member's identity; the channel accepts only a server whose
 certificate names the coordinator. A renewed identity gets a new channel.
@@ -30,6 +31,8 @@ from fedcredit.transport import create_channel
 from mpc.paillier import PaillierPublicKey
 from mpc.pki import CertRole
 from node.directory import DirectoryCertificate, DirectoryMember, DirectoryView
+from node.product_catalog import CatalogView
+from node.serde import product_catalog_from_pb
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,12 @@ class CoordinatorClient:
         reply: coordinator_pb2.Directory = self._call("GetDirectory",
                                                       coordinator_pb2.DirectoryRequest())
         return directory_from_pb(reply)
+
+    def products(self, known_version: int) -> CatalogView | None:
+        """The product catalog, or None if ``known_version`` is the current one."""
+        reply: coordinator_pb2.ProductCatalog = self._call(
+            "GetProducts", coordinator_pb2.ProductsRequest(known_version=known_version))
+        return product_catalog_from_pb(reply)
 
     def plan(self, model_version: str, purpose: Purpose) -> SignedPlan:
         reply = self._call("PlanEvaluation", coordinator_pb2.PlanRequest(

@@ -29,6 +29,7 @@ from node.contribution import ContributionService, contribution_for
 from node.coordinator_client import CoordinatorClient
 from node.inquiries import inquiry_history
 from node.models import ModelCatalog
+from node.product_catalog import CatalogCopy
 from node.reports import (
     CoverageReport,
     EvaluationReport,
@@ -74,6 +75,7 @@ class EvaluationService:
         allowed_purposes: frozenset[Purpose],
         clock: Clock,
         policy: LendingPolicy | None = None,
+        products: CatalogCopy | None = None,
     ) -> None:
         self._member_id = member_id
         self._subject_key = subject_key
@@ -90,6 +92,8 @@ class EvaluationService:
         self._allowed = allowed_purposes
         self._clock = clock
         self._policy = policy or default_policy()
+        #: The alliance's loan products (this node's copy); none: no product is matched.
+        self._products = products
 
     def evaluate(self, request: EvaluationRequest) -> EvaluationReport:
         started = time.perf_counter()
@@ -162,6 +166,7 @@ class EvaluationService:
             _facts(assessment.score, total, request.annual_income), self._policy,
             Decimal(str(request.requested_amount)), request.term_months,
             None if request.monthly_spending is None else Decimal(str(request.monthly_spending)),
+            products=self._products.products() if self._products is not None else (),
         )
         done = time.perf_counter()
         self._audit.enqueue(EntryDraft(

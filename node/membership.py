@@ -1,5 +1,5 @@
-"""Keeps this node in the alliance: announces itself, heartbeats, keeps the directory current
-and renews its certificate before it expires.
+"""Keeps this node in the alliance: announces itself, heartbeats, keeps the directory and the
+product catalog current and renews its certificate before it expires.
 
 The heartbeat reply carries the coordinator's directory version; when it is newer than the one
 enforced here, the node fetches the directory and immediately heartbeats again to confirm it,
@@ -19,6 +19,7 @@ from mpc.pki import create_csr
 from mpc.signing import Signer
 from node.coordinator_client import CoordinatorClient
 from node.directory import MemberDirectory
+from node.product_catalog import CatalogCopy
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Membership:
         renew_before_ms: int,
         clock: Callable[[], int],
         retry_s: float = 0.5,
+        products: CatalogCopy | None = None,
     ) -> None:
         self._client = client
         self._directory = directory
@@ -43,6 +45,7 @@ class Membership:
         self._renew_before_ms = renew_before_ms
         self._clock = clock
         self._retry_s = retry_s
+        self._products = products
         self._stop = threading.Event()
         self.registered = threading.Event()
         self._thread = threading.Thread(target=self._run, name="membership", daemon=True)
@@ -83,6 +86,8 @@ class Membership:
                     self.registered.set()
                     log.info("announced to the coordinator")
                 self.sync()
+                if self._products is not None:  # never raises: a failure keeps the last one
+                    self._products.refresh_if_due()
                 self.renew_if_due()
             except FedCreditError as exc:
                 if exc.code is ErrorCode.UNKNOWN_MEMBER:

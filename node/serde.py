@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from fedcredit.errors import InvalidRequestError
 from fedcredit.protocol import HopOutcome, SignedConsent, SignedPlan
@@ -18,7 +19,10 @@ from fedcredit.serde import (
 )
 from mpc.paillier import PaillierPublicKey
 from mpc.secure_sum import EncryptedContribution
-from proto.v1 import node_pb2
+from node.product_catalog import CatalogView
+from proto.v1 import coordinator_pb2, node_pb2
+from scoring.products import Product, ProductError
+from scoring.scorecard import Grade
 
 PSEUDONYM_BYTES = 32
 
@@ -110,3 +114,25 @@ def contribute_reply_from_pb(
 ) -> tuple[EncryptedContribution | None, tuple[HopOutcome, ...]]:
     accumulator = accumulator_from_pb(msg.accumulator, key) if msg.HasField("accumulator") else None
     return accumulator, tuple(outcome_from_pb(o) for o in msg.outcomes)
+
+
+def product_from_pb(msg: coordinator_pb2.LoanProduct) -> Product:
+    """Money arrives as decimal strings; anything malformed refuses the whole catalog."""
+    try:
+        return Product(
+            product_id=msg.product_id, member_id=msg.member_id, name=msg.name,
+            min_amount=Decimal(msg.min_amount), max_amount=Decimal(msg.max_amount),
+            terms_months=tuple(msg.terms_months), apr=Decimal(msg.apr),
+            disbursement_days=msg.disbursement_days,
+            eligible_grades=frozenset(Grade(g) for g in msg.eligible_grades))
+    except (InvalidOperation, ValueError) as exc:  # ProductError is a ValueError
+        what = str(exc) if isinstance(exc, ProductError) else "a malformed amount or grade"
+        raise InvalidRequestError(f"product {msg.product_id!r} from the coordinator: {what}"
+                                  ) from None
+
+
+def product_catalog_from_pb(msg: coordinator_pb2.ProductCatalog) -> CatalogView | None:
+    """The catalog, or None when the reply says the version held is current."""
+    if msg.unchanged:
+        return None
+    return CatalogView(msg.version, tuple(product_from_pb(p) for p in msg.products))

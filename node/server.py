@@ -32,6 +32,7 @@ from node.evaluation import EvaluationService
 from node.keystore import load_or_create_keypair
 from node.membership import Membership
 from node.models import ModelCatalog
+from node.product_catalog import CatalogCopy, active_in
 from node.replay import SeenPlans
 from node.reports import EvaluationStore
 from node.route import PeerChannels, RouteForwarder
@@ -159,9 +160,12 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     server.start()
     set_serving(health, [SERVICE_NAME])
     endpoint = settings.advertise_endpoint or f"{host_of(settings.grpc_bind)}:{port}"
+    products = CatalogCopy(coordinator.products, active_in(directory),
+                           settings.product_refresh_ms)
     membership = Membership(
         coordinator, directory, identity, settings.display_name or settings.member_id, endpoint,
         keypair.public, renew_before_ms=settings.renew_before_days * 86_400_000, clock=clock,
+        products=products,
     )
     membership.start()
     audit.start()
@@ -182,6 +186,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         allowed_purposes=settings.allowed_purposes,
         clock=clock,
         policy=policy,
+        products=products,
     )
     api_keys = ApiKeyStore(settings.api_key_store_path, clock)
     if not api_keys.list():

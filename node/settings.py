@@ -51,6 +51,9 @@ class NodeSettings(BaseSettings):
     paillier_key_bits: int = DEFAULT_KEY_BITS
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     coordinator_timeout_ms: int = Field(default=3_000, ge=100)
+    #: How often, at most, to ask the coordinator whether the product catalog changed (checked
+    #: with each heartbeat; an unchanged catalog costs one small round trip).
+    product_refresh_ms: int = Field(default=10_000, ge=100)
     allowed_purposes: frozenset[Purpose] = frozenset(Purpose)
     #: If set, the node writes {"grpc_port", "http_port"} here once it serves (launchers).
     ready_file: Path | None = None

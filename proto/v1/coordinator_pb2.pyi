@@ -859,3 +859,103 @@ class ConsentEntries(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConsentEntries: _TypeAlias = ConsentEntries  # noqa: Y015
+
+@_typing.final
+class ProductsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KNOWN_VERSION_FIELD_NUMBER: _builtins.int
+    known_version: _builtins.int
+    """the catalog version this member holds (0: none yet)"""
+    def __init__(
+        self,
+        *,
+        known_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["known_version", b"known_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductsRequest: _TypeAlias = ProductsRequest  # noqa: Y015
+
+@_typing.final
+class LoanProduct(_message.Message):
+    """Money is never a float on the wire: amounts and the APR are decimal strings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    MEMBER_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MIN_AMOUNT_FIELD_NUMBER: _builtins.int
+    MAX_AMOUNT_FIELD_NUMBER: _builtins.int
+    TERMS_MONTHS_FIELD_NUMBER: _builtins.int
+    APR_FIELD_NUMBER: _builtins.int
+    DISBURSEMENT_DAYS_FIELD_NUMBER: _builtins.int
+    ELIGIBLE_GRADES_FIELD_NUMBER: _builtins.int
+    product_id: _builtins.str
+    member_id: _builtins.str
+    """the member that offers it"""
+    name: _builtins.str
+    min_amount: _builtins.str
+    """e.g. "1000.00" """
+    max_amount: _builtins.str
+    apr: _builtins.str
+    """a fraction, e.g. "0.125" for 12.5%"""
+    disbursement_days: _builtins.int
+    @_builtins.property
+    def terms_months(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def eligible_grades(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"A" .. "E" """
+
+    def __init__(
+        self,
+        *,
+        product_id: _builtins.str = ...,
+        member_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        min_amount: _builtins.str = ...,
+        max_amount: _builtins.str = ...,
+        terms_months: _abc.Iterable[_builtins.int] | None = ...,
+        apr: _builtins.str = ...,
+        disbursement_days: _builtins.int = ...,
+        eligible_grades: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["apr", b"apr", "disbursement_days", b"disbursement_days", "eligible_grades", b"eligible_grades", "max_amount", b"max_amount", "member_id", b"member_id", "min_amount", b"min_amount", "name", b"name", "product_id", b"product_id", "terms_months", b"terms_months"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoanProduct: _TypeAlias = LoanProduct  # noqa: Y015
+
+@_typing.final
+class ProductCatalog(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    UNCHANGED_FIELD_NUMBER: _builtins.int
+    PRODUCTS_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """bumped by every publication and withdrawal"""
+    unchanged: _builtins.bool
+    """version == known_version: products left out"""
+    @_builtins.property
+    def products(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoanProduct]: ...
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        unchanged: _builtins.bool = ...,
+        products: _abc.Iterable[Global___LoanProduct] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["products", b"products", "unchanged", b"unchanged", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductCatalog: _TypeAlias = ProductCatalog  # noqa: Y015

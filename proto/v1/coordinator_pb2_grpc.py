@@ -92,6 +92,11 @@ class CoordinatorStub:
                 request_serializer=proto_dot_v1_dot_coordinator__pb2.ConsentEntriesRequest.SerializeToString,
                 response_deserializer=proto_dot_v1_dot_coordinator__pb2.ConsentEntries.FromString,
                 _registered_method=True)
+        self.GetProducts = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/GetProducts',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.ProductsRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.ProductCatalog.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -179,6 +184,14 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProducts(self, request, context):
+        """The alliance's loan product catalog (every member sees every product). A member that
+        already holds the current version gets a reply marked unchanged, without products.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +249,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.GetConsentEntries,
                     request_deserializer=proto_dot_v1_dot_coordinator__pb2.ConsentEntriesRequest.FromString,
                     response_serializer=proto_dot_v1_dot_coordinator__pb2.ConsentEntries.SerializeToString,
+            ),
+            'GetProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProducts,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.ProductsRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.ProductCatalog.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -537,6 +555,33 @@ class Coordinator:
             '/fedcredit.v1.Coordinator/GetConsentEntries',
             proto_dot_v1_dot_coordinator__pb2.ConsentEntriesRequest.SerializeToString,
             proto_dot_v1_dot_coordinator__pb2.ConsentEntries.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Coordinator/GetProducts',
+            proto_dot_v1_dot_coordinator__pb2.ProductsRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.ProductCatalog.FromString,
             options,
             channel_credentials,
             insecure,

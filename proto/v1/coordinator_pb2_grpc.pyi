@@ -65,6 +65,10 @@ class CoordinatorStub:
     """
     GetConsentEntries: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ConsentEntriesRequest, _coordinator_pb2.ConsentEntries]
     """Consent entries by index (only consent entries; for inquiry histories)."""
+    GetProducts: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ProductsRequest, _coordinator_pb2.ProductCatalog]
+    """The alliance's loan product catalog (every member sees every product). A member that
+    already holds the current version gets a reply marked unchanged, without products.
+    """
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
@@ -102,6 +106,10 @@ class CoordinatorAsyncStub(CoordinatorStub):
     """
     GetConsentEntries: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ConsentEntriesRequest, _coordinator_pb2.ConsentEntries]  # type: ignore[assignment]
     """Consent entries by index (only consent entries; for inquiry histories)."""
+    GetProducts: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ProductsRequest, _coordinator_pb2.ProductCatalog]  # type: ignore[assignment]
+    """The alliance's loan product catalog (every member sees every product). A member that
+    already holds the current version gets a reply marked unchanged, without products.
+    """
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     """Served over mutual TLS: the caller's alliance certificate names the member, and the
@@ -202,6 +210,16 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.ConsentEntries, _abc.Awaitable[_coordinator_pb2.ConsentEntries]]:
         """Consent entries by index (only consent entries; for inquiry histories)."""
+
+    @_abc_1.abstractmethod
+    def GetProducts(
+        self,
+        request: _coordinator_pb2.ProductsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.ProductCatalog, _abc.Awaitable[_coordinator_pb2.ProductCatalog]]:
+        """The alliance's loan product catalog (every member sees every product). A member that
+        already holds the current version gets a reply marked unchanged, without products.
+        """
 
 def add_CoordinatorServicer_to_server(servicer: CoordinatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
