@@ -1,5 +1,5 @@
-"""The coordinator's admin API: members, policy, principals, models, the audit ledger, judicial
-access.
+"""The coordinator's admin API: members, policy, principals, models, loan products, the audit
+ledger, judicial access.
 
 Served by the coordinator process over HTTPS with its alliance certificate (the CLI verifies
 it against the alliance CA). Callers authenticate with a bearer token; each route admits the
@@ -21,6 +21,7 @@ from coordinator.api import (
     models,
     policy,
     principals,
+    products,
     training_runs,
 )
 from coordinator.api.deps import AdminContext
@@ -38,7 +39,7 @@ def create_admin_app(context: AdminContext, max_request_bytes: int = 64 * 1024) 
         version=__version__,
         description=(
             "Configure the alliance (join requests, members, policy, principals, which model "
-            "each requester uses) and audit it "
+            "each requester uses, the members' loan products) and audit it "
             "(signed ledger heads, entries, proofs, judicial grants). Authenticate with "
             "`Authorization: Bearer fca_...`; which role may call what is the permission "
             "matrix in docs/security.md. Every change is recorded in the audit ledger in the "
@@ -46,7 +47,7 @@ def create_admin_app(context: AdminContext, max_request_bytes: int = 64 * 1024) 
     )
     app.state.context = context
     for module in (join_requests, members, policy, principals, ledger, cases, models,
-                   training_runs):
+                   training_runs, products):
         app.include_router(module.router)
 
     install_error_handlers(app, bearer_challenge=True)

@@ -20,6 +20,7 @@ from coordinator.ledger import AuditLedger
 from coordinator.model_registry import ModelRegistry
 from coordinator.policy import PolicyStore
 from coordinator.principals import Principal, PrincipalStore, Role
+from coordinator.product_catalog import ProductCatalog
 from coordinator.registry import MemberRegistry
 from coordinator.training.runs import TrainingRuns
 from fedcredit.clock import Clock, system_clock
@@ -46,6 +47,7 @@ class AdminContext:
     grants: GrantStore
     models: ModelRegistry
     training: TrainingRuns
+    products: ProductCatalog
     environment: Environment
     #: How long suspension and revocation wait for online members to enforce them.
     propagation_timeout_ms: int
@@ -59,7 +61,7 @@ class AdminContext:
             db=core.db, registry=core.registry, admission=core.admission,
             policies=core.policies, ledger=core.ledger, principals=principals,
             grants=GrantStore(core.db, core.ledger, principals, clock), models=core.models,
-            training=core.training,
+            training=core.training, products=core.products,
             environment=settings.environment,
             propagation_timeout_ms=settings.propagation_timeout_ms, clock=clock,
         )

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from coordinator.api.training_runs import TrainingRunIn
 from coordinator.authority import AuthorityPaths, init_alliance
 from coordinator.grants import GrantScope
 from coordinator.principals import Principal, Role
+from coordinator.product_catalog import make_product
 from coordinator.registry import MemberRegistry, Membership
 from coordinator.server import CoordinatorCore, open_core
 from coordinator.settings import CoordinatorSettings
@@ -76,6 +78,10 @@ MATRIX: tuple[tuple[str, str, str, str, str], ...] = (
     ("GET /v1/training-runs", A, A, D, D),
     ("POST /v1/training-runs", A, D, D, D),
     ("GET /v1/training-runs/{run_id}", A, A, D, D),
+    ("GET /v1/products", A, A, D, D),
+    ("GET /v1/products/{product_id}", A, A, D, D),
+    ("PUT /v1/products/{product_id}", A, D, D, D),
+    ("DELETE /v1/products/{product_id}", A, D, D, D),
     ("GET /v1/ledger/head", A, A, A, D),
     ("GET /v1/ledger/entries", D, A, D, D),
     ("GET /v1/ledger/proofs/inclusion", A, A, D, D),
@@ -255,6 +261,21 @@ def finished_run(world: World) -> str:
     return world.core.training.wait(run.run_id, 30).run_id
 
 
+def product_body(member_id: str) -> dict[str, Any]:
+    return {"member_id": member_id, "name": "Quick cash", "min_amount": "1000",
+            "max_amount": "20000.00", "terms_months": [6, 12], "apr": "0.129",
+            "disbursement_days": 1, "eligible_grades": ["A", "B"]}
+
+
+def add_product(world: World) -> str:
+    """A product in the catalog, for a fresh member."""
+    product_id = world.fresh("product")
+    product = make_product(product_id, add_member(world), "Quick cash", Decimal(1000),
+                           Decimal(20000), [6, 12], Decimal("0.129"), 1, ["A", "B"])
+    world.core.products.publish(product, "admin:setup", world.clock())
+    return product_id
+
+
 def judge(world: World) -> Principal:
     return world.context.principals.create(world.fresh("judge"), Role.JUDICIAL,
                                            world.principals["admin"].actor).principal
@@ -316,6 +337,13 @@ CALLS: dict[str, Callable[[World], Call]] = {
                                          None),
     "GET /v1/training-runs/{run_id}": lambda w: (
         "GET", f"/v1/training-runs/{finished_run(w)}", None, None),
+    "GET /v1/products": lambda w: ("GET", "/v1/products", None, None),
+    "GET /v1/products/{product_id}": lambda w: (
+        "GET", f"/v1/products/{add_product(w)}", None, None),
+    "PUT /v1/products/{product_id}": lambda w: (
+        "PUT", f"/v1/products/{w.fresh('product')}", product_body(add_member(w)), None),
+    "DELETE /v1/products/{product_id}": lambda w: (
+        "DELETE", f"/v1/products/{add_product(w)}", None, None),
     "GET /v1/ledger/head": lambda w: ("GET", "/v1/ledger/head", None, None),
     "GET /v1/ledger/entries": lambda w: ("GET", "/v1/ledger/entries", None, {"start": 0}),
     "GET /v1/ledger/proofs/inclusion": lambda w: (
@@ -334,7 +362,7 @@ CALLS: dict[str, Callable[[World], Call]] = {
         "GET", f"/v1/cases/{grant(w, w.principals['judicial']).case_id}/entries", None, None),
 }
 #: Rows whose successful call appends to the audit ledger (a case read is recorded too).
-RECORDED = {row for row in CALLS if row.startswith(("POST", "PUT"))} | {
+RECORDED = {row for row in CALLS if row.startswith(("POST", "PUT", "DELETE"))} | {
     "GET /v1/cases/{case_id}/entries"}
 
 
@@ -477,6 +505,8 @@ def test_approval_with_the_wrong_fingerprint_changes_nothing(world: World) -> No
     ("GET", "/v1/principals/0123456789abcdef", None),
     ("GET", "/v1/models/no-such-model", None),
     ("POST", "/v1/models/no-such-model/promote", None),
+    ("GET", "/v1/products/no-such-product", None),
+    ("DELETE", "/v1/products/no-such-product", None),
 ])
 def test_unknown_targets_are_not_found(world: World, method: str, path: str, body: Any) -> None:
     assert error_of(world.call("admin", method, path, body))[:2] == (404, "RESOURCE_NOT_FOUND")
