@@ -27,6 +27,16 @@ then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
     libpostgresql-jdbc-java >/dev/null
 fi
+# The report-page tests photograph and print the page with headless Chromium (Debian's package).
+if [ -z "${FEDCREDIT_CHROMIUM:-}" ] && ! command -v chromium >/dev/null \
+  && ! command -v chromium-browser >/dev/null && ! command -v google-chrome >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing Chromium (headless, for the report-page screenshot and print tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "== Chromium not found: the report-page screenshot tests will be skipped (fail with CI=1)"
+  fi
+fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 echo "== generated gRPC stubs match proto/"
 .venv/bin/python scripts/gen_proto.py --check

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Path, Response, status
+from fastapi.responses import HTMLResponse
 
 from fedcredit.errors import ErrorCode
 from fedcredit.protocol import ConsentTerms
@@ -13,6 +14,7 @@ from node.api.deps import CanCreateEvaluations, CanReadEvaluations, Context, Eva
 from node.api.errors import error_responses
 from node.api.schemas import EvaluationCreate, EvaluationOut
 from node.evaluation import EvaluationRequest
+from node.report_page import render_report_page
 from node.reports import EvaluationReport
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
@@ -104,3 +106,45 @@ def get_evaluation(
     query_id: str = Path(max_length=64, examples=["5f0c2a8e-8f7e-4a53-9b8f-2d8c1f6f3b7a"]),
 ) -> EvaluationOut:
     return _to_response(evaluations.get(query_id))
+
+
+#: The page needs nothing but its own inline styles: a policy that forbids everything else
+#: would keep a script out even if escaping ever failed. A credit report is not cached.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "img-src data:; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+_PAGE_EXAMPLE = (
+    '<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8">'
+    "<title>Credit evaluation 5f0c2a8e-8f7e-4a53-9b8f-2d8c1f6f3b7a</title>...</head>\n"
+    '<body><main class="page">... <div class="verdict">Approved</div> ...</main></body>\n'
+    "</html>\n"
+)
+
+
+@router.get(
+    "/{query_id}/report",
+    response_class=HTMLResponse,
+    summary="A stored evaluation report as a printable page",
+    description=(
+        "The report of GET /v1/evaluations/{id} as one self-contained HTML page for the loan "
+        "file: score gauge, decision with its reasons, grade and credit limit, exposures, "
+        "matching products, the installment schedule and coverage. Inline CSS and SVG only "
+        "(no script, no external asset); prints on A4. Like the report, it holds no applicant "
+        "identifier. Errors are the usual JSON envelope."
+    ),
+    responses={
+        200: {"description": "The page (UTF-8 HTML).",
+              "content": {"text/html": {"example": _PAGE_EXAMPLE}}},
+        **error_responses(ErrorCode.UNKNOWN_API_KEY, ErrorCode.PERMISSION_DENIED,
+                          ErrorCode.EVALUATION_NOT_FOUND),
+    },
+)
+def get_evaluation_page(
+    _: CanReadEvaluations,
+    evaluations: Evaluations,
+    query_id: str = Path(max_length=64, examples=["5f0c2a8e-8f7e-4a53-9b8f-2d8c1f6f3b7a"]),
+) -> HTMLResponse:
+    return HTMLResponse(render_report_page(evaluations.get(query_id)), headers=PAGE_HEADERS)
