@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fedcredit.admin_client import AdminClient
+from fedcredit.admin_products_cli import products_group
 from fedcredit.errors import ConfigurationError, ErrorCode, FedCreditError
 
 admin_app = typer.Typer(help="Administer and audit the alliance (the coordinator's admin API).",
@@ -454,3 +455,8 @@ def models_promote(ctx: typer.Context, version: str) -> None:
 def models_rollback(ctx: typer.Context, member_id: str) -> None:
     """Re-activate the model a requester used before its current one."""
     _now_active(_run(ctx, "POST", f"/v1/models/requesters/{member_id}/rollback"))
+
+
+# -- products (fedcredit/admin_products_cli.py) ---------------------------------------------------
+admin_app.add_typer(products_group(lambda ctx: connect(*ctx.obj), _table, console, _fail),
+                    name="products")
