@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fedcredit.demo.population import Population, pooled_result
 from fedcredit.demo.runner import LOGIT_TOLERANCE
-from mpc.contribution import FIELDS, ContributionVector
+from mpc.contribution import FIELDS, FIXED_FIELDS, ContributionVector
 from mpc.paillier import DEFAULT_KEY_BITS, PaillierKeyPair
 from mpc.secure_sum import accumulate, decrypt_total
 from node.contribution import contribution_for
@@ -44,9 +44,12 @@ def pooled_plaintext_ms(population: Population, indices: list[int]) -> dict[str,
     for _ in range(rounds):
         for index in indices:
             pooled = pooled_result(population, index)
+            slots: dict[str, Any] = {f"reason_{g}": v for g, v in pooled.reason_groups.items()}
             total = ContributionVector(
                 model_partial=pooled.joint_logit - model.intercept,
                 has_record=pooled.institutions_with_records,
+                with_active_loans=pooled.institutions_with_active_loans,
+                **slots,
                 **pooled.exposures,
             )
             assess(total, model.intercept, model.scale)
@@ -82,10 +85,9 @@ def _naive_phe(
     assert accumulator is not None
     routed = time.perf_counter()
     values = [private.decrypt(c) for c in accumulator]
-    total = ContributionVector(
-        model_partial=float(values[0]), **{n: int(v) for n, v in zip(FIELDS[1:], values[1:],
-                                                                    strict=True)}
-    ) + own
+    parts: dict[str, Any] = {n: float(v) if n in FIXED_FIELDS else int(v)
+                             for n, v in zip(FIELDS, values, strict=True)}
+    total = ContributionVector(**parts) + own
     done = time.perf_counter()
     return total, (routed - started) * 1000, (done - routed) * 1000
 

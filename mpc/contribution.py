@@ -1,32 +1,50 @@
-"""The contribution vector and its integer encoding (encoding version 1).
+"""The contribution vector and its integer encoding (encoding version 2).
 
 Every member adds one :class:`ContributionVector` to a joint evaluation. All fields are
-additive, so the sum over members is meaningful: the joint model logit (minus the intercept)
-and the alliance-wide exposures.
+additive, so the sum over members is meaningful: the joint model logit (minus the intercept),
+its split over the adverse-reason slots, and the alliance-wide exposures and counts.
 
-Encoding v1, one Paillier plaintext per field, in :data:`FIELDS` order:
+Encoding v2, one Paillier plaintext per field, in :data:`FIELDS` order:
 
-* ``model_partial`` — fixed point, ``round(x * 10**9)`` (:data:`FIXED_POINT_SCALE`), signed;
-  resolution 1e-9 per member, so a sum over m members is exact to m·5e-10.
-  Negative values are encoded as ``n - |v|``; decoding maps residues above n/2 back.
-* exposures — exact non-negative integers (money in minor units, i.e. cents).
+* fixed-point fields (:data:`FIXED_FIELDS`: ``model_partial`` and the reason slots) —
+  ``round(x * 10**9)`` (:data:`FIXED_POINT_SCALE`), signed; resolution 1e-9 per member, so a
+  sum over m members is exact to m·5e-10. Negative values are encoded as ``n - |v|``; decoding
+  maps residues above n/2 back.
+* integer fields (:data:`EXPOSURE_FIELDS`) — exact non-negative integers (money in minor
+  units, i.e. cents; counts; 0/1 flags whose sum counts members).
+
+A reason slot holds the part of the member's partial logit that comes from the features of
+one adverse-reason group (payment history, amounts owed, credit history, new credit); the
+features of no group (age, income, …) count in ``model_partial`` only. ``flagged`` is 1 when the
+member holds an unexpired blacklist flag on the subject, ``with_active_loans`` 1 when the
+subject has an active loan there: their totals count members, never name them.
 
 A member's share is bounded when it is encoded (:data:`MAX_ABS_PARTIAL`, :data:`MAX_EXPOSURE`)
 so that sums over any alliance of up to :data:`MAX_MEMBERS` stay far below n/2 for n ≥ 2048
 bits; decoded totals are checked against those sums' bounds. That headroom is what lets a
 later encoding pack several fields into one plaintext without changing callers.
+Version 1 (no reason slots, no counts) is refused: every member of an alliance runs one
+encoding.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2
 FIXED_POINT_SCALE = 10**9
 MAX_ABS_PARTIAL = 1e6
 MAX_EXPOSURE = 2**53
 MAX_MEMBERS = 2**20
+#: The adverse-reason slots, in encoding order (scoring.reason_slots names their groups).
+REASON_SLOT_FIELDS: tuple[str, ...] = (
+    "reason_payment_history",
+    "reason_amounts_owed",
+    "reason_credit_history",
+    "reason_new_credit",
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,10 @@ class ContributionVector:
     """One member's additive share of a joint evaluation (or the decrypted total)."""
 
     model_partial: float = 0.0
+    reason_payment_history: float = 0.0
+    reason_amounts_owed: float = 0.0
+    reason_credit_history: float = 0.0
+    reason_new_credit: float = 0.0
     outstanding_debt_cents: int = 0
     active_loans: int = 0
     open_credit_lines: int = 0
@@ -41,20 +63,20 @@ class ContributionVector:
     accounts_90dpd: int = 0
     inquiries_90d: int = 0
     has_record: int = 0
+    flagged: int = 0
+    with_active_loans: int = 0
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.model_partial):
-            raise ValueError("model_partial must be finite")
+        for name in FIXED_FIELDS:
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite")
         for name in EXPOSURE_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer")
 
     def __add__(self, other: ContributionVector) -> ContributionVector:
-        return ContributionVector(
-            model_partial=self.model_partial + other.model_partial,
-            **{n: getattr(self, n) + getattr(other, n) for n in EXPOSURE_FIELDS},
-        )
+        return ContributionVector(**{n: getattr(self, n) + getattr(other, n) for n in FIELDS})
 
     @classmethod
     def zero(cls) -> ContributionVector:
@@ -63,7 +85,9 @@ class ContributionVector:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ContributionVector))
-EXPOSURE_FIELDS: tuple[str, ...] = FIELDS[1:]
+FIXED_FIELDS: tuple[str, ...] = ("model_partial", *REASON_SLOT_FIELDS)
+EXPOSURE_FIELDS: tuple[str, ...] = FIELDS[len(FIXED_FIELDS):]
+assert FIELDS[: len(FIXED_FIELDS)] == FIXED_FIELDS
 
 
 def encode(vector: ContributionVector) -> tuple[int, ...]:
@@ -71,28 +95,29 @@ def encode(vector: ContributionVector) -> tuple[int, ...]:
 
     Raises ValueError for a share outside the per-member bounds.
     """
-    if abs(vector.model_partial) > MAX_ABS_PARTIAL:
-        raise ValueError("model_partial out of range")
+    for name in FIXED_FIELDS:
+        if abs(getattr(vector, name)) > MAX_ABS_PARTIAL:
+            raise ValueError(f"{name} out of range")
     for name in EXPOSURE_FIELDS:
         if getattr(vector, name) >= MAX_EXPOSURE:
             raise ValueError(f"{name} must be below 2**53")
-    partial = round(vector.model_partial * FIXED_POINT_SCALE)
-    return (partial, *(getattr(vector, name) for name in EXPOSURE_FIELDS))
+    return (*(round(getattr(vector, name) * FIXED_POINT_SCALE) for name in FIXED_FIELDS),
+            *(getattr(vector, name) for name in EXPOSURE_FIELDS))
 
 
 def decode(values: tuple[int, ...]) -> ContributionVector:
     """Inverse of :func:`encode` on (sums of) signed integers. Raises ValueError if invalid."""
     if len(values) != len(FIELDS):
         raise ValueError("wrong number of fields")
-    partial, *exposures = values
-    if abs(partial) > MAX_ABS_PARTIAL * FIXED_POINT_SCALE * MAX_MEMBERS:
-        raise ValueError("model_partial total out of range")
+    fixed, exposures = values[: len(FIXED_FIELDS)], values[len(FIXED_FIELDS):]
+    if any(abs(v) > MAX_ABS_PARTIAL * FIXED_POINT_SCALE * MAX_MEMBERS for v in fixed):
+        raise ValueError("fixed-point total out of range")
     if any(not 0 <= e < MAX_EXPOSURE * MAX_MEMBERS for e in exposures):
         raise ValueError("exposure total out of range")
-    return ContributionVector(
-        model_partial=partial / FIXED_POINT_SCALE,
-        **dict(zip(EXPOSURE_FIELDS, exposures, strict=True)),
-    )
+    parts: dict[str, Any] = {
+        name: v / FIXED_POINT_SCALE for name, v in zip(FIXED_FIELDS, fixed, strict=True)}
+    parts.update(zip(EXPOSURE_FIELDS, exposures, strict=True))
+    return ContributionVector(**parts)
 
 
 def to_signed(residue: int, n: int) -> int:

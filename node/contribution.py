@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
@@ -20,6 +21,7 @@ from mpc.contribution import MAX_ABS_PARTIAL, ContributionVector
 from mpc.pki import CertifiedIdentity
 from mpc.secure_sum import accumulate
 from node.audit_trail import AuditTrail
+from node.blacklist import SubjectFlags
 from node.directory import MemberDirectory
 from node.ingest.snapshot import SubjectRecord
 from node.models import ModelCatalog
@@ -30,19 +32,29 @@ from node.store import FeatureStore
 from scoring.model import ModelSlice
 
 
-def contribution_for(record: SubjectRecord | None, model: ModelSlice) -> ContributionVector:
-    """This member's additive share; zero (with has_record=0) when it has no record.
+def _clamp(x: float) -> float:
+    return max(-MAX_ABS_PARTIAL, min(MAX_ABS_PARTIAL, x))
 
-    The partial logit is clamped to ±MAX_ABS_PARTIAL: beyond |logit| ≈ 40 the probability is
-    already 0 or 1, and failing instead would skip this member, which would tell the requester
-    that it holds a record.
+
+def contribution_for(record: SubjectRecord | None, model: ModelSlice,
+                     flagged: bool = False) -> ContributionVector:
+    """This member's additive share; zero (with has_record=0) when it has no record, except
+    for its blacklist flag, which a member may hold on someone it has no record of.
+
+    The partial logit and its reason slots are clamped to ±MAX_ABS_PARTIAL: beyond
+    |logit| ≈ 40 the probability is already 0 or 1, and failing instead would skip this member,
+    which would tell the requester that it holds a record.
     """
     if record is None:
-        return ContributionVector.zero()
-    partial = model.partial_logit(record.features)
+        return ContributionVector(flagged=int(flagged))
+    partial, slots = model.partials(record.features)
+    reason_slots: dict[str, Any] = {slot.value: _clamp(value) for slot, value in slots.items()}
     return ContributionVector(
-        model_partial=max(-MAX_ABS_PARTIAL, min(MAX_ABS_PARTIAL, partial)),
+        model_partial=_clamp(partial),
         has_record=1,
+        flagged=int(flagged),
+        with_active_loans=int(record.exposures.get("active_loans", 0) > 0),
+        **reason_slots,
         **record.exposures,
     )
 
@@ -59,8 +71,10 @@ class ContributionService:
         seen: SeenPlans,
         audit: AuditTrail,
         clock: Clock,
+        flags: SubjectFlags,
     ) -> None:
         self._member_id = member_id
+        self._flags = flags
         self._directory = directory
         self._seen = seen
         self._audit = audit
@@ -80,6 +94,11 @@ class ContributionService:
         plan = verify_plan(signed, self._directory.coordinator_verifier(signed.key_id), now_ms)
         self._directory.ensure(plan.directory_version)
         return plan
+
+    def vector_for(self, pseudonym: bytes, record: SubjectRecord | None, model: ModelSlice,
+                   now_ms: int) -> ContributionVector:
+        """This member's share for the subject, its own blacklist flag included."""
+        return contribution_for(record, model, self._flags.is_flagged(pseudonym, now_ms))
 
     def contribute(self, call: ContributeCall, caller: CertifiedIdentity,
                    caller_deadline_ms: int | None) -> RouteResult:
@@ -110,7 +129,7 @@ class ContributionService:
         model = self._models.get(plan.model_version)
         # The plan is spent here, once everything about the call checked out.
         self._seen.admit(plan, now)
-        vector = contribution_for(self._store.lookup(call.pseudonym), model)
+        vector = self.vector_for(call.pseudonym, self._store.lookup(call.pseudonym), model, now)
         accumulator = accumulate(incoming, vector, plan.requester_key)
         self._audit.enqueue(EntryDraft(
             kind=EntryKind.CONTRIBUTION, actor=self._member_id, query_id=plan.query_id, body={

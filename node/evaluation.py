@@ -25,7 +25,7 @@ from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import IdentifierType, SubjectKey, ledger_subject_tag, pseudonymize
 from mpc.secure_sum import decrypt_total
 from node.audit_trail import AuditTrail, Inquiry
-from node.contribution import ContributionService, contribution_for
+from node.contribution import ContributionService
 from node.coordinator_client import CoordinatorClient
 from node.inquiries import inquiry_history
 from node.models import ModelCatalog
@@ -44,6 +44,7 @@ from scoring.assessment import assess
 from scoring.decision import JointFacts, lend, lending_document
 from scoring.lending_policy import LendingPolicy, default_policy
 from scoring.model import ModelSlice
+from scoring.reason_slots import ReasonSlot
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ class EvaluationService:
             }))
         planned = time.perf_counter()
 
-        own = contribution_for(own_record, model)
+        own = self._contributions.vector_for(pseudonym.value, own_record, model, self._clock())
         result = self._forwarder.forward(
             plan, signed, pseudonym.value, consent, 0, None, plan.expires_unix_ms
         )
@@ -200,6 +201,8 @@ class EvaluationService:
                 accounts_30dpd=total.accounts_30dpd,
                 accounts_90dpd=total.accounts_90dpd,
                 inquiries_90d=total.inquiries_90d,
+                institutions_with_active_loans=total.with_active_loans,
+                blacklist_flags=total.flagged,
             ),
             coverage=CoverageReport(
                 asked=coverage.asked,
@@ -248,4 +251,7 @@ def _facts(score: int, total: ContributionVector, annual_income: float | None) -
         inquiries_90d=total.inquiries_90d,
         institutions_with_records=total.has_record,
         annual_income=None if annual_income is None else Decimal(str(annual_income)),
+        institutions_with_active_loans=total.with_active_loans,
+        blacklist_flags=total.flagged,
+        reason_slots={slot: getattr(total, slot.value) for slot in ReasonSlot},
     )

@@ -28,6 +28,10 @@ class Exposures:
     accounts_30dpd: int
     accounts_90dpd: int
     inquiries_90d: int
+    #: Members holding an active loan of the applicant's, and members that flag the applicant
+    #: on their private blacklists (counts only; reports stored before they existed: 0).
+    institutions_with_active_loans: int = 0
+    blacklist_flags: int = 0
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ Pure: the requester node applies it to the decrypted joint result and its own da
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from scoring.installments import Capacity, PlanChoice, PlanOutcome, cents, choose_plan
 from scoring.lending_policy import LendingPolicy, Metric, Outcome, Rule, grade_of
 from scoring.products import TERMS_MONTHS, Matching, NoMatch, Product, match_products
+from scoring.reason_slots import ReasonSlot
 from scoring.scorecard import Grade
 
 MAX_REASONS = 4
@@ -23,7 +24,9 @@ MAX_REASONS = 4
 @dataclass(frozen=True)
 class JointFacts:
     """What the decision sees: the joint score, the alliance-wide exposures (sums over every
-    member that answered) and the applicant's verified annual income (``None``: unknown)."""
+    member that answered) and the applicant's verified annual income (``None``: unknown);
+    the counts of members that flag the applicant or hold an active loan of theirs, and the
+    joint log-odds each adverse-reason group adds (scoring.reason_slots)."""
 
     score: int
     outstanding_debt: Decimal
@@ -34,6 +37,9 @@ class JointFacts:
     inquiries_90d: int
     institutions_with_records: int
     annual_income: Decimal | None
+    institutions_with_active_loans: int = 0
+    blacklist_flags: int = 0
+    reason_slots: Mapping[ReasonSlot, float] = field(default_factory=dict)
 
     def metric(self, metric: Metric) -> float | None:
         """A rule's input; ``None`` when it cannot be computed (debt-to-income without an
@@ -96,6 +102,12 @@ class ReasonCode(StrEnum):
     THIN_FILE = "RC07"
     INCOME_UNKNOWN = "RC08"
     NO_CREDIT_ROOM = "RC09"
+    FLAGGED = "RC10"
+    PAYMENT_HISTORY = "RC11"
+    AMOUNTS_OWED = "RC12"
+    CREDIT_HISTORY = "RC13"
+    NEW_CREDIT = "RC14"
+    MANY_LENDERS = "RC15"
 
 
 REASON_TEXT: dict[ReasonCode, str] = {
@@ -108,6 +120,22 @@ REASON_TEXT: dict[ReasonCode, str] = {
     ReasonCode.THIN_FILE: "Little credit history is known to the alliance.",
     ReasonCode.INCOME_UNKNOWN: "Income could not be verified.",
     ReasonCode.NO_CREDIT_ROOM: "Existing debt leaves no room for new credit at this grade.",
+    ReasonCode.FLAGGED: "An alliance member has flagged the applicant (fraud, litigation or "
+                        "identity misuse); the lender does not learn which member or why.",
+    ReasonCode.PAYMENT_HISTORY: "Payment history across the alliance (late or missed "
+                                "payments) lowers the score most.",
+    ReasonCode.AMOUNTS_OWED: "Amounts owed and credit used, compared with limits and income, "
+                             "lower the score.",
+    ReasonCode.CREDIT_HISTORY: "A short or limited credit history lowers the score.",
+    ReasonCode.NEW_CREDIT: "Recently opened accounts and credit applications lower the score.",
+    ReasonCode.MANY_LENDERS: "Active loans at several alliance members.",
+}
+#: Reason groups (joint reason-code slots) and the reason each one gives when it is adverse.
+SLOT_REASON = {
+    ReasonSlot.PAYMENT_HISTORY: ReasonCode.PAYMENT_HISTORY,
+    ReasonSlot.AMOUNTS_OWED: ReasonCode.AMOUNTS_OWED,
+    ReasonSlot.CREDIT_HISTORY: ReasonCode.CREDIT_HISTORY,
+    ReasonSlot.NEW_CREDIT: ReasonCode.NEW_CREDIT,
 }
 #: Rule metrics and the reason each one gives when it fires.
 _RULE_REASON = {
@@ -118,6 +146,8 @@ _RULE_REASON = {
     Metric.OPEN_CREDIT_LINES: ReasonCode.MANY_LOANS,
     Metric.INQUIRIES_90D: ReasonCode.MANY_INQUIRIES,
     Metric.INSTITUTIONS_WITH_RECORDS: ReasonCode.THIN_FILE,
+    Metric.INSTITUTIONS_WITH_ACTIVE_LOANS: ReasonCode.MANY_LENDERS,
+    Metric.BLACKLIST_FLAGS: ReasonCode.FLAGGED,
     Metric.SCORE: ReasonCode.LOW_SCORE,
 }
 
@@ -128,10 +158,20 @@ class Reason:
     text: str
 
 
+def adverse_slots(facts: JointFacts, min_logit: Decimal) -> tuple[ReasonSlot, ...]:
+    """The reason groups that add at least ``min_logit`` to the joint log-odds of default,
+    the heaviest first (ties in the groups' fixed order)."""
+    heavy = [(value, i, slot) for i, slot in enumerate(ReasonSlot)
+             if (value := facts.reason_slots.get(slot, 0.0)) >= float(min_logit)]
+    return tuple(slot for _, _, slot in sorted(heavy, key=lambda t: (-t[0], t[1])))
+
+
 def adverse_reasons(facts: JointFacts, admission: Admission, grade: Grade,
-                    no_credit_room: bool = False) -> tuple[Reason, ...]:
+                    no_credit_room: bool = False, slot_min_logit: Decimal = Decimal("0.1")
+                    ) -> tuple[Reason, ...]:
     """Up to four adverse reasons, most serious first: the rules that fired (declines before
-    refers, in policy order), then what the limit, the exposures and the grade show."""
+    refers, in policy order), then what the limit and the exposures show, then the joint
+    reason-code slots (what weighs most on the score), then the grade and the file."""
     codes: list[ReasonCode] = []
     for rule in sorted(admission.fired, key=lambda r: r.outcome is not Outcome.DECLINE):
         codes.append(_RULE_REASON[rule.metric])
@@ -139,10 +179,13 @@ def adverse_reasons(facts: JointFacts, admission: Admission, grade: Grade,
         codes.append(ReasonCode.NO_CREDIT_ROOM)
     if admission.unevaluated or facts.annual_income is None or facts.annual_income <= 0:
         codes.append(ReasonCode.INCOME_UNKNOWN)
+    if facts.blacklist_flags > 0:
+        codes.append(ReasonCode.FLAGGED)
     if facts.accounts_90dpd > 0:
         codes.append(ReasonCode.DELINQUENCY_90)
     if facts.accounts_30dpd > 0:
         codes.append(ReasonCode.DELINQUENCY_30)
+    codes.extend(SLOT_REASON[slot] for slot in adverse_slots(facts, slot_min_logit))
     if grade in (Grade.D, Grade.E):
         codes.append(ReasonCode.LOW_SCORE)
     if facts.inquiries_90d >= 3:
@@ -159,6 +202,8 @@ class Decision:
     grade: Grade
     limit: Decimal | None
     reasons: tuple[Reason, ...]
+    #: The joint reason-code slots the reasons were read from (log-odds per group).
+    reason_groups: Mapping[ReasonSlot, float] = field(default_factory=dict)
 
 
 def decide(facts: JointFacts, policy: LendingPolicy, product_cap: Decimal | None = None
@@ -173,7 +218,9 @@ def decide(facts: JointFacts, policy: LendingPolicy, product_cap: Decimal | None
     if no_room and admission.outcome is Outcome.APPROVE:  # nothing to lend: a person decides
         admission = Admission(Outcome.REFER, admission.fired, admission.unevaluated)
     return Decision(admission, grade, limit,
-                    adverse_reasons(facts, admission, grade, no_credit_room=no_room))
+                    adverse_reasons(facts, admission, grade, no_credit_room=no_room,
+                                    slot_min_logit=policy.reason_min_logit),
+                    facts.reason_slots)
 
 
 @dataclass(frozen=True)
@@ -236,6 +283,8 @@ def lending_document(outcome: LendingOutcome, policy: LendingPolicy) -> dict[str
         "grade": decision.grade.value,
         "credit_limit": _money(decision.limit),
         "reasons": [{"code": r.code.value, "text": r.text} for r in decision.reasons],
+        "reason_groups": {slot.name.lower(): round(decision.reason_groups.get(slot, 0.0), 4)
+                          for slot in ReasonSlot},
         "products": [],
         "products_note": None,
         "plan": None,

@@ -5,13 +5,17 @@ installment share — versioned, loaded from YAML, refused at load with the line
 version: 3
 rules:                      # any decline fires → decline; else any refer → refer; else approve
   - {id: DPD90, metric: accounts_90dpd, op: ">=", threshold: 1, outcome: decline}
-  - {id: MULTI_LENDER, metric: active_loans, op: ">=", threshold: 4, outcome: refer}
+  - {id: FLAGGED, metric: blacklist_flags, op: ">=", threshold: 1, outcome: refer}
+  - {id: MULTI_LENDER, metric: institutions_with_active_loans, op: ">=", threshold: 3,
+     outcome: refer}
   - {id: DEBT_TO_INCOME, metric: debt_to_income, op: ">", threshold: 0.5, outcome: refer}
 grades: {A: 620, B: 580, C: 540, D: 500}       # score floors, strictly decreasing
 limit_multiples: {A: 0.5, B: 0.4, C: 0.3, D: 0.2, E: 0.0}  # x verified annual income
 max_installment_share: 0.4                      # of the monthly surplus
 debt_service_rate: 0.03     # optional: monthly debt service assumed per unit of alliance debt
 plan_apr: 0.18              # optional: the APR a plan is computed at when no product applies
+reason_min_logit: 0.1       # optional: a reason group adds at least this much log-odds of
+                            # default (x1.105 odds) before it is named as a reason
 ```
 """
 
@@ -49,6 +53,10 @@ class Metric(StrEnum):
     OPEN_CREDIT_LINES = "open_credit_lines"
     INQUIRIES_90D = "inquiries_90d"
     INSTITUTIONS_WITH_RECORDS = "institutions_with_records"
+    #: Members holding an active loan of the applicant's (each member counts once).
+    INSTITUTIONS_WITH_ACTIVE_LOANS = "institutions_with_active_loans"
+    #: Members holding an unexpired blacklist flag on the applicant (private blacklist).
+    BLACKLIST_FLAGS = "blacklist_flags"
     DEBT_TO_INCOME = "debt_to_income"  # alliance debt ÷ verified annual income
     SCORE = "score"
 
@@ -78,13 +86,17 @@ class LendingPolicy:
     max_installment_share: Decimal
     debt_service_rate: Decimal = Decimal("0.03")
     plan_apr: Decimal = Decimal("0.18")
+    reason_min_logit: Decimal = Decimal("0.1")
 
 
 DEFAULT_POLICY_YAML = """\
-version: 1
+version: 2
 rules:
   - {id: DPD90, metric: accounts_90dpd, op: ">=", threshold: 1, outcome: decline}
-  - {id: MULTI_LENDER, metric: active_loans, op: ">=", threshold: 4, outcome: refer}
+  - {id: FLAGGED_TWICE, metric: blacklist_flags, op: ">=", threshold: 2, outcome: decline}
+  - {id: FLAGGED, metric: blacklist_flags, op: ">=", threshold: 1, outcome: refer}
+  - {id: MULTI_LENDER, metric: institutions_with_active_loans, op: ">=", threshold: 3,
+     outcome: refer}
   - {id: DEBT_TO_INCOME, metric: debt_to_income, op: ">", threshold: 0.5, outcome: refer}
   - {id: LOW_SCORE, metric: score, op: "<", threshold: 500, outcome: refer}
 grades: {A: 620, B: 580, C: 540, D: 500}
@@ -94,7 +106,7 @@ max_installment_share: 0.4
 
 
 #: Fields a policy may leave out, with their defaults.
-_OPTIONAL = {"debt_service_rate": 0.03, "plan_apr": 0.18}
+_OPTIONAL = {"debt_service_rate": 0.03, "plan_apr": 0.18, "reason_min_logit": 0.1}
 
 
 def _line(node: yaml.Node) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scoring.binning import Binning
+from scoring.reason_slots import ReasonSlot, default_slot, parse_slot
 from scoring.scorecard import ScoreScale
 
 
@@ -27,6 +28,8 @@ class FeatureWeight:
     weight: float
     mean: float = 0.0
     scale: float = 1.0
+    #: The adverse-reason group, when the model file names one; else by name (reason_slots).
+    reason: ReasonSlot | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.weight) and math.isfinite(self.mean)):
@@ -44,6 +47,7 @@ class BinnedFeature:
     missing_bin: int
     woe: tuple[float, ...]
     weight: float
+    reason: ReasonSlot | None = None
 
     def __post_init__(self) -> None:
         Binning(self.name, self.edges, self.missing_bin)  # validates edges and missing bin
@@ -72,16 +76,26 @@ class ModelSlice:
 
     def partial_logit(self, values: Mapping[str, float]) -> float:
         """Σ w_j · z_j over this member's features (absent values: see the module docstring)."""
+        return self.partials(values)[0]
+
+    def partials(self, values: Mapping[str, float]) -> tuple[float, dict[ReasonSlot, float]]:
+        """The partial logit and its split over the adverse-reason groups (the features of
+        no group count in the total only)."""
         total = 0.0
+        slots = dict.fromkeys(ReasonSlot, 0.0)
         for f in self.features:
             x = values.get(f.name)
             if isinstance(f, BinnedFeature):
-                total += f.contribution(x)
+                part = f.contribution(x)
+            elif x is None or not math.isfinite(x):
                 continue
-            if x is None or not math.isfinite(x):
-                continue
-            total += f.weight * (x - f.mean) / f.scale
-        return total
+            else:
+                part = f.weight * (x - f.mean) / f.scale
+            total += part
+            slot = f.reason or default_slot(f.name)
+            if slot is not None:
+                slots[slot] += part
+        return total, slots
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -97,13 +111,7 @@ class ModelSlice:
                 "base_odds": self.scale.base_odds,
                 "pdo": self.scale.pdo,
             },
-            "features": [
-                {"name": f.name, "edges": list(f.edges), "missing_bin": f.missing_bin,
-                 "woe": list(f.woe), "weight": f.weight}
-                if isinstance(f, BinnedFeature) else
-                {"name": f.name, "weight": f.weight, "mean": f.mean, "scale": f.scale}
-                for f in self.features
-            ],
+            "features": [_feature_to_dict(f) for f in self.features],
         }
 
     @classmethod
@@ -121,18 +129,34 @@ class ModelSlice:
         )
 
 
+def _feature_to_dict(f: FeatureWeight | BinnedFeature) -> dict[str, Any]:
+    doc: dict[str, Any] = (
+        {"name": f.name, "edges": list(f.edges), "missing_bin": f.missing_bin,
+         "woe": list(f.woe), "weight": f.weight}
+        if isinstance(f, BinnedFeature) else
+        {"name": f.name, "weight": f.weight, "mean": f.mean, "scale": f.scale}
+    )
+    if f.reason is not None:
+        doc["reason"] = f.reason.name.lower()
+    return doc
+
+
 def _feature_from_dict(f: Mapping[str, Any]) -> FeatureWeight | BinnedFeature:
+    name = str(f["name"])
+    reason = parse_slot(str(f["reason"]), name) if f.get("reason") is not None else None
     if "edges" in f:
         return BinnedFeature(
-            name=str(f["name"]),
+            name=name,
             edges=tuple(float(e) for e in f["edges"]),
             missing_bin=int(f["missing_bin"]),
             woe=tuple(float(w) for w in f["woe"]),
             weight=float(f["weight"]),
+            reason=reason,
         )
     return FeatureWeight(
-        name=str(f["name"]),
+        name=name,
         weight=float(f["weight"]),
         mean=float(f.get("mean", 0.0)),
         scale=float(f.get("scale", 1.0)),
+        reason=reason,
     )

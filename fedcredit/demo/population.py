@@ -24,6 +24,7 @@ from fedcredit.launcher import LocalAlliance, NodeSpec
 from mpc.pseudonym import IdentifierType, SubjectKey, cn_check_character
 from node.ingest.snapshot import EXPOSURE_COLUMNS
 from scoring.model import FeatureWeight, ModelSlice
+from scoring.reason_slots import ReasonSlot
 from scoring.scorecard import ScoreScale
 
 MODEL_VERSION = "v1"
@@ -35,6 +36,13 @@ class FeatureSpec:
     loading: float  # how strongly the latent risk moves the feature
     base: float
     spread: float
+    #: The adverse-reason group the model file names for it (these names are not the
+    #: pipeline's catalog, so the groups are explicit; None: never a reason).
+    reason: ReasonSlot | None = None
+
+
+_PAY, _OWED, _HIST = (ReasonSlot.PAYMENT_HISTORY, ReasonSlot.AMOUNTS_OWED,
+                      ReasonSlot.CREDIT_HISTORY)
 
 
 @dataclass(frozen=True)
@@ -49,26 +57,26 @@ class InstitutionProfile:
 PROFILES: tuple[InstitutionProfile, ...] = (
     InstitutionProfile("bank", "Harbor Bank", 0.70, 0.45, (
         FeatureSpec("bank_income_monthly", -0.55, 8000.0, 2500.0),
-        FeatureSpec("bank_balance_avg", -0.60, 20000.0, 9000.0),
-        FeatureSpec("bank_overdraft_days", 0.50, 2.0, 2.0),
+        FeatureSpec("bank_balance_avg", -0.60, 20000.0, 9000.0, _OWED),
+        FeatureSpec("bank_overdraft_days", 0.50, 2.0, 2.0, _PAY),
     )),
     InstitutionProfile("finco", "Quickline Consumer Finance", 0.40, 0.90, (
-        FeatureSpec("finco_max_dpd", 0.70, 8.0, 10.0),
-        FeatureSpec("finco_repayment_ratio", -0.65, 0.85, 0.12),
-        FeatureSpec("finco_loan_count", 0.35, 1.5, 1.0),
+        FeatureSpec("finco_max_dpd", 0.70, 8.0, 10.0, _PAY),
+        FeatureSpec("finco_repayment_ratio", -0.65, 0.85, 0.12, _PAY),
+        FeatureSpec("finco_loan_count", 0.35, 1.5, 1.0, ReasonSlot.NEW_CREDIT),
     )),
     InstitutionProfile("shop", "Bazaar Pay (e-commerce)", 0.60, 0.35, (
         FeatureSpec("shop_spend_monthly", 0.25, 1500.0, 700.0),
-        FeatureSpec("shop_bnpl_late_rate", 0.60, 0.08, 0.07),
+        FeatureSpec("shop_bnpl_late_rate", 0.60, 0.08, 0.07, _PAY),
         FeatureSpec("shop_returns_rate", 0.15, 0.10, 0.05),
     )),
     InstitutionProfile("telco", "Meridian Telecom", 0.80, 0.20, (
-        FeatureSpec("telco_tenure_months", -0.40, 48.0, 24.0),
-        FeatureSpec("telco_late_bills_12m", 0.55, 1.0, 1.2),
+        FeatureSpec("telco_tenure_months", -0.40, 48.0, 24.0, _HIST),
+        FeatureSpec("telco_late_bills_12m", 0.55, 1.0, 1.2, _PAY),
     )),
     InstitutionProfile("union", "Cooperative Credit Union", 0.30, 0.70, (
         FeatureSpec("union_savings_rate", -0.50, 0.12, 0.08),
-        FeatureSpec("union_max_dpd", 0.60, 5.0, 8.0),
+        FeatureSpec("union_max_dpd", 0.60, 5.0, 8.0, _PAY),
     )),
 )
 MAX_NODES = len(PROFILES)
@@ -183,6 +191,7 @@ def generate(subjects: int, nodes: int, seed: int) -> Population:
     beta = fit_logistic(np.column_stack(columns), defaulted.astype(float))
     intercept = float(beta[0])
     models: dict[str, ModelSlice] = {}
+    reasons = {f.name: f.reason for inst in institutions for f in inst.profile.features}
     for inst in institutions:
         member = inst.profile.member_id
         models[member] = ModelSlice(
@@ -190,7 +199,8 @@ def generate(subjects: int, nodes: int, seed: int) -> Population:
             member_id=member,
             intercept=intercept,
             features=tuple(
-                FeatureWeight(name=name, weight=float(beta[i + 1]), mean=mean, scale=scale)
+                FeatureWeight(name=name, weight=float(beta[i + 1]), mean=mean, scale=scale,
+                              reason=reasons[name])
                 for i, (owner, name, mean, scale) in enumerate(slots)
                 if owner == member
             ),
@@ -209,16 +219,21 @@ def generate(subjects: int, nodes: int, seed: int) -> Population:
 def pooled_result(population: Population, index: int) -> PooledResult:
     logit = next(iter(population.models.values())).intercept
     exposures = dict.fromkeys(EXPOSURE_COLUMNS, 0)
-    count = 0
+    groups = {slot.name.lower(): 0.0 for slot in ReasonSlot}
+    count = lenders = 0
     for inst in population.institutions:
         if not inst.has_record[index]:
             continue
         count += 1
+        lenders += int(inst.exposures["active_loans"][index] > 0)
         model = population.models[inst.profile.member_id]
-        logit += model.partial_logit({k: float(v[index]) for k, v in inst.features.items()})
+        partial, slots = model.partials({k: float(v[index]) for k, v in inst.features.items()})
+        logit += partial
+        for slot, value in slots.items():
+            groups[slot.name.lower()] += value
         for name in EXPOSURE_COLUMNS:
             exposures[name] += int(inst.exposures[name][index])
-    return PooledResult(joint_logit=logit, exposures=exposures, institutions_with_records=count)
+    return PooledResult(logit, exposures, count, lenders, groups)
 
 
 def population_alliance(population: Population, workdir: Path) -> LocalAlliance:

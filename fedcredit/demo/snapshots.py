@@ -7,7 +7,7 @@ joint result equals the plaintext computation over the pooled data.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpc.contribution import MAX_ABS_PARTIAL
@@ -19,6 +19,7 @@ from node.ingest.snapshot import (
     verify_snapshot,
 )
 from scoring.model import ModelSlice
+from scoring.reason_slots import ReasonSlot
 
 
 def read_records(snapshot_dir: Path) -> dict[bytes, SubjectRecord]:
@@ -36,6 +37,9 @@ class PooledResult:
     joint_logit: float
     exposures: dict[str, int]
     institutions_with_records: int
+    institutions_with_active_loans: int = 0
+    #: The joint reason-code slots (scoring.reason_slots), by group name.
+    reason_groups: dict[str, float] = field(default_factory=dict)
 
 
 def pooled_result(
@@ -45,14 +49,18 @@ def pooled_result(
 ) -> PooledResult:
     logit = next(iter(models.values())).intercept
     exposures = dict.fromkeys(EXPOSURE_COLUMNS, 0)
-    count = 0
+    groups = {slot.name.lower(): 0.0 for slot in ReasonSlot}
+    count = lenders = 0
     for member, known in records.items():
         record = known.get(pseudonym)
         if record is None:
             continue
         count += 1
-        partial = models[member].partial_logit(record.features)
+        lenders += int(record.exposures["active_loans"] > 0)
+        partial, slots = models[member].partials(record.features)
         logit += max(-MAX_ABS_PARTIAL, min(MAX_ABS_PARTIAL, partial))  # as the node clamps
+        for slot, value in slots.items():
+            groups[slot.name.lower()] += max(-MAX_ABS_PARTIAL, min(MAX_ABS_PARTIAL, value))
         for name in EXPOSURE_COLUMNS:
             exposures[name] += int(record.exposures[name])
-    return PooledResult(logit, exposures, count)
+    return PooledResult(logit, exposures, count, lenders, groups)

@@ -77,6 +77,12 @@ class ExposuresOut(BaseModel):
     accounts_30dpd: int = Field(description="Accounts 30+ days past due, alliance-wide.")
     accounts_90dpd: int = Field(description="Accounts 90+ days past due, alliance-wide.")
     inquiries_90d: int
+    institutions_with_active_loans: int = Field(
+        0, description="Members at which the applicant has an active loan (a count; which "
+        "members is not learned).")
+    blacklist_flags: int = Field(
+        0, description="Members whose private blacklist flags the applicant (a count; which "
+        "members, and why, is not learned).")
 
 
 class SkippedOut(BaseModel):
@@ -151,6 +157,8 @@ class LendingOut(BaseModel):
         "policy_version": 1, "decision": "refer", "rules_fired": ["DEBT_TO_INCOME"],
         "rules_unevaluated": [], "grade": "C", "credit_limit": 12000,
         "reasons": [{"code": "RC03", "text": "Existing debt is high compared with income."}],
+        "reason_groups": {"payment_history": 0.41, "amounts_owed": 0.12,
+                          "credit_history": -0.05, "new_credit": 0.0},
         "products": [], "products_note": "no product is open to this grade and term",
         "plan": None}]})
     policy_version: int
@@ -163,6 +171,10 @@ class LendingOut(BaseModel):
                                        "verified income.")
     reasons: list[ReasonOut] = Field(description="Up to four adverse reasons, most serious "
                                      "first.")
+    reason_groups: dict[str, float] = Field(
+        default_factory=dict, description="Joint log-odds of default each reason group adds "
+        "(positive: above the average applicant's odds), summed over the members; the slots "
+        "the reasons RC11-RC14 come from.")
     products: list[ProductMatchOut]
     products_note: str | None
     plan: PlanOut | None

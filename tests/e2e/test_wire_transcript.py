@@ -78,8 +78,10 @@ def secrets_of(population: Population, index: int, report: dict) -> dict[str, li
         needles[f"{member} feature values"] = [
             enc for v in values.values() if v not in (0.0, 1.0) for enc in float_encodings(v)
         ]
-        needles[f"{member} plaintext partial"] = float_encodings(
-            population.models[member].partial_logit(values))
+        partial, slots = population.models[member].partials(values)
+        needles[f"{member} plaintext partial"] = float_encodings(partial)
+        needles[f"{member} plaintext reason slots"] = [
+            enc for v in slots.values() if abs(v) > 1e-3 for enc in float_encodings(v)]
         debt = int(inst.exposures["outstanding_debt_cents"][index])
         needles[f"{member} plaintext debt"] = int_encodings(debt) if debt >= 10_000 else []
     expected = pooled_result(population, index)

@@ -212,9 +212,38 @@ def test_without_income_the_plan_says_it_cannot_be_computed(
 
 def test_a_policy_that_does_not_parse_stops_the_node_with_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "policy.yaml"
-    bad.write_text(DEFAULT_POLICY_YAML.replace("metric: active_loans", "metric: loans"))
+    bad.write_text(DEFAULT_POLICY_YAML.replace("metric: accounts_90dpd", "metric: loans"))
     with pytest.raises(ConfigurationError,
-                       match=r"policy\.yaml: line 4: unknown metric 'loans'"):
+                       match=r"policy\.yaml: line 3: unknown metric 'loans'"):
         lending_policy_from(bad)
     with pytest.raises(ConfigurationError, match="cannot read the lending policy"):
         lending_policy_from(tmp_path / "missing.yaml")
+
+
+def test_reason_codes_come_from_the_joint_slots_and_the_counts_are_exact(
+    alliance: InProcessAlliance, population: Population, http: httpx.Client
+) -> None:
+    seen: set[str] = set()
+    for index in indices_with_records(population, 2)[:12]:
+        response = http.post(f"{alliance.url('finco')}/v1/evaluations",
+                             json=body(population, index, verified_annual_income=90000,
+                                       monthly_spending=2000))
+        assert response.status_code == 201, response.text
+        report = response.json()
+        expected = pooled_result(population, index)
+        groups = report["lending"]["reason_groups"]
+        assert groups.keys() == expected.reason_groups.keys()
+        for group, value in expected.reason_groups.items():
+            assert groups[group] == pytest.approx(value, abs=1e-4), group
+        assert report["exposures"]["institutions_with_active_loans"] == (
+            expected.institutions_with_active_loans)
+        heavy = {g for g, v in groups.items() if v >= 0.1}
+        slot_codes = {"payment_history": "RC11", "amounts_owed": "RC12",
+                      "credit_history": "RC13", "new_credit": "RC14"}
+        codes = [r["code"] for r in report["lending"]["reasons"]]
+        cited = {g for g, c in slot_codes.items() if c in codes}
+        assert cited <= heavy  # never a group that does not weigh against the applicant
+        if len(codes) < 4:
+            assert cited == heavy  # and every heavy one while there is room
+        seen |= cited
+    assert "payment_history" in seen  # the sample exercises the slots

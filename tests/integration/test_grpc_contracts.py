@@ -15,7 +15,7 @@ from fedcredit.plans import sign_plan
 from fedcredit.protocol import ConsentTerms, Purpose
 from fedcredit.serde import accumulator_to_pb, plan_to_bytes, signed_plan_to_pb
 from fedcredit.tls import target_name_option
-from mpc.contribution import ContributionVector
+from mpc.contribution import ENCODING_VERSION, ContributionVector
 from mpc.paillier import PaillierKeyPair
 from mpc.pki import CertRole
 from mpc.pseudonym import SubjectKey, pseudonymize
@@ -181,7 +181,7 @@ def test_accumulator_under_another_key(
         shop = node_pb2_grpc.NodeStub(channel)
         expect(grpc.StatusCode.INVALID_ARGUMENT, "KEY_MISMATCH", shop.Contribute, request)
         request.accumulator.CopyFrom(crypto_pb2.EncryptedVector(
-            key_fingerprint=plan.requester_key.fingerprint(), encoding_version=1,
+            key_fingerprint=plan.requester_key.fingerprint(), encoding_version=ENCODING_VERSION,
             ciphertexts=[b"\x01"] * 8))
         expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", shop.Contribute, request)
 

@@ -192,9 +192,12 @@ def test_grades_are_monotone_in_the_score(a: int, b: int) -> None:
 
 def test_admission_rules() -> None:
     assert admit(facts(), POLICY).outcome is Outcome.APPROVE
-    declined = admit(facts(accounts_90dpd=1, active_loans=5), POLICY)
+    declined = admit(facts(accounts_90dpd=1, institutions_with_active_loans=3), POLICY)
     assert declined.outcome is Outcome.DECLINE
     assert [r.rule_id for r in declined.fired] == ["DPD90", "MULTI_LENDER"]
+    # Many loans at one lender is not many lenders.
+    assert admit(facts(active_loans=9, institutions_with_active_loans=1), POLICY).outcome is (
+        Outcome.APPROVE)
     assert admit(facts(outstanding_debt=Decimal(40000)), POLICY).outcome is Outcome.REFER
     unknown = admit(facts(annual_income=None), POLICY)  # debt-to-income cannot be computed
     assert unknown.outcome is Outcome.REFER and unknown.unevaluated[0].rule_id == "DEBT_TO_INCOME"
@@ -225,20 +228,23 @@ def test_reasons_never_repeat_and_stop_at_four() -> None:
 
 # -- the policy file ----------------------------------------------------------------------------
 def test_the_default_policy_loads() -> None:
-    assert POLICY.version == 1 and POLICY.grade_floors[0] == (Grade.A, 620)
+    assert POLICY.version == 2 and POLICY.grade_floors[0] == (Grade.A, 620)
+    assert POLICY.reason_min_logit == Decimal("0.1")
     assert POLICY.max_installment_share == Decimal("0.4")
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (("metric: active_loans", "metric: loans"), "line 4: unknown metric 'loans'"),
-    (("id: MULTI_LENDER", "id: DPD90"), "line 4: rule id 'DPD90' is used twice"),
-    (("B: 580", "B: 640"), "line 7: the floor of B (640) must be below the grade above it"),
-    (("B: 0.4", "B: 0.6"), "line 8: a worse grade cannot get a larger multiple"),
-    (("max_installment_share: 0.4", "max_installment_share: 1.5"), "line 9: max_installment"),
+    (("metric: blacklist_flags", "metric: loans"), "line 4: unknown metric 'loans'"),
+    (("id: MULTI_LENDER", "id: DPD90"), "line 6: rule id 'DPD90' is used twice"),
+    (("B: 580", "B: 640"), "line 10: the floor of B (640) must be below the grade above it"),
+    (("B: 0.4", "B: 0.6"), "line 11: a worse grade cannot get a larger multiple"),
+    (("max_installment_share: 0.4", "max_installment_share: 1.5"), "line 12: max_installment"),
     (('op: ">="', 'op: "=>"'), "line 3: op must be one of"),
-    (("outcome: refer}", "outcome: approve}"), "line 4: a rule's outcome is refer or decline"),
-    (("threshold: 0.5", "threshold: -1"), "line 5: debt_to_income cannot be negative"),
-    (("version: 1", "version: 0"), "line 1: version is a positive integer"),
+    (("outcome: refer}", "outcome: approve}"), "line 5: a rule's outcome is refer or decline"),
+    (("threshold: 0.5", "threshold: -1"), "line 8: debt_to_income cannot be negative"),
+    (("version: 2", "version: 0"), "line 1: version is a positive integer"),
+    (("max_installment_share: 0.4", "max_installment_share: 0.4\nreason_min_logit: 2"),
+     "line 13: reason_min_logit is a fraction"),
     (("grades: {", "grades: {A: 700, "), "appears twice"),
     ((RULES_BLOCK, "rules: {}\n"), "line 2: rules must be a list"),
     (("E: 0.0}", "E: 0.0"), "not valid YAML"),

@@ -6,8 +6,10 @@ from hypothesis import strategies as st
 
 from fedcredit.errors import DecryptionError, InvalidRequestError, KeyMismatchError
 from mpc.contribution import (
+    ENCODING_VERSION,
     EXPOSURE_FIELDS,
     FIELDS,
+    FIXED_FIELDS,
     FIXED_POINT_SCALE,
     ContributionVector,
     decode,
@@ -24,9 +26,14 @@ from mpc.secure_sum import (
 
 pytestmark = pytest.mark.unit
 
+_partials = st.floats(min_value=-50, max_value=50, allow_nan=False)
 vectors = st.builds(
     ContributionVector,
-    model_partial=st.floats(min_value=-50, max_value=50, allow_nan=False),
+    model_partial=_partials,
+    reason_payment_history=_partials,
+    reason_amounts_owed=_partials,
+    reason_credit_history=_partials,
+    reason_new_credit=_partials,
     outstanding_debt_cents=st.integers(0, 10**12),
     active_loans=st.integers(0, 50),
     open_credit_lines=st.integers(0, 50),
@@ -34,13 +41,16 @@ vectors = st.builds(
     accounts_90dpd=st.integers(0, 20),
     inquiries_90d=st.integers(0, 100),
     has_record=st.integers(0, 1),
+    flagged=st.integers(0, 1),
+    with_active_loans=st.integers(0, 1),
 )
 
 
 @given(vectors)
 def test_encoding_round_trips_within_fixed_point_resolution(v: ContributionVector) -> None:
     back = decode(encode(v))
-    assert abs(back.model_partial - v.model_partial) <= 0.5 / FIXED_POINT_SCALE
+    for name in FIXED_FIELDS:
+        assert abs(getattr(back, name) - getattr(v, name)) <= 0.5 / FIXED_POINT_SCALE
     assert all(getattr(back, f) == getattr(v, f) for f in EXPOSURE_FIELDS)
 
 
@@ -55,7 +65,8 @@ def test_decrypted_total_equals_plaintext_sum(
     assert acc is not None
     total = decrypt_total(acc, keypair)
     plain = sum(members[1:], members[0])
-    assert abs(total.model_partial - plain.model_partial) <= len(members) / FIXED_POINT_SCALE
+    for name in FIXED_FIELDS:
+        assert abs(getattr(total, name) - getattr(plain, name)) <= len(members) / FIXED_POINT_SCALE
     assert all(getattr(total, f) == getattr(plain, f) for f in EXPOSURE_FIELDS)
 
 
@@ -103,16 +114,19 @@ def test_wire_form_is_validated(keypair: PaillierKeyPair) -> None:
     acc = encrypt_contribution(ContributionVector.zero(), key)
     blobs = acc.to_wire(key)
     assert all(len(b) == key.ciphertext_bytes for b in blobs)
-    assert EncryptedContribution.from_wire(key, key.fingerprint(), 1, blobs) == acc
+    version = ENCODING_VERSION
+    assert EncryptedContribution.from_wire(key, key.fingerprint(), version, blobs) == acc
     with pytest.raises(KeyMismatchError):
-        EncryptedContribution.from_wire(key, b"\x00" * 32, 1, blobs)
+        EncryptedContribution.from_wire(key, b"\x00" * 32, version, blobs)
     with pytest.raises(InvalidRequestError, match="ciphertexts"):
-        EncryptedContribution.from_wire(key, key.fingerprint(), 1, blobs[:-1])
-    with pytest.raises(InvalidRequestError, match="encoding version"):
-        EncryptedContribution.from_wire(key, key.fingerprint(), 2, blobs)
+        EncryptedContribution.from_wire(key, key.fingerprint(), version, blobs[:-1])
+    # Version 1 (no reason slots, no counts) and unknown versions are refused.
+    for other in (1, version + 1):
+        with pytest.raises(InvalidRequestError, match="encoding version"):
+            EncryptedContribution.from_wire(key, key.fingerprint(), other, blobs)
     too_big = (key.nsquare).to_bytes(key.ciphertext_bytes, "big")
     with pytest.raises(InvalidRequestError, match="out of range"):
-        EncryptedContribution.from_wire(key, key.fingerprint(), 1, (too_big, *blobs[1:]))
+        EncryptedContribution.from_wire(key, key.fingerprint(), version, (too_big, *blobs[1:]))
 
 
 def test_a_corrupted_accumulator_fails_opaquely(keypair: PaillierKeyPair) -> None:
@@ -120,20 +134,23 @@ def test_a_corrupted_accumulator_fails_opaquely(keypair: PaillierKeyPair) -> Non
     acc = encrypt_contribution(ContributionVector.zero(), key)
     # An exposure that decrypts to a negative count is not a valid encoding.
     bad = key.raw_encrypt(-1)
-    corrupted = EncryptedContribution(acc.key_fingerprint, (acc.ciphertexts[0], bad,
-                                                            *acc.ciphertexts[2:]))
+    first = len(FIXED_FIELDS)
+    corrupted = EncryptedContribution(acc.key_fingerprint, (
+        *acc.ciphertexts[:first], bad, *acc.ciphertexts[first + 1:]))
     with pytest.raises(DecryptionError) as info:
         decrypt_total(corrupted, keypair)
     assert str(info.value) == "decryption failed"
 
 
-@pytest.mark.parametrize("kwargs", [{"model_partial": float("nan")}, {"active_loans": -1}])
+@pytest.mark.parametrize("kwargs", [{"model_partial": float("nan")}, {"active_loans": -1},
+                                    {"reason_new_credit": float("inf")}, {"flagged": -1}])
 def test_invalid_vectors_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         ContributionVector(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kwargs", [{"model_partial": 2e6}, {"outstanding_debt_cents": 2**53}])
+@pytest.mark.parametrize("kwargs", [{"model_partial": 2e6}, {"outstanding_debt_cents": 2**53},
+                                    {"reason_payment_history": -2e6}])
 def test_shares_beyond_the_per_member_bounds_are_not_encoded(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         encode(ContributionVector(**kwargs))  # type: ignore[arg-type]
@@ -149,7 +166,10 @@ def test_totals_may_exceed_one_members_bound(keypair: PaillierKeyPair) -> None:
 
 def test_field_order_is_stable() -> None:
     # The wire encoding depends on this order; changing it is a protocol version bump.
+    assert ENCODING_VERSION == 2
     assert FIELDS == (
-        "model_partial", "outstanding_debt_cents", "active_loans", "open_credit_lines",
-        "accounts_30dpd", "accounts_90dpd", "inquiries_90d", "has_record",
+        "model_partial", "reason_payment_history", "reason_amounts_owed",
+        "reason_credit_history", "reason_new_credit", "outstanding_debt_cents", "active_loans",
+        "open_credit_lines", "accounts_30dpd", "accounts_90dpd", "inquiries_90d", "has_record",
+        "flagged", "with_active_loans",
     )
