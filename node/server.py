@@ -25,6 +25,7 @@ from node.api.deps import ApiContext, HealthProbe
 from node.api.metrics import ApiMetrics
 from node.api_keys import ApiKeyStore
 from node.audit_trail import AuditTrail
+from node.blacklist import SubjectFlags
 from node.contribution import ContributionService
 from node.coordinator_client import CoordinatorClient
 from node.directory import MemberDirectory
@@ -128,6 +129,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     forwarder = RouteForwarder(peers, directory, clock)
     audit = AuditTrail(settings.audit_store_path, settings.member_id, coordinator, directory,
                        clock)
+    flags = SubjectFlags(settings.blacklist_store_path, clock)
     contributions = ContributionService(
         member_id=settings.member_id,
         directory=directory,
@@ -138,6 +140,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         seen=SeenPlans(started_ms=clock()),
         audit=audit,
         clock=clock,
+        flags=flags,
     )
     transcript = ([TranscriptInterceptor(settings.transcript_file)]
                   if settings.transcript_file is not None else [])
@@ -211,8 +214,8 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         grpc_port=port,
         app=app,
         membership=membership,
-        closers=[store.close, reports.close, peers.close, coordinator.close, api_keys.close,
-                 audit.stop],
+        closers=[store.close, reports.close, flags.close, peers.close, coordinator.close,
+                 api_keys.close, audit.stop],
         http=HttpServer(app, settings.http_host, settings.http_port, "lender API"),
     )
 

@@ -128,6 +128,11 @@ class NodeSettings(BaseSettings):
         return self.data_dir / "training"
 
     @property
+    def blacklist_store_path(self) -> Path:
+        """This member's private flags on subjects: ``fedcredit node flags``."""
+        return self.data_dir / "flags.sqlite3"
+
+    @property
     def api_key_store_path(self) -> Path:
         """The lender applications' API keys (hashed, scoped): ``fedcredit node api-keys``."""
         return self.data_dir / "api-keys.sqlite3"
