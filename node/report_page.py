@@ -185,6 +185,23 @@ def _schedule(plan: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_GROUP_LABELS = {"payment_history": "Payment history", "amounts_owed": "Amounts owed",
+                 "credit_history": "Length of credit history", "new_credit": "New credit"}
+
+
+def _groups(groups: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The joint reason slots as bars: how far each group moves the log-odds of default from
+    the average applicant's (right, red: against the applicant; left, green: in favour)."""
+    values = {k: float(v) for k, v in groups.items()}
+    scale = max([0.5, *(abs(v) for v in values.values())])
+    return [{
+        "label": _GROUP_LABELS.get(key, key.replace("_", " ").capitalize()),
+        "value": f"{value:+.2f}",
+        "width": round(50 * abs(value) / scale, 1),
+        "against": value > 0,
+    } for key, value in values.items()]
+
+
 def _lending(lending: Mapping[str, Any]) -> dict[str, Any]:
     decision = str(lending["decision"])
     title, tone = _DECISIONS.get(decision, (decision.capitalize(), "refer"))
@@ -214,6 +231,7 @@ def _lending(lending: Mapping[str, Any]) -> dict[str, Any]:
         "rules_fired": list(lending.get("rules_fired") or []),
         "rules_unevaluated": list(lending.get("rules_unevaluated") or []),
         "reasons": [{"code": r["code"], "text": r["text"]} for r in lending.get("reasons") or []],
+        "groups": _groups(lending.get("reason_groups") or {}),
         "products": products,
         "products_note": lending.get("products_note"),
         "offer": offer,

@@ -112,6 +112,10 @@ def match_products(products: Iterable[Product], requested_amount: Decimal,
         cover = ("the full amount" if share == 1 else
                  f"{share:.0%} of the request (bounded by the {bound})")
         matches.append(Match(rank, product, offered,
-                             f"{cover} at {product.apr:.2%} APR, disbursed in "
-                             f"{product.disbursement_days} day(s)"))
+                             f"{cover} at {product.apr:.2%} APR, disbursed "
+                             f"{_speed(product.disbursement_days)}"))
     return Matching(tuple(matches), None, requested_amount)
+
+
+def _speed(days: int) -> str:
+    return "the same day" if days == 0 else "in 1 day" if days == 1 else f"in {days} days"
