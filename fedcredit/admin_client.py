@@ -42,6 +42,9 @@ class AdminClient:
         self._http = httpx.Client(base_url=url, verify=verify, headers=headers,
                                   timeout=TIMEOUT_S)
 
+    def close(self) -> None:
+        self._http.close()
+
     def call(self, method: str, path: str, *, body: Any = None,
              params: dict[str, Any] | None = None) -> Any:
         try:

@@ -38,12 +38,17 @@ def demo(
     subjects: Annotated[int, typer.Option(min=100, help="Synthetic population size.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed of the population.")] = 7,
     workdir: Annotated[Path | None, typer.Option(help="Keep data and logs here.")] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="Write one evaluation's printable HTML report here [default: report.html in "
+        "--workdir, else demo-report.html here].")] = None,
 ) -> None:
     """Generate an alliance, start it as separate processes, run joint evaluations."""
     from fedcredit.demo.runner import run_demo
 
+    if report is None:
+        report = workdir / "report.html" if workdir is not None else Path("demo-report.html")
     try:
-        code = run_demo(nodes, evaluations, subjects, seed, workdir, console)
+        code = run_demo(nodes, evaluations, subjects, seed, workdir, console, report)
     except KeyboardInterrupt:
         err_console.print("interrupted; everything was shut down")
         raise typer.Exit(130) from None
@@ -248,6 +253,7 @@ def _register_generate() -> None:
     from fedcredit.admin_cli import admin_app
     from fedcredit.synth.command import generate
     from node.api_keys_cli import api_keys_app
+    from node.flags_cli import flags_app
 
     app.add_typer(admin_app, name="admin")
     node_app.command("join")(trust_cli.node_join)
@@ -257,6 +263,7 @@ def _register_generate() -> None:
     audit_app.command("verify")(trust_cli.audit_verify)
     node_app.command("audit-check")(trust_cli.node_audit_check)
     node_app.add_typer(api_keys_app, name="api-keys")
+    node_app.add_typer(flags_app, name="flags")
     from fedcredit.train_cli import train_app
 
     app.add_typer(train_app, name="train")

@@ -203,6 +203,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
             member_id=settings.member_id,
             registered=membership.registered.is_set,
             subjects=store.count,
+            catalog_version=lambda: products.version,
         ),
         clock=clock,
     )

@@ -21,7 +21,15 @@ from rich.table import Table
 from fedcredit.demo.audit import audit_alliance, render_audit
 from fedcredit.demo.reuse import remember, reusable
 from fedcredit.demo.snapshots import PooledResult, pooled_result, read_records
-from fedcredit.demo.training import AucReport, compare_auc, fit_model_slices, load_joint, split
+from fedcredit.demo.training import (
+    AucReport,
+    GradeBand,
+    compare_auc,
+    fit_model_slices,
+    grade_bands,
+    load_joint,
+    split,
+)
 from fedcredit.files import write_json
 from fedcredit.launcher import LocalAlliance, NodeSpec
 from fedcredit.synth.alliance import generate_alliance
@@ -33,7 +41,9 @@ from node.ingest.console import RichReporter
 from node.ingest.pipeline import IngestResult, run_ingest
 from node.ingest.snapshot import SubjectRecord
 from node.ingest.spark import spark_session, stop_spark
+from node.report_page import write_report_page
 from node.store import open_store
+from scoring.lending_policy import default_policy
 from scoring.model import ModelSlice
 
 MODEL_VERSION = "v1"
@@ -69,6 +79,7 @@ class DemoData:
     models: dict[str, ModelSlice]
     applicants: list[Applicant]
     auc: AucReport
+    grades: tuple[GradeBand, ...]
 
 
 def ingest_members(raw_dir: Path, members: list[str], key: SubjectKey, console: Console
@@ -122,6 +133,26 @@ def render_auc(console: Console, auc: AucReport) -> None:
                   f"{auc.joint_auc:.3f} vs {value:.3f} ({auc.joint_auc - value:+.3f})")
 
 
+def render_grades(console: Console, bands: tuple[GradeBand, ...]) -> None:
+    """What each grade of the built-in policy means on this data (held-out applicants)."""
+    table = Table(title="Grades of the built-in policy on the held-out applicants "
+                  "(joint model)")
+    for column in ("grade", "scores", "applicants", "defaults", "default rate",
+                   "predicted PD"):
+        table.add_column(column, justify="left" if column in ("grade", "scores") else "right")
+    ceiling: int | None = None
+    for band in bands:
+        scores = f"{band.floor}+" if ceiling is None else f"{band.floor}-{ceiling - 1}"
+        if band.floor == 0:
+            scores = f"< {ceiling}"
+        rate = band.default_rate
+        table.add_row(band.grade.value, scores, f"{band.applicants:,}", f"{band.defaults:,}",
+                      "—" if rate is None else f"{rate:.1%}",
+                      "—" if not band.applicants else f"{band.mean_predicted:.1%}")
+        ceiling = band.floor
+    console.print(table)
+
+
 def prepare(raw_dir: Path, members: list[str], key: SubjectKey, seed: int, console: Console,
             snapshots: dict[str, Path] | None = None) -> DemoData:
     """Ingest every member (unless ``snapshots`` of an earlier run are given), fit the model."""
@@ -141,7 +172,8 @@ def prepare(raw_dir: Path, members: list[str], key: SubjectKey, seed: int, conso
     train, _ = split(len(data.labels), seed)
     models = fit_model_slices(data, train, MODEL_VERSION)
     records = {m: read_records(d) for m, d in snapshots.items()}
-    return DemoData(snapshots, records, models, applicants, auc)
+    grades = grade_bands(data, default_policy(), seed)
+    return DemoData(snapshots, records, models, applicants, auc, grades)
 
 
 def build_alliance(data: DemoData, names: dict[str, str], key: SubjectKey, workdir: Path
@@ -157,7 +189,9 @@ def build_alliance(data: DemoData, names: dict[str, str], key: SubjectKey, workd
             store.load_snapshot(snapshot)
         finally:
             store.close()
-        overrides[member] = {"FEDCREDIT_NODE_FEATURE_STORE_URL": store_url}
+        # The catalog the demo publishes reaches each node with its next heartbeat.
+        overrides[member] = {"FEDCREDIT_NODE_FEATURE_STORE_URL": store_url,
+                             "FEDCREDIT_NODE_PRODUCT_REFRESH_MS": "1000"}
         specs.append(NodeSpec(member_id=member, display_name=names[member], features_file=None,
                               model_dir=models, model_version=MODEL_VERSION))
     return LocalAlliance(
@@ -202,6 +236,9 @@ def matches_expected(expected: PooledResult, report: dict[str, Any]) -> bool:
         == expected.exposures["outstanding_debt_cents"]
         and all(exposures[k] == v for k, v in expected.exposures.items()
                 if k != "outstanding_debt_cents")
+        and exposures["institutions_with_active_loans"] == expected.institutions_with_active_loans
+        and all(abs(report["lending"]["reason_groups"][g] - v) <= 1e-4
+                for g, v in expected.reason_groups.items())
     )
 
 
@@ -210,6 +247,8 @@ def run_evaluations(alliance: LocalAlliance, data: DemoData, count: int, seed: i
     rng = np.random.default_rng(seed + 1)
     members = [n.member_id for n in alliance.nodes]
     indices = rng.choice(len(data.applicants), size=count, replace=False)
+    if count > 1:  # one member flags the second applicant on its private blacklist
+        flag_applicant(alliance, members[2 % len(members)], data.applicants[int(indices[1])])
     rows: list[DemoRow] = []
     with httpx.Client(timeout=60, headers={"X-API-Key": alliance.api_key}) as client:
         for k, index in enumerate(indices):
@@ -226,6 +265,67 @@ def run_evaluations(alliance: LocalAlliance, data: DemoData, count: int, seed: i
             rows.append(DemoRow(requester, mask(applicant.identifier), report, latency,
                                 matches_expected(expected, report)))
     return rows
+
+
+#: One loan product per member, as its product team would publish it (grades: who may apply).
+_PRODUCTS = (
+    ("personal-loan", "Personal loan", "1000", "50000", [6, 12, 24], "0.089", 1, "ABC"),
+    ("flex-instalment", "Flex instalment loan", "500", "30000", [3, 6, 12, 24], "0.129", 0,
+     "ABCD"),
+    ("pay-later", "Pay-later credit line", "200", "8000", [3, 6, 12], "0.159", 0, "BCD"),
+)
+
+
+def publish_products(alliance: LocalAlliance, members: list[str], timeout_s: float = 30
+                     ) -> int:
+    """Each member's product, published by an admin through the HTTPS admin API, then waited
+    for until every node matches against that catalog version; the number published."""
+    admin = alliance.admin()
+    try:
+        version = 0
+        for k, member in enumerate(members):
+            pid, name, low, high, terms, apr, days, grades = _PRODUCTS[k % len(_PRODUCTS)]
+            published = admin.call("PUT", f"/v1/products/{member}-{pid}", body={
+                "member_id": member, "name": name, "min_amount": low, "max_amount": high,
+                "terms_months": terms, "apr": apr, "disbursement_days": days,
+                "eligible_grades": list(grades)})
+            version = int(published["catalog_version"])
+    finally:
+        admin.close()
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=5) as client:
+        for member in members:
+            while client.get(f"{alliance.http_url(member)}/healthz").json()[
+                    "product_catalog_version"] < version:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{member} did not fetch product catalog {version}")
+                time.sleep(0.1)
+    return len(members)
+
+
+def write_report(console: Console, rows: list[DemoRow], path: Path) -> None:
+    """The printable page of one evaluation: preferably an approval with products and a
+    planned schedule (the fullest page), else the first that comes closest."""
+    def fullness(row: DemoRow) -> tuple[bool, bool, bool]:
+        lending = row.report["lending"]
+        return (lending["decision"] == "approve",
+                (lending["plan"] or {}).get("outcome") == "planned", bool(lending["products"]))
+
+    row = max(rows, key=fullness)  # the first of the fullest
+    write_report_page(row.report, path)
+    console.print(f"One evaluation's printable report ({row.requester}, "
+                  f"{row.report['lending']['decision']}): {path.resolve()}")
+
+
+def flag_applicant(alliance: LocalAlliance, member: str, applicant: Applicant) -> None:
+    """As the member's fraud team would: ``fedcredit node flags add``, the identifier on stdin.
+    The requester will learn that one member flags the applicant — not which, nor why."""
+    spec = next(n for n in alliance.nodes if n.member_id == member)
+    expires = (datetime.now(UTC) + timedelta(days=365)).strftime("%Y-%m-%d")
+    alliance.run_cli(["node", "flags", "add", "--id-type", applicant.id_type, "--category",
+                      "fraud", "--expires", expires, "--by", "demo-fraud-team"],
+                     alliance.node_env(spec), f"{member}: flags add",
+                     stdin=applicant.identifier + "\n")
 
 
 def render(console: Console, rows: list[DemoRow]) -> None:
@@ -279,17 +379,24 @@ def render_reasons(console: Console, rows: list[DemoRow]) -> None:
             seen.setdefault(reason["code"], reason["text"])
     for code, text in sorted(seen.items()):
         console.print(f"  {code}: {text}")
-    planned = next((r for r in rows if (r.report["lending"]["plan"] or {}).get("outcome")
-                    == "planned"), None)
-    if planned is not None:
-        plan = planned.report["lending"]["plan"]
-        console.print(f"plan for {planned.masked_id} ({planned.requester}): "
-                      f"{plan['principal']:,.2f} at {plan['apr']:.0%} APR — {plan['explanation']}")
+    planned = [r for r in rows if (r.report["lending"]["plan"] or {}).get("outcome")
+               == "planned"]
+    chosen = next((r for r in planned if r.report["lending"]["products"]),
+                  planned[0] if planned else None)
+    if chosen is not None:
+        lending = chosen.report["lending"]
+        for product in lending["products"]:
+            console.print(f"  product {product['rank']} for {chosen.masked_id}: "
+                          f"{product['name']} ({product['member_id']}) — {product['reason']}")
+        plan = lending["plan"]
+        console.print(f"plan for {chosen.masked_id} ({chosen.requester}): "
+                      f"{plan['principal']:,.2f} at {plan['apr']:.1%} APR — "
+                      f"{plan['explanation']}")
 
 
 def run_demo(
     nodes: int, evaluations: int, subjects: int, seed: int, workdir: Path | None,
-    console: Console,
+    console: Console, report_path: Path | None = None,
 ) -> int:
     if evaluations < 1 or evaluations > subjects:
         raise ValueError("evaluations must be between 1 and the number of subjects")
@@ -318,6 +425,7 @@ def run_demo(
             if temp is None:
                 remember(workdir, subjects, nodes, seed, key, data.snapshots)
         render_auc(console, data.auc)
+        render_grades(console, data.grades)
         alliance = build_alliance(data, names, key, workdir)
         try:
             with console.status("starting the coordinator and member nodes "
@@ -327,6 +435,10 @@ def run_demo(
                           f"{workdir / 'logs'}); every member admitted through the admission "
                           "flow (join request, admin approval quoting the key fingerprint, "
                           "certificate), every gRPC link mutual TLS")
+            with console.status("publishing loan products through the admin API…"):
+                published = publish_products(alliance, [n.member_id for n in alliance.nodes])
+            console.print(f"{published} loan products published to the alliance catalog; "
+                          "every node matches against it")
             with console.status(f"running {evaluations} joint evaluations…"):
                 rows = run_evaluations(alliance, data, evaluations, seed)
             with console.status("auditing: recomputing the ledger, proving members' "
@@ -336,6 +448,8 @@ def run_demo(
             with console.status("shutting down…"):
                 exit_codes = alliance.stop()
         render(console, rows)
+        if report_path is not None:
+            write_report(console, rows, report_path)
         render_audit(console, audit)
         unclean = {name: code for name, code in exit_codes.items() if code != 0}
         if unclean:

@@ -19,8 +19,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from node.ingest.snapshot import PSEUDONYM_COLUMN, verify_snapshot
+from scoring.lending_policy import LendingPolicy, grade_of
 from scoring.model import FeatureWeight, ModelSlice
-from scoring.scorecard import ScoreScale
+from scoring.scorecard import Grade, ScoreScale, score_from_logit
 
 
 @dataclass(frozen=True)
@@ -160,3 +161,35 @@ def compare_auc(data: JointData, seed: int = 1) -> AucReport:
         member_auc={b.member_id: auc_of((b,)) for b in data.blocks},
         member_coverage={b.member_id: float(b.has_record.mean()) for b in data.blocks},
     )
+
+
+@dataclass(frozen=True)
+class GradeBand:
+    grade: Grade
+    floor: int  # the lowest score of the band (E: 0)
+    applicants: int
+    defaults: int
+    mean_predicted: float  # the model's mean probability of default in the band
+
+    @property
+    def default_rate(self) -> float | None:
+        return self.defaults / self.applicants if self.applicants else None
+
+
+def grade_bands(data: JointData, policy: LendingPolicy, seed: int = 1) -> tuple[GradeBand, ...]:
+    """Observed default rate per grade of the policy, on the held-out applicants, scored by the
+    joint model fitted on the training rows (the model the demo's alliance evaluates with)."""
+    train, test = split(len(data.labels), seed)
+    std = standardize(data.blocks, train)
+    model = _fit(std.matrix[train], data.labels[train])
+    logits = model.decision_function(std.matrix[test])
+    scale = ScoreScale()
+    grades = [grade_of(score_from_logit(float(z), scale), policy) for z in logits]
+    y = data.labels[test]
+    bands = []
+    for grade, floor in policy.grade_floors:
+        mask = np.array([g is grade for g in grades], dtype=bool)
+        predicted = 1.0 / (1.0 + np.exp(-logits[mask]))
+        bands.append(GradeBand(grade, floor, int(mask.sum()), int(y[mask].sum()),
+                               float(predicted.mean()) if mask.any() else 0.0))
+    return tuple(bands)

@@ -43,6 +43,7 @@ def create_app(context: ApiContext, max_request_bytes: int) -> FastAPI:
             member_id=ctx.health.member_id,
             registered=registered,
             subjects=ctx.health.subjects(),
+            product_catalog_version=ctx.health.catalog_version(),
         )
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"])

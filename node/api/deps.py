@@ -21,6 +21,8 @@ class HealthProbe:
     member_id: str
     registered: Callable[[], bool]
     subjects: Callable[[], int]
+    #: The alliance product catalog version this node holds (0: none fetched yet).
+    catalog_version: Callable[[], int] = lambda: 0
 
 
 @dataclass(frozen=True)

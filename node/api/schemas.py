@@ -267,6 +267,9 @@ class HealthOut(BaseModel):
     member_id: str
     registered: bool
     subjects: int
+    product_catalog_version: int = Field(
+        description="The alliance product catalog version this node matches against (0: none "
+        "fetched yet); compare with the catalog_version the admin API reports.")
 
 
 class InquirySearch(BaseModel):

@@ -43,6 +43,11 @@ def test_demo_runs_and_every_joint_result_equals_the_pooled_computation(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "9/9 joint results equal the pooled plaintext computation" in result.stdout
     assert "All processes stopped cleanly." in result.stdout
+    # Decisions with their reasons, one applicant flagged by a member, one printable report.
+    assert "RC10" in result.stdout and "flagged the applicant" in result.stdout
+    page = (tmp_path / "report.html").read_text()
+    assert "Credit evaluation report" in page and "Repayment plan" in page
+    assert "report.html" in result.stdout
     for log in (tmp_path / "logs").glob("*.log"):
         assert "Traceback" not in log.read_text(), log.name
 

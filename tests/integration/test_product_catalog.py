@@ -143,6 +143,8 @@ def test_published_products_reach_evaluations_ranked_with_their_reasons(
     assert kinds.count(EntryKind.PRODUCT_PUBLISHED) == len(PRODUCTS)
 
     await_catalog(shop_alliance, REQUESTER)
+    health = httpx.get(f"{shop_alliance.url(REQUESTER)}/healthz", timeout=10).json()
+    assert health["product_catalog_version"] == shop_alliance.coordinator.core.products.version()
     doc = lending(shop_alliance)
     assert doc["grade"] == "C" and doc["credit_limit"] >= REQUEST["requested_amount"], doc
     assert [p["product_id"] for p in doc["products"]] == ["finco-flex", "bank-big", "bank-quick"]
