@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from scoring.decision import (
     MAX_REASONS,
-    JointFacts,
     ReasonCode,
     admit,
     adverse_reasons,
@@ -39,6 +38,7 @@ from scoring.lending_policy import (
 )
 from scoring.products import NoMatch, Product, ProductError, match_products
 from scoring.scorecard import Grade
+from tests.support.lending import facts
 
 pytestmark = pytest.mark.unit
 POLICY = default_policy()
@@ -46,15 +46,6 @@ RULES_BLOCK = DEFAULT_POLICY_YAML[DEFAULT_POLICY_YAML.index("rules:"):
                                   DEFAULT_POLICY_YAML.index("grades:")]
 money = st.decimals(min_value=Decimal("100"), max_value=Decimal("500000"), places=2)
 aprs = st.decimals(min_value=Decimal("0"), max_value=Decimal("0.36"), places=4)
-
-
-def facts(**changes: object) -> JointFacts:
-    base: dict[str, object] = {
-        "score": 600, "outstanding_debt": Decimal("1000"), "active_loans": 1,
-        "open_credit_lines": 1, "accounts_30dpd": 0, "accounts_90dpd": 0, "inquiries_90d": 0,
-        "institutions_with_records": 2, "annual_income": Decimal("60000")}
-    base.update(changes)
-    return JointFacts(**base)  # type: ignore[arg-type]
 
 
 # -- schedules --------------------------------------------------------------------------------

@@ -15,18 +15,10 @@ from scoring.decision import JointFacts, ReasonCode, decide, lend, lending_docum
 from scoring.lending_policy import Outcome, default_policy
 from scoring.model import FeatureWeight, ModelSlice
 from scoring.reason_slots import ReasonSlot, default_slot, parse_slot
+from tests.support.lending import facts
 
 pytestmark = pytest.mark.unit
 POLICY = default_policy()
-
-
-def facts(**changes: object) -> JointFacts:
-    base: dict[str, object] = {
-        "score": 600, "outstanding_debt": Decimal("1000"), "active_loans": 1,
-        "open_credit_lines": 1, "accounts_30dpd": 0, "accounts_90dpd": 0, "inquiries_90d": 0,
-        "institutions_with_records": 2, "annual_income": Decimal("60000")}
-    base.update(changes)
-    return JointFacts(**base)  # type: ignore[arg-type]
 
 
 def codes(f: JointFacts) -> list[ReasonCode]:
