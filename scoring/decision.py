@@ -264,7 +264,8 @@ def lend(facts: JointFacts, policy: LendingPolicy, requested_amount: Decimal, te
         monthly_spending=monthly_spending,
         monthly_debt_service=cents(facts.outstanding_debt * policy.debt_service_rate),
     )
-    plan = choose_plan(principal, apr, capacity, policy.max_installment_share)
+    plan = choose_plan(principal, apr, capacity, policy.max_installment_share,
+                       requested_months=term_months)
     return LendingOutcome(decision, matching, principal, apr, plan)
 
 

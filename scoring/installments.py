@@ -143,9 +143,12 @@ def choose_plan(
     principal: Decimal, apr: Decimal, capacity: Capacity, max_share: Decimal,
     periods: Sequence[Period] = (Period.MONTHLY, Period.QUARTERLY),
     counts: Sequence[int] = INSTALLMENT_COUNTS,
+    requested_months: int | None = None,
 ) -> PlanChoice:
-    """The shortest plan (least interest; monthly before quarterly at equal length) whose every
-    installment stays within ``max_share`` of the surplus of the months it covers."""
+    """A plan whose every installment stays within ``max_share`` of the surplus of the months
+    it covers: the requested term when it is affordable (monthly before quarterly), else the
+    shortest affordable plan (least interest; monthly before quarterly at equal length), whose
+    explanation then says how it departs from the request."""
     if not 0 < max_share <= 1:
         raise ValueError("the share of the surplus must be in (0, 1]")
     surplus = capacity.surplus
@@ -160,14 +163,20 @@ def choose_plan(
                           "spending and existing debt service take the whole income")
     ceiling = cents(surplus * max_share)
     options = sorted(((count * period.months, period.months, period, count)
-                      for period in periods for count in counts), key=lambda o: o[:2])
-    for _, months, period, count in options:
+                      for period in periods for count in counts),
+                     key=lambda o: (o[0] != requested_months, *o[:2]))
+    for length, months, period, count in options:
         plan = schedule(principal, apr, period, count)
         if plan.largest_payment <= ceiling * months:
+            note = ""
+            if requested_months is not None and length != requested_months:
+                note = (f" ({length} months, not the {requested_months} requested: "
+                        + ("its installments would exceed that share)"
+                           if length > requested_months else "no plan of that length)"))
             return PlanChoice(PlanOutcome.PLANNED, plan, ceiling,
                               f"{count} {period.value} installments of at most "
                               f"{plan.largest_payment} keep within {max_share:.0%} of the "
-                              f"monthly surplus ({cents(surplus)})")
+                              f"monthly surplus ({cents(surplus)}){note}")
     return PlanChoice(PlanOutcome.UNAFFORDABLE, None, ceiling,
                       f"even the longest plan's installment exceeds {max_share:.0%} of the "
                       f"monthly surplus ({cents(surplus)})")

@@ -189,7 +189,8 @@ def test_a_refresh_that_cannot_reach_the_coordinator_keeps_the_last_catalog(
 
 
 def test_only_an_admitted_members_certificate_fetches_the_catalog(
-        shop_alliance: InProcessAlliance) -> None:
+        shop_alliance: InProcessAlliance, admin: AdminClient) -> None:
+    publish(admin, "shop-fetch-check")  # whatever ran before: the catalog is not empty
     version = shop_alliance.coordinator.core.products.version()
     with coordinator_channel(shop_alliance, member_identity(shop_alliance, "telco")) as channel:
         stub = coordinator_pb2_grpc.CoordinatorStub(channel)
@@ -197,6 +198,7 @@ def test_only_an_admitted_members_certificate_fetches_the_catalog(
         assert full.version == version and not full.unchanged
         assert {p.product_id for p in full.products} == {
             r.product.product_id for r in shop_alliance.coordinator.core.products.list()}
+        assert "shop-fetch-check" in {p.product_id for p in full.products}
         same = stub.GetProducts(coordinator_pb2.ProductsRequest(known_version=version),
                                 timeout=5)
         assert (same.version, same.unchanged, len(same.products)) == (version, True, 0)

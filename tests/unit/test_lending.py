@@ -24,6 +24,7 @@ from scoring.installments import (
     Capacity,
     Period,
     PlanOutcome,
+    cents,
     choose_plan,
     schedule,
     simulate,
@@ -117,6 +118,33 @@ def test_the_plan_is_the_shortest_that_keeps_within_the_share_of_the_surplus(
     _, months, period, count = affordable[0]
     assert (choice.schedule.period, choice.schedule.count) == (period, count)
     assert choice.schedule.largest_payment <= choice.ceiling_per_month * months
+
+
+@settings(max_examples=200)
+@given(principal=money, apr=aprs,
+       income=st.decimals(min_value=Decimal("500"), max_value=Decimal("50000"), places=2),
+       requested=st.sampled_from([3, 6, 9, 12, 18, 24, 36]))
+def test_the_requested_term_is_kept_when_affordable_and_a_departure_is_explained(
+    principal: Decimal, apr: Decimal, income: Decimal, requested: int
+) -> None:
+    capacity = Capacity(income, income / 2, Decimal(0))
+    share = Decimal("0.4")
+    choice = choose_plan(principal, apr, capacity, share, requested_months=requested)
+    ceiling = cents(income / 2 * share)
+    fits = [(p, c) for p in Period for c in INSTALLMENT_COUNTS
+            if p.months * c == requested
+            and schedule(principal, apr, p, c).largest_payment <= ceiling * p.months]
+    if fits:
+        assert choice.schedule is not None
+        assert (choice.schedule.period, choice.schedule.count) == min(
+            fits, key=lambda f: f[0].months)
+        assert "requested" not in choice.explanation
+    elif choice.schedule is not None:
+        length = choice.schedule.period.months * choice.schedule.count
+        assert f"{length} months, not the {requested} requested" in choice.explanation
+    # Without a requested term: the shortest affordable, as before.
+    plain = choose_plan(principal, apr, capacity, share)
+    assert choice.outcome is plain.outcome
 
 
 @pytest.mark.parametrize("income", [None, Decimal(0), Decimal(-5)])
