@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fedcredit.demo.population import Population, pooled_result
 from fedcredit.demo.runner import LOGIT_TOLERANCE
-from mpc.contribution import FIELDS, FIXED_FIELDS, ContributionVector
+from mpc.contribution import EXPOSURE_FIELDS, FIELDS, FIXED_FIELDS, ContributionVector
 from mpc.paillier import DEFAULT_KEY_BITS, PaillierKeyPair
 from mpc.secure_sum import accumulate, decrypt_total
 from node.contribution import contribution_for
@@ -133,8 +133,9 @@ def crypto_baselines(
                 times[name][1].append(dec)
                 results[name] = total
             a, b = results["recipe"], results["naive_phe"]
-            if abs(a.model_partial - b.model_partial) > LOGIT_TOLERANCE or any(
-                getattr(a, n) != getattr(b, n) for n in FIELDS[1:]
+            if any(abs(getattr(a, n) - getattr(b, n)) > LOGIT_TOLERANCE
+                   for n in FIXED_FIELDS) or any(
+                getattr(a, n) != getattr(b, n) for n in EXPOSURE_FIELDS
             ):
                 disagreements += 1
             progress.advance(task)
