@@ -170,9 +170,9 @@ def choose_plan(
         if plan.largest_payment <= ceiling * months:
             note = ""
             if requested_months is not None and length != requested_months:
-                note = (f" ({length} months, not the {requested_months} requested: "
-                        + ("its installments would exceed that share)"
-                           if length > requested_months else "no plan of that length)"))
+                note = (f"; {length} months instead of the {requested_months} requested"
+                        + (", whose installments would exceed that share"
+                           if length > requested_months else ": no plan has that length"))
             return PlanChoice(PlanOutcome.PLANNED, plan, ceiling,
                               f"{count} {period.value} installments of at most "
                               f"{plan.largest_payment} keep within {max_share:.0%} of the "

@@ -141,7 +141,7 @@ def test_the_requested_term_is_kept_when_affordable_and_a_departure_is_explained
         assert "requested" not in choice.explanation
     elif choice.schedule is not None:
         length = choice.schedule.period.months * choice.schedule.count
-        assert f"{length} months, not the {requested} requested" in choice.explanation
+        assert f"{length} months instead of the {requested} requested" in choice.explanation
     # Without a requested term: the shortest affordable, as before.
     plain = choose_plan(principal, apr, capacity, share)
     assert choice.outcome is plain.outcome
