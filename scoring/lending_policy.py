@@ -98,7 +98,7 @@ rules:
   - {id: MULTI_LENDER, metric: institutions_with_active_loans, op: ">=", threshold: 3,
      outcome: refer}
   - {id: DEBT_TO_INCOME, metric: debt_to_income, op: ">", threshold: 0.5, outcome: refer}
-  - {id: LOW_SCORE, metric: score, op: "<", threshold: 500, outcome: refer}
+  - {id: LOW_SCORE, metric: score, op: "<", threshold: 540, outcome: refer}
 grades: {A: 620, B: 580, C: 540, D: 500}
 limit_multiples: {A: 0.5, B: 0.4, C: 0.3, D: 0.2, E: 0.0}
 max_installment_share: 0.4

@@ -115,9 +115,13 @@ def test_reasons_come_from_the_joint_slots_heaviest_first_above_the_threshold() 
                                                 ReasonCode.PAYMENT_HISTORY]
     # Hard facts come before what the model weighs; four at most.
     mixed = codes(facts(reason_slots=slots, accounts_30dpd=1, blacklist_flags=1,
-                        score=510))
+                        score=545))
     assert mixed == [ReasonCode.FLAGGED, ReasonCode.DELINQUENCY_30, ReasonCode.AMOUNTS_OWED,
-                     ReasonCode.PAYMENT_HISTORY]  # grade D's LOW_SCORE is fifth
+                     ReasonCode.PAYMENT_HISTORY]
+    # A rule that fires comes first: grade D's LOW_SCORE refers, and the fourth reason goes.
+    low = codes(facts(reason_slots=slots, accounts_30dpd=1, blacklist_flags=1, score=510))
+    assert low == [ReasonCode.FLAGGED, ReasonCode.LOW_SCORE, ReasonCode.DELINQUENCY_30,
+                   ReasonCode.AMOUNTS_OWED]
 
 
 @given(st.dictionaries(st.sampled_from(list(ReasonSlot)), st.floats(-5, 5)))
