@@ -45,7 +45,10 @@ pytestmark = pytest.mark.integration
 def fresh_alliance(
     tmp_path: Path, population: Population, subject_key: SubjectKey
 ) -> Iterator[InProcessAlliance]:
-    running = start_alliance(tmp_path, population, subject_key, hop_timeout_ms=600)
+    # Short hop budgets keep the hanging-member tests quick; each must still cover a healthy
+    # hop's work (14 Paillier encryptions, ~0.2 s, more while the other test worker runs
+    # Spark), or healthy members time out too.
+    running = start_alliance(tmp_path, population, subject_key, hop_timeout_ms=1000)
     yield running
     running.stop()
 
