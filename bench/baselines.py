@@ -15,7 +15,7 @@ from fedcredit.demo.population import Population, pooled_result
 from fedcredit.demo.runner import LOGIT_TOLERANCE
 from mpc.contribution import EXPOSURE_FIELDS, FIELDS, FIXED_FIELDS, ContributionVector
 from mpc.paillier import DEFAULT_KEY_BITS, PaillierKeyPair
-from mpc.secure_sum import accumulate, decrypt_total
+from mpc.secure_sum import CIPHERTEXTS, accumulate, decrypt_total
 from node.contribution import contribution_for
 from node.ingest.snapshot import EXPOSURE_COLUMNS, SubjectRecord
 from scoring.assessment import assess
@@ -144,7 +144,8 @@ def crypto_baselines(
         "members": len(members),
         "contributors_per_eval": len(members) - 1,
         "fields": len(FIELDS),
-        "ciphertexts_encrypted_per_eval": (len(members) - 1) * len(FIELDS),
+        "ciphertexts_encrypted_per_eval": (len(members) - 1) * CIPHERTEXTS,
+        "naive_ciphertexts_encrypted_per_eval": (len(members) - 1) * len(FIELDS),
         "evals": len(indices),
         "disagreements": disagreements,
         "recipe": _summary(*times["recipe"]),

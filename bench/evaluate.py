@@ -275,7 +275,9 @@ def render(console: Console, result: dict[str, Any]) -> None:
     ratios = result["ratios"]
     table = Table(title=(
         f"Baselines (same run, in-process, {crypto['members']} members: "
-        f"{crypto['contributors_per_eval']} encrypt x {crypto['fields']} fields, "
+        f"{crypto['contributors_per_eval']} encrypt x {crypto['fields']} fields — packed in "
+        f"{crypto['ciphertexts_encrypted_per_eval']} ciphertext(s) by the recipe, "
+        f"{crypto['naive_ciphertexts_encrypted_per_eval']} by naive phe — "
         f"{crypto['key_bits']}-bit key, median of {crypto['evals']})"))
     for column in ("per evaluation", "encrypt+add", "decrypt", "total", "ratio"):
         table.add_column(column, justify="left" if column == "per evaluation" else "right")

@@ -1,29 +1,31 @@
-"""The contribution vector and its integer encoding (encoding version 2).
+"""The contribution vector and its integer encoding (encoding version 3).
 
 Every member adds one :class:`ContributionVector` to a joint evaluation. All fields are
 additive, so the sum over members is meaningful: the joint model logit (minus the intercept),
 its split over the adverse-reason slots, and the alliance-wide exposures and counts.
 
-Encoding v2, one Paillier plaintext per field, in :data:`FIELDS` order:
+Each field becomes a signed integer (:func:`encode`):
 
 * fixed-point fields (:data:`FIXED_FIELDS`: ``model_partial`` and the reason slots) —
   ``round(x * 10**9)`` (:data:`FIXED_POINT_SCALE`), signed; resolution 1e-9 per member, so a
-  sum over m members is exact to m·5e-10. Negative values are encoded as ``n - |v|``; decoding
-  maps residues above n/2 back.
+  sum over m members is exact to m·5e-10.
 * integer fields (:data:`EXPOSURE_FIELDS`) — exact non-negative integers (money in minor
   units, i.e. cents; counts; 0/1 flags whose sum counts members).
+
+Encoding v3 packs all of them into **one** Paillier plaintext (:data:`PACKING`, see
+:mod:`mpc.packing`): 72-bit slots for the fixed-point fields, 75-bit slots for the integers,
+1,035 bits in all, below n/2 for any n of 2048 bits or more. A member's share is bounded when
+it is encoded (:data:`MAX_ABS_PARTIAL`, :data:`MAX_EXPOSURE`), so the total of up to
+:data:`MAX_MEMBERS` members stays inside every slot: an overflow is impossible by construction
+(checked when this module loads, and property-tested at the bounds). Decoded totals are checked
+against those bounds again.
 
 A reason slot holds the part of the member's partial logit that comes from the features of
 one adverse-reason group (payment history, amounts owed, credit history, new credit); the
 features of no group (age, income, …) count in ``model_partial`` only. ``flagged`` is 1 when the
 member holds an unexpired blacklist flag on the subject, ``with_active_loans`` 1 when the
 subject has an active loan there: their totals count members, never name them.
-
-A member's share is bounded when it is encoded (:data:`MAX_ABS_PARTIAL`, :data:`MAX_EXPOSURE`)
-so that sums over any alliance of up to :data:`MAX_MEMBERS` stay far below n/2 for n ≥ 2048
-bits; decoded totals are checked against those sums' bounds. That headroom is what lets a
-later encoding pack several fields into one plaintext without changing callers.
-Version 1 (no reason slots, no counts) is refused: every member of an alliance runs one
+Versions 1 and 2 (one ciphertext per field) are refused: every member of an alliance runs one
 encoding.
 """
 
@@ -33,7 +35,9 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-ENCODING_VERSION = 2
+from mpc.packing import SlotLayout
+
+ENCODING_VERSION = 3
 FIXED_POINT_SCALE = 10**9
 MAX_ABS_PARTIAL = 1e6
 MAX_EXPOSURE = 2**53
@@ -88,6 +92,18 @@ FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ContributionVector))
 FIXED_FIELDS: tuple[str, ...] = ("model_partial", *REASON_SLOT_FIELDS)
 EXPOSURE_FIELDS: tuple[str, ...] = FIELDS[len(FIXED_FIELDS):]
 assert FIELDS[: len(FIXED_FIELDS)] == FIXED_FIELDS
+#: Slot widths in FIELDS order: a fixed-point total is below 10^15 · 2^20 < 2^70, an integer
+#: total below 2^53 · 2^20 = 2^73; one bit more for the sign, one more of margin.
+FIXED_SLOT_BITS = 72
+EXPOSURE_SLOT_BITS = 75
+PACKING = SlotLayout((FIXED_SLOT_BITS,) * len(FIXED_FIELDS)
+                     + (EXPOSURE_SLOT_BITS,) * len(EXPOSURE_FIELDS))
+#: The smallest Paillier modulus the packing fits (keys are never shorter: see paillier.py).
+MIN_MODULUS_BITS = 2048
+#: The largest encoded fixed-point share of one member.
+MAX_FIXED_SHARE = int(MAX_ABS_PARTIAL) * FIXED_POINT_SCALE
+PACKING.check_capacity([MAX_FIXED_SHARE] * len(FIXED_FIELDS)
+                       + [MAX_EXPOSURE - 1] * len(EXPOSURE_FIELDS), MAX_MEMBERS, MIN_MODULUS_BITS)
 
 
 def encode(vector: ContributionVector) -> tuple[int, ...]:
@@ -118,6 +134,16 @@ def decode(values: tuple[int, ...]) -> ContributionVector:
         name: v / FIXED_POINT_SCALE for name, v in zip(FIXED_FIELDS, fixed, strict=True)}
     parts.update(zip(EXPOSURE_FIELDS, exposures, strict=True))
     return ContributionVector(**parts)
+
+
+def pack(vector: ContributionVector) -> int:
+    """The one plaintext (before reduction modulo n) that carries every field."""
+    return PACKING.pack(encode(vector))
+
+
+def unpack(total: int) -> ContributionVector:
+    """Inverse of :func:`pack` on (sums of) packed vectors. Raises ValueError if invalid."""
+    return decode(PACKING.unpack(total))
 
 
 def to_signed(residue: int, n: int) -> int:

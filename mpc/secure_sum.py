@@ -6,27 +6,40 @@ calls :func:`decrypt_total`, and only on the final accumulator. Every ciphertext
 contribution is encrypted with fresh randomness r and multiplied in, so the output carries a
 new r^n factor and cannot be linked to the input accumulator (re-randomization). A member with
 no record adds an encryption of zero, which looks exactly like any other contribution.
+
+The whole vector travels as one ciphertext (encoding v3: every field in its own slot of one
+plaintext, :data:`mpc.contribution.PACKING`), so a hop does one encryption and one
+multiplication, and the requester one decryption, whatever the number of fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fedcredit.errors import DecryptionError, InvalidRequestError, KeyMismatchError
+from fedcredit.errors import (
+    DecryptionError,
+    InvalidRequestError,
+    KeyMismatchError,
+    KeyTooShortError,
+)
 from mpc.contribution import (
     ENCODING_VERSION,
-    FIELDS,
+    MIN_MODULUS_BITS,
     ContributionVector,
-    decode,
-    encode,
+    pack,
     to_signed,
+    unpack,
 )
 from mpc.paillier import PaillierKeyPair, PaillierPublicKey, Randomness, system_randomness
+
+#: Ciphertexts per accumulator on the wire.
+CIPHERTEXTS = 1
 
 
 @dataclass(frozen=True)
 class EncryptedContribution:
-    """One ciphertext per field of :class:`ContributionVector`, under one requester key."""
+    """The packed :class:`ContributionVector` (:data:`CIPHERTEXTS` ciphertext), under one
+    requester key."""
 
     key_fingerprint: bytes
     ciphertexts: tuple[int, ...]
@@ -49,8 +62,8 @@ class EncryptedContribution:
             raise KeyMismatchError("accumulator is not under the planned requester key")
         if encoding_version != ENCODING_VERSION:
             raise InvalidRequestError(f"unsupported encoding version {encoding_version}")
-        if len(blobs) != len(FIELDS):
-            raise InvalidRequestError(f"accumulator must hold {len(FIELDS)} ciphertexts")
+        if len(blobs) != CIPHERTEXTS:
+            raise InvalidRequestError(f"accumulator must hold {CIPHERTEXTS} ciphertext")
         width = key.ciphertext_bytes
         values = []
         for blob in blobs:
@@ -66,10 +79,12 @@ def encrypt_contribution(
     key: PaillierPublicKey,
     randomness: Randomness = system_randomness,
 ) -> EncryptedContribution:
-    """Encrypt a vector under the requester's key, fresh randomness per field."""
+    """Encrypt a vector under the requester's key: one plaintext, fresh randomness."""
+    if key.bits < MIN_MODULUS_BITS:  # keys are refused below this already; the packing needs it
+        raise KeyTooShortError(f"the packed encoding needs a key of {MIN_MODULUS_BITS} bits")
     return EncryptedContribution(
         key_fingerprint=key.fingerprint(),
-        ciphertexts=tuple(key.raw_encrypt(m, randomness) for m in encode(vector)),
+        ciphertexts=(key.raw_encrypt(pack(vector), randomness),),
     )
 
 
@@ -112,8 +127,8 @@ def decrypt_total(
     if accumulator.key_fingerprint != keypair.public.fingerprint():
         raise DecryptionError()
     n = keypair.public.n
-    residues = tuple(keypair.raw_decrypt(c) for c in accumulator.ciphertexts)
     try:
-        return decode(tuple(to_signed(r, n) for r in residues))
+        (ciphertext,) = accumulator.ciphertexts
+        return unpack(to_signed(keypair.raw_decrypt(ciphertext), n))
     except ValueError as exc:
         raise DecryptionError() from exc

@@ -87,9 +87,11 @@ def test_known_answer_vector_with_fixed_randomness(keypair: PaillierKeyPair) -> 
     key = keypair.public
     v = ContributionVector(model_partial=-0.25, outstanding_debt_cents=1234, has_record=1)
     enc = encrypt_contribution(v, key, randomness=lambda _n: 3)
-    expected_partial = key.n - 250_000_000  # -0.25 * 10**9 modulo n
+    # One plaintext: -0.25·10^9 in slot 0, 1234 cents in slot 5 (after five 72-bit slots),
+    # has_record in slot 11 (five 72-bit and six 75-bit slots below it); modulo n.
+    packed = -250_000_000 + (1234 << (5 * 72)) + (1 << (5 * 72 + 6 * 75))
     n2 = key.nsquare
-    assert enc.ciphertexts[0] == (1 + key.n * expected_partial) * pow(3, key.n, n2) % n2
+    assert enc.ciphertexts == ((1 + key.n * (packed % key.n)) * pow(3, key.n, n2) % n2,)
     assert decrypt_total(enc, keypair) == v
 
 
@@ -118,10 +120,11 @@ def test_wire_form_is_validated(keypair: PaillierKeyPair) -> None:
     assert EncryptedContribution.from_wire(key, key.fingerprint(), version, blobs) == acc
     with pytest.raises(KeyMismatchError):
         EncryptedContribution.from_wire(key, b"\x00" * 32, version, blobs)
-    with pytest.raises(InvalidRequestError, match="ciphertexts"):
-        EncryptedContribution.from_wire(key, key.fingerprint(), version, blobs[:-1])
-    # Version 1 (no reason slots, no counts) and unknown versions are refused.
-    for other in (1, version + 1):
+    for count in ((), (*blobs, *blobs)):  # the packed vector is exactly one ciphertext
+        with pytest.raises(InvalidRequestError, match="1 ciphertext"):
+            EncryptedContribution.from_wire(key, key.fingerprint(), version, count)
+    # Versions 1 and 2 (a ciphertext per field) and unknown versions are refused.
+    for other in (1, 2, version + 1):
         with pytest.raises(InvalidRequestError, match="encoding version"):
             EncryptedContribution.from_wire(key, key.fingerprint(), other, blobs)
     too_big = (key.nsquare).to_bytes(key.ciphertext_bytes, "big")
@@ -132,14 +135,14 @@ def test_wire_form_is_validated(keypair: PaillierKeyPair) -> None:
 def test_a_corrupted_accumulator_fails_opaquely(keypair: PaillierKeyPair) -> None:
     key = keypair.public
     acc = encrypt_contribution(ContributionVector.zero(), key)
-    # An exposure that decrypts to a negative count is not a valid encoding.
-    bad = key.raw_encrypt(-1)
-    first = len(FIXED_FIELDS)
-    corrupted = EncryptedContribution(acc.key_fingerprint, (
-        *acc.ciphertexts[:first], bad, *acc.ciphertexts[first + 1:]))
-    with pytest.raises(DecryptionError) as info:
-        decrypt_total(corrupted, keypair)
-    assert str(info.value) == "decryption failed"
+    # An exposure that decrypts to a negative count is not a valid encoding, nor is a
+    # plaintext beyond the packing's top slot.
+    negative_count = -(1 << (len(FIXED_FIELDS) * 72))
+    for plaintext in (negative_count, 1 << 1100, key.n // 2 - 1):
+        corrupted = EncryptedContribution(acc.key_fingerprint, (key.raw_encrypt(plaintext),))
+        with pytest.raises(DecryptionError) as info:
+            decrypt_total(corrupted, keypair)
+        assert str(info.value) == "decryption failed"
 
 
 @pytest.mark.parametrize("kwargs", [{"model_partial": float("nan")}, {"active_loans": -1},
@@ -166,7 +169,7 @@ def test_totals_may_exceed_one_members_bound(keypair: PaillierKeyPair) -> None:
 
 def test_field_order_is_stable() -> None:
     # The wire encoding depends on this order; changing it is a protocol version bump.
-    assert ENCODING_VERSION == 2
+    assert ENCODING_VERSION == 3
     assert FIELDS == (
         "model_partial", "reason_payment_history", "reason_amounts_owed",
         "reason_credit_history", "reason_new_credit", "outstanding_debt_cents", "active_loans",
