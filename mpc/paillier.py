@@ -76,6 +76,12 @@ class PaillierPublicKey:
         r = randomness(self.n)
         return int(self._phe.raw_encrypt(m % self.n, r_value=r))
 
+    def encrypt_with(self, m: int, obfuscator: int) -> int:
+        """Encrypt with a precomputed obfuscator rⁿ mod n² (mpc.obfuscators; used once):
+        (1 + m·n) · rⁿ — one multiplication, no exponentiation."""
+        nn = self.nsquare
+        return int(phe_util.mulmod((1 + (m % self.n) * self.n) % nn, obfuscator, nn))
+
     def add(self, c1: int, c2: int) -> int:
         """Homomorphic addition of the plaintexts."""
         return int(phe_util.mulmod(c1, c2, self.nsquare))

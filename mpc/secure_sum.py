@@ -14,6 +14,7 @@ multiplication, and the requester one decryption, whatever the number of fields.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fedcredit.errors import (
@@ -74,18 +75,25 @@ class EncryptedContribution:
         return cls(key_fingerprint=key_fingerprint, ciphertexts=tuple(values))
 
 
+#: Hands out a fresh obfuscator rⁿ mod n² for the key at hand, each one once
+#: (:class:`mpc.obfuscators.ObfuscatorPool.take`).
+Obfuscate = Callable[[], int]
+
+
 def encrypt_contribution(
     vector: ContributionVector,
     key: PaillierPublicKey,
     randomness: Randomness = system_randomness,
+    obfuscate: Obfuscate | None = None,
 ) -> EncryptedContribution:
-    """Encrypt a vector under the requester's key: one plaintext, fresh randomness."""
+    """Encrypt a vector under the requester's key: one plaintext, fresh randomness — from
+    ``obfuscate`` (precomputed, for ``key``) when given, else drawn and exponentiated now."""
     if key.bits < MIN_MODULUS_BITS:  # keys are refused below this already; the packing needs it
         raise KeyTooShortError(f"the packed encoding needs a key of {MIN_MODULUS_BITS} bits")
-    return EncryptedContribution(
-        key_fingerprint=key.fingerprint(),
-        ciphertexts=(key.raw_encrypt(pack(vector), randomness),),
-    )
+    plaintext = pack(vector)
+    ciphertext = (key.encrypt_with(plaintext, obfuscate()) if obfuscate is not None
+                  else key.raw_encrypt(plaintext, randomness))
+    return EncryptedContribution(key_fingerprint=key.fingerprint(), ciphertexts=(ciphertext,))
 
 
 def accumulate(
@@ -93,9 +101,10 @@ def accumulate(
     vector: ContributionVector,
     key: PaillierPublicKey,
     randomness: Randomness = system_randomness,
+    obfuscate: Obfuscate | None = None,
 ) -> EncryptedContribution:
     """Add ``vector`` to the running sum; the result is re-randomized by construction."""
-    own = encrypt_contribution(vector, key, randomness)
+    own = encrypt_contribution(vector, key, randomness, obfuscate)
     if accumulator is None:
         return own
     if accumulator.key_fingerprint != own.key_fingerprint:

@@ -25,6 +25,7 @@ from node.blacklist import SubjectFlags
 from node.directory import MemberDirectory
 from node.ingest.snapshot import SubjectRecord
 from node.models import ModelCatalog
+from node.obfuscator_pools import ObfuscatorPools
 from node.replay import SeenPlans
 from node.route import RouteForwarder, RouteResult
 from node.serde import ContributeCall
@@ -72,9 +73,11 @@ class ContributionService:
         audit: AuditTrail,
         clock: Clock,
         flags: SubjectFlags,
+        obfuscators: ObfuscatorPools | None = None,
     ) -> None:
         self._member_id = member_id
         self._flags = flags
+        self._obfuscators = obfuscators
         self._directory = directory
         self._seen = seen
         self._audit = audit
@@ -130,7 +133,9 @@ class ContributionService:
         # The plan is spent here, once everything about the call checked out.
         self._seen.admit(plan, now)
         vector = self.vector_for(call.pseudonym, self._store.lookup(call.pseudonym), model, now)
-        accumulator = accumulate(incoming, vector, plan.requester_key)
+        pools, key = self._obfuscators, plan.requester_key
+        accumulator = accumulate(incoming, vector, key,
+                                 obfuscate=(lambda: pools.take(key)) if pools is not None else None)
         self._audit.enqueue(EntryDraft(
             kind=EntryKind.CONTRIBUTION, actor=self._member_id, query_id=plan.query_id, body={
                 "accumulator_sha256": hashlib.sha256(

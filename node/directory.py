@@ -136,6 +136,12 @@ class MemberDirectory:
         return _Indexed(view.version, members, serials, member_keys, coordinator_keys,
                         tree_head_keys)
 
+    def requester_keys(self, excluding: str) -> list[PaillierPublicKey]:
+        """The Paillier keys of the active members other than ``excluding`` (who may ask this
+        member to encrypt under them)."""
+        return [m.public_key for m in self._index.members.values()
+                if m.active and m.public_key is not None and m.member_id != excluding]
+
     # -- decisions -----------------------------------------------------------------------------
     def member(self, member_id: str) -> DirectoryMember:
         member = self._index.members.get(member_id)

@@ -33,6 +33,7 @@ from node.evaluation import EvaluationService
 from node.keystore import load_or_create_keypair
 from node.membership import Membership
 from node.models import ModelCatalog
+from node.obfuscator_pools import ObfuscatorPools
 from node.product_catalog import CatalogCopy, active_in
 from node.replay import SeenPlans
 from node.reports import EvaluationStore
@@ -130,6 +131,8 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     audit = AuditTrail(settings.audit_store_path, settings.member_id, coordinator, directory,
                        clock)
     flags = SubjectFlags(settings.blacklist_store_path, clock)
+    obfuscators = ObfuscatorPools(settings.obfuscator_pool_size,
+                                  lambda: directory.requester_keys(settings.member_id))
     contributions = ContributionService(
         member_id=settings.member_id,
         directory=directory,
@@ -141,6 +144,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         audit=audit,
         clock=clock,
         flags=flags,
+        obfuscators=obfuscators,
     )
     transcript = ([TranscriptInterceptor(settings.transcript_file)]
                   if settings.transcript_file is not None else [])
@@ -172,6 +176,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     )
     membership.start()
     audit.start()
+    obfuscators.start()
     policy = lending_policy_from(settings.lending_policy)
     evaluations = EvaluationService(
         member_id=settings.member_id,
@@ -215,8 +220,8 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         grpc_port=port,
         app=app,
         membership=membership,
-        closers=[store.close, reports.close, flags.close, peers.close, coordinator.close,
-                 api_keys.close, audit.stop],
+        closers=[obfuscators.stop, store.close, reports.close, flags.close, peers.close,
+                 coordinator.close, api_keys.close, audit.stop],
         http=HttpServer(app, settings.http_host, settings.http_port, "lender API"),
     )
 

@@ -49,6 +49,9 @@ class NodeSettings(BaseSettings):
     #: pins that version, e.g. slices installed by hand such as the demo's seed ``v1``.
     model_version: str = Field(default="", pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$")
     paillier_key_bits: int = DEFAULT_KEY_BITS
+    #: Precomputed Paillier obfuscators kept per requester key (memory only, each used once;
+    #: 512 bytes each at 2048 bits); 0 computes every one during the evaluation.
+    obfuscator_pool_size: int = Field(default=64, ge=0, le=100_000)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     coordinator_timeout_ms: int = Field(default=3_000, ge=100)
     #: How often, at most, to ask the coordinator whether the product catalog changed (checked

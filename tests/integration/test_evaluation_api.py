@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -247,3 +248,25 @@ def test_reason_codes_come_from_the_joint_slots_and_the_counts_are_exact(
             assert cited == heavy  # and every heavy one while there is room
         seen |= cited
     assert "payment_history" in seen  # the sample exercises the slots
+
+
+def test_hops_encrypt_with_obfuscators_their_refiller_made_in_advance(
+    alliance: InProcessAlliance, population: Population, http: httpx.Client
+) -> None:
+    bank_key = alliance.nodes["bank"].app.state.context.evaluations._keypair.public
+    hops = {m: alliance.nodes[m].app.state.context.evaluations._contributions._obfuscators
+            for m in ("finco", "shop", "telco")}
+    deadline = time.monotonic() + 30
+    pools = {m: p.for_key(bank_key) for m, p in hops.items()}
+    while not all(pool.full for pool in pools.values()):  # the refillers fill them meanwhile
+        assert time.monotonic() < deadline, {m: len(p) for m, p in pools.items()}
+        time.sleep(0.05)
+    before = {m: (p.taken_from_pool, p.computed_on_demand) for m, p in pools.items()}
+    response = http.post(f"{alliance.url('bank')}/v1/evaluations",
+                         json=body(population, indices_with_records(population, 3)[7]))
+    assert response.status_code == 201, response.text
+    answered = response.json()["coverage"]["answered"]
+    used = {m: (p.taken_from_pool - before[m][0], p.computed_on_demand - before[m][1])
+            for m, p in pools.items()}
+    assert sum(t for t, _ in used.values()) == answered  # one pooled obfuscator per hop
+    assert all(d == 0 for _, d in used.values())  # none had to be computed on the spot

@@ -52,6 +52,9 @@ class InProcessAlliance:
             "model_dir": self.workdir / "inputs" / member_id / "models",
             "model_version": "v1",  # the population's seed slices, installed by hand
             "coordinator_timeout_ms": 2000,
+            # Every node of this alliance shares one process (and its GIL): small pools keep
+            # their refill at start-up from crowding out the coordinator's replies.
+            "obfuscator_pool_size": 8,
         }
         doc.update(overrides)
         return NodeSettings(**doc)
