@@ -126,7 +126,7 @@ def decode(values: tuple[int, ...]) -> ContributionVector:
     if len(values) != len(FIELDS):
         raise ValueError("wrong number of fields")
     fixed, exposures = values[: len(FIXED_FIELDS)], values[len(FIXED_FIELDS):]
-    if any(abs(v) > MAX_ABS_PARTIAL * FIXED_POINT_SCALE * MAX_MEMBERS for v in fixed):
+    if any(abs(v) > MAX_FIXED_SHARE * MAX_MEMBERS for v in fixed):
         raise ValueError("fixed-point total out of range")
     if any(not 0 <= e < MAX_EXPOSURE * MAX_MEMBERS for e in exposures):
         raise ValueError("exposure total out of range")
@@ -134,6 +134,11 @@ def decode(values: tuple[int, ...]) -> ContributionVector:
         name: v / FIXED_POINT_SCALE for name, v in zip(FIXED_FIELDS, fixed, strict=True)}
     parts.update(zip(EXPOSURE_FIELDS, exposures, strict=True))
     return ContributionVector(**parts)
+
+
+def clamp_share(x: float) -> float:
+    """A fixed-point share brought within ±MAX_ABS_PARTIAL (what a member encodes)."""
+    return max(-MAX_ABS_PARTIAL, min(MAX_ABS_PARTIAL, x))
 
 
 def pack(vector: ContributionVector) -> int:

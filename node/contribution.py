@@ -17,7 +17,7 @@ from fedcredit.errors import (
 )
 from fedcredit.plans import verify_plan
 from fedcredit.protocol import HopOutcome, Plan, Purpose, RouteMode, SignedPlan, describe_skips
-from mpc.contribution import MAX_ABS_PARTIAL, ContributionVector
+from mpc.contribution import ContributionVector, clamp_share
 from mpc.pki import CertifiedIdentity
 from mpc.secure_sum import accumulate
 from node.audit_trail import AuditTrail
@@ -33,10 +33,6 @@ from node.store import FeatureStore
 from scoring.model import ModelSlice
 
 
-def _clamp(x: float) -> float:
-    return max(-MAX_ABS_PARTIAL, min(MAX_ABS_PARTIAL, x))
-
-
 def contribution_for(record: SubjectRecord | None, model: ModelSlice,
                      flagged: bool = False) -> ContributionVector:
     """This member's additive share; zero (with has_record=0) when it has no record, except
@@ -49,9 +45,9 @@ def contribution_for(record: SubjectRecord | None, model: ModelSlice,
     if record is None:
         return ContributionVector(flagged=int(flagged))
     partial, slots = model.partials(record.features)
-    reason_slots: dict[str, Any] = {slot.value: _clamp(value) for slot, value in slots.items()}
+    reason_slots: dict[str, Any] = {slot.value: clamp_share(value) for slot, value in slots.items()}
     return ContributionVector(
-        model_partial=_clamp(partial),
+        model_partial=clamp_share(partial),
         has_record=1,
         flagged=int(flagged),
         with_active_loans=int(record.exposures.get("active_loans", 0) > 0),

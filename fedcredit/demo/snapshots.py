@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mpc.contribution import MAX_ABS_PARTIAL
+from mpc.contribution import clamp_share
 from node.ingest.snapshot import (
     EXPOSURE_COLUMNS,
     SubjectRecord,
@@ -58,9 +58,9 @@ def pooled_result(
         count += 1
         lenders += int(record.exposures["active_loans"] > 0)
         partial, slots = models[member].partials(record.features)
-        logit += max(-MAX_ABS_PARTIAL, min(MAX_ABS_PARTIAL, partial))  # as the node clamps
+        logit += clamp_share(partial)  # as the node clamps
         for slot, value in slots.items():
-            groups[slot.name.lower()] += max(-MAX_ABS_PARTIAL, min(MAX_ABS_PARTIAL, value))
+            groups[slot.name.lower()] += clamp_share(value)
         for name in EXPOSURE_COLUMNS:
             exposures[name] += int(record.exposures[name])
     return PooledResult(logit, exposures, count, lenders, groups)
