@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS members (
     joined_ms INTEGER NOT NULL,
     endpoint TEXT NOT NULL DEFAULT '',
     paillier_n BLOB,
+    paillier_hs BLOB,
     last_heartbeat_ms INTEGER NOT NULL DEFAULT 0,
     applied_version INTEGER NOT NULL DEFAULT 0,
     latency_ms REAL NOT NULL DEFAULT 0
@@ -120,6 +121,8 @@ class MemberRegistry:
         """``db`` was opened with :data:`SCHEMA` (see :mod:`coordinator.database`)."""
         self.db = db
         self._stale_after_ms = stale_after_ms
+        # Databases created before keys carried a DJN base (issue 7) lack the column.
+        db.add_missing_column("members", "paillier_hs", "BLOB")
 
     # -- writes inside a caller's transaction -------------------------------------------------
     @staticmethod
@@ -136,7 +139,8 @@ class MemberRegistry:
                VALUES (?, ?, ?, ?)
                ON CONFLICT(member_id) DO UPDATE SET display_name=excluded.display_name,
                  membership=excluded.membership, joined_ms=excluded.joined_ms,
-                 endpoint='', paillier_n=NULL, last_heartbeat_ms=0, latency_ms=0""",
+                 endpoint='', paillier_n=NULL, paillier_hs=NULL, last_heartbeat_ms=0,
+                 latency_ms=0""",
             (member_id, display_name, Membership.ACTIVE.value, now_ms),
         )
 
@@ -174,17 +178,19 @@ class MemberRegistry:
                  key: PaillierPublicKey, now_ms: int) -> int:
         """Record endpoint and key (a change bumps the directory version); the version."""
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT endpoint, paillier_n FROM members WHERE member_id=?",
-                               (member_id,)).fetchone()
+            row = conn.execute(
+                "SELECT endpoint, paillier_n, paillier_hs FROM members WHERE member_id=?",
+                (member_id,)).fetchone()
             if row is None:
                 raise unknown_member(member_id)
             conn.execute(
-                """UPDATE members SET display_name=?, endpoint=?, paillier_n=?,
+                """UPDATE members SET display_name=?, endpoint=?, paillier_n=?, paillier_hs=?,
                    last_heartbeat_ms=?, latency_ms=CASE WHEN endpoint=? THEN latency_ms ELSE 0 END
                    WHERE member_id=?""",
-                (display_name, endpoint, key.to_bytes(), now_ms, endpoint, member_id),
+                (display_name, endpoint, key.to_bytes(), key.hs_bytes() or None, now_ms, endpoint,
+                 member_id),
             )
-            if row[0] != endpoint or row[1] != key.to_bytes():
+            if (row[0], row[1], row[2] or b"") != (endpoint, key.to_bytes(), key.hs_bytes()):
                 return self.bump_version(conn)
             return int(conn.execute("SELECT version FROM directory_state").fetchone()[0])
 
@@ -230,7 +236,7 @@ class MemberRegistry:
     def members(self, now_ms: int) -> list[MemberRecord]:
         rows = self.db.all(
             """SELECT member_id, display_name, membership, endpoint, paillier_n,
-                      last_heartbeat_ms, applied_version, latency_ms
+                      last_heartbeat_ms, applied_version, latency_ms, paillier_hs
                FROM members ORDER BY member_id"""
         )
         certs: dict[str, list[CertificateRecord]] = {}
@@ -243,7 +249,8 @@ class MemberRegistry:
                 display_name=row[1],
                 membership=Membership(row[2]),
                 endpoint=row[3],
-                public_key=PaillierPublicKey.from_bytes(row[4]) if row[4] else None,
+                public_key=(PaillierPublicKey.from_bytes(row[4], hs=row[8] or b"")
+                            if row[4] else None),
                 last_heartbeat_ms=row[5],
                 applied_version=row[6],
                 latency_ms=row[7],

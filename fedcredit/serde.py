@@ -34,11 +34,11 @@ _MODE_FROM_PB = {v: k for k, v in _MODE_TO_PB.items()}
 
 
 def public_key_to_pb(key: PaillierPublicKey) -> crypto_pb2.PaillierPublicKey:
-    return crypto_pb2.PaillierPublicKey(n=key.to_bytes())
+    return crypto_pb2.PaillierPublicKey(n=key.to_bytes(), hs=key.hs_bytes())
 
 
 def public_key_from_pb(msg: crypto_pb2.PaillierPublicKey) -> PaillierPublicKey:
-    return PaillierPublicKey.from_bytes(msg.n)
+    return PaillierPublicKey.from_bytes(msg.n, hs=msg.hs)
 
 
 def hop_to_pb(hop: Hop) -> plan_pb2.Hop:

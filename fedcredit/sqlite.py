@@ -26,6 +26,16 @@ class SqliteDatabase:
         # sees its own uncommitted writes); a nested transaction() fails loudly in SQLite.
         self._lock = threading.RLock()
 
+    def add_missing_column(self, table: str, column: str, declaration: str) -> bool:
+        """Add ``column`` to ``table`` of an older database (a no-op when it exists); whether
+        it was added. Names come from code, never from input."""
+        with self._lock:
+            columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column in columns:
+                return False
+            self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            return True
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement (committed on return); the number of rows it changed."""
         with self._lock:

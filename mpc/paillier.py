@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import gmpy2
 import phe
 from phe import util as phe_util
 
-from fedcredit.errors import DecryptionError, KeyTooShortError
+from fedcredit.errors import DecryptionError, InvalidRequestError, KeyTooShortError
 
 MIN_KEY_BITS = 2048
 DEFAULT_KEY_BITS = 2048
@@ -34,27 +36,43 @@ def system_randomness(n: int) -> int:
 
 @dataclass(frozen=True)
 class PaillierPublicKey:
-    """A requester's public key (g = n + 1). Refuses moduli shorter than 2048 bits."""
+    """A requester's public key (g = n + 1). Refuses moduli shorter than 2048 bits.
+
+    ``hs`` is the key holder's DJN base ``(-x²)^n mod n²`` (mpc.djn), published with the key so
+    that encrypting parties can draw cheap short-exponent randomness; ``None`` for a key
+    published without one (every encryption then pays a full rⁿ). The key's identity, its
+    fingerprint, is the modulus alone."""
 
     n: int
     _phe: phe.PaillierPublicKey = field(repr=False, compare=False, hash=False)
+    hs: int | None = field(default=None, repr=False)
 
     @classmethod
-    def from_modulus(cls, n: int, *, min_bits: int = MIN_KEY_BITS) -> PaillierPublicKey:
+    def from_modulus(cls, n: int, *, hs: int | None = None,
+                     min_bits: int = MIN_KEY_BITS) -> PaillierPublicKey:
         if n.bit_length() < min_bits:
             raise KeyTooShortError(
                 f"Paillier modulus has {n.bit_length()} bits; at least {min_bits} required"
             )
         if n % 2 == 0:
             raise KeyTooShortError("Paillier modulus must be odd")
-        return cls(n=n, _phe=phe.PaillierPublicKey(n))
+        if hs is not None and not (1 < hs < n * n and math.gcd(hs, n) == 1):
+            raise InvalidRequestError("the key's DJN base is not a unit modulo n² other than 1")
+        return cls(n=n, _phe=phe.PaillierPublicKey(n), hs=hs)
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, min_bits: int = MIN_KEY_BITS) -> PaillierPublicKey:
-        return cls.from_modulus(int.from_bytes(data, "big"), min_bits=min_bits)
+    def from_bytes(cls, data: bytes, *, hs: bytes = b"",
+                   min_bits: int = MIN_KEY_BITS) -> PaillierPublicKey:
+        """From the big-endian modulus and, when published, the big-endian DJN base."""
+        return cls.from_modulus(int.from_bytes(data, "big"),
+                                hs=int.from_bytes(hs, "big") if hs else None, min_bits=min_bits)
 
     def to_bytes(self) -> bytes:
         return self.n.to_bytes((self.n.bit_length() + 7) // 8, "big")
+
+    def hs_bytes(self) -> bytes:
+        """The DJN base, big-endian, padded to the ciphertext width (empty when there is none)."""
+        return b"" if self.hs is None else self.hs.to_bytes(self.ciphertext_bytes, "big")
 
     @property
     def bits(self) -> int:
@@ -92,6 +110,31 @@ class PaillierPublicKey:
         return int(phe_util.mulmod(c, phe_util.powmod(r, self.n, self.nsquare), self.nsquare))
 
 
+def djn_base(p: int, q: int) -> int:
+    """The key holder's DJN base ``h_s = (-x²)^n mod n²`` (Damgård-Jurik-Nielsen), with the unit
+    x derived from the primes by SHAKE-256: as unpredictable as a random draw to anyone without
+    the private key, and the same every time the key is loaded (nothing more to store). Only the
+    key holder can be trusted to pick it; a malformed base could only spoil the holder's own
+    decryptions. Computed modulo p² and q² and recombined (CRT): two half-size exponentiations."""
+    n = p * q
+    seed = b"fedcredit djn base v1|" + p.to_bytes((p.bit_length() + 7) // 8, "big") + b"|" + \
+        q.to_bytes((q.bit_length() + 7) // 8, "big")
+    counter = 0
+    while True:
+        digest = hashlib.shake_256(seed + counter.to_bytes(4, "big")).digest(
+            (n.bit_length() + 7) // 8 + 16)
+        x = int.from_bytes(digest, "big") % n
+        if x > 1 and math.gcd(x, n) == 1:
+            break
+        counter += 1
+    h = (-x * x) % n
+    pp, qq = p * p, q * q
+    hp = int(gmpy2.powmod(h, n, pp))
+    hq = int(gmpy2.powmod(h, n, qq))
+    # CRT: the unique value modulo n² that is hp mod p² and hq mod q².
+    return (hp + pp * ((hq - hp) * int(gmpy2.invert(pp, qq)) % qq)) % (n * n)
+
+
 @dataclass(frozen=True)
 class PaillierKeyPair:
     """A requester's long-term key pair. The private half never leaves its node."""
@@ -103,12 +146,15 @@ class PaillierKeyPair:
     def generate(cls, bits: int = DEFAULT_KEY_BITS) -> PaillierKeyPair:
         if bits < MIN_KEY_BITS:
             raise KeyTooShortError(f"refusing to generate a {bits}-bit key; minimum {MIN_KEY_BITS}")
-        pub, priv = phe.generate_paillier_keypair(n_length=bits)
-        return cls(public=PaillierPublicKey.from_modulus(pub.n), _private=priv)
+        _, priv = phe.generate_paillier_keypair(n_length=bits)
+        return cls.from_primes(priv.p, priv.q)
 
     @classmethod
     def from_primes(cls, p: int, q: int, *, min_bits: int = MIN_KEY_BITS) -> PaillierKeyPair:
-        public = PaillierPublicKey.from_modulus(p * q, min_bits=min_bits)
+        """The key pair of primes p and q; its public half carries the DJN base derived from
+        the primes (:func:`djn_base`), so a key file needs nothing more than p and q."""
+        n = p * q
+        public = PaillierPublicKey.from_modulus(n, hs=djn_base(p, q), min_bits=min_bits)
         return cls(public=public, _private=phe.PaillierPrivateKey(public._phe, p, q))
 
     def raw_decrypt(self, c: int) -> int:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15proto/v1/crypto.proto\x12\x0c\x66\x65\x64\x63redit.v1\"\x1e\n\x11PaillierPublicKey\x12\t\n\x01n\x18\x01 \x01(\x0c\"Y\n\x0f\x45ncryptedVector\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\x0c\x12\x18\n\x10\x65ncoding_version\x18\x02 \x01(\r\x12\x13\n\x0b\x63iphertexts\x18\x03 \x03(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15proto/v1/crypto.proto\x12\x0c\x66\x65\x64\x63redit.v1\"*\n\x11PaillierPublicKey\x12\t\n\x01n\x18\x01 \x01(\x0c\x12\n\n\x02hs\x18\x02 \x01(\x0c\"Y\n\x0f\x45ncryptedVector\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\x0c\x12\x18\n\x10\x65ncoding_version\x18\x02 \x01(\r\x12\x13\n\x0b\x63iphertexts\x18\x03 \x03(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.v1.crypto_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PAILLIERPUBLICKEY']._serialized_start=39
-  _globals['_PAILLIERPUBLICKEY']._serialized_end=69
-  _globals['_ENCRYPTEDVECTOR']._serialized_start=71
-  _globals['_ENCRYPTEDVECTOR']._serialized_end=160
+  _globals['_PAILLIERPUBLICKEY']._serialized_end=81
+  _globals['_ENCRYPTEDVECTOR']._serialized_start=83
+  _globals['_ENCRYPTEDVECTOR']._serialized_end=172
 # @@protoc_insertion_point(module_scope)

@@ -20,20 +20,27 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class PaillierPublicKey(_message.Message):
-    """A Paillier public key: the modulus n, big-endian, unsigned. g is always n+1."""
+    """A Paillier public key: the modulus n, big-endian, unsigned. g is always n+1.
+    hs: the key holder's Damgard-Jurik-Nielsen base (-x^2)^n mod n^2, big-endian, padded to the
+    byte length of n^2; encrypting parties draw cheap short-exponent randomness hs^alpha from it.
+    Empty for a key published without one (encryptions then use textbook r^n).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     N_FIELD_NUMBER: _builtins.int
+    HS_FIELD_NUMBER: _builtins.int
     n: _builtins.bytes
+    hs: _builtins.bytes
     def __init__(
         self,
         *,
         n: _builtins.bytes = ...,
+        hs: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["n", b"n"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hs", b"hs", "n", b"n"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

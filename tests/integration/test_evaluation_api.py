@@ -256,6 +256,10 @@ def test_hops_encrypt_with_obfuscators_their_refiller_made_in_advance(
     bank_key = alliance.nodes["bank"].app.state.context.evaluations._keypair.public
     hops = {m: alliance.nodes[m].app.state.context.evaluations._contributions._obfuscators
             for m in ("finco", "shop", "telco")}
+    for m in hops:  # the key's DJN base came with it: announce -> coordinator -> directory
+        directory = alliance.nodes[m].app.state.context.evaluations._contributions.directory
+        published = {k.fingerprint(): k for k in directory.requester_keys(m)}
+        assert published[bank_key.fingerprint()].hs == bank_key.hs is not None
     deadline = time.monotonic() + 30
     pools = {m: p.for_key(bank_key) for m, p in hops.items()}
     while not all(pool.full for pool in pools.values()):  # the refillers fill them meanwhile
@@ -270,3 +274,4 @@ def test_hops_encrypt_with_obfuscators_their_refiller_made_in_advance(
             for m, p in pools.items()}
     assert sum(t for t, _ in used.values()) == answered  # one pooled obfuscator per hop
     assert all(d == 0 for _, d in used.values())  # none had to be computed on the spot
+    assert all(pool.short_exponent for pool in pools.values())  # h_s^alpha, not r^n

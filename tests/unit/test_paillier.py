@@ -60,3 +60,36 @@ def test_private_key_export_round_trip(keypair: PaillierKeyPair) -> None:
     assert restored.raw_decrypt(keypair.public.raw_encrypt(99)) == 99
     assert str(keypair._private.p) not in repr(keypair)
     assert "_private" not in repr(keypair)
+
+
+def test_every_key_pair_publishes_a_djn_base_derived_from_its_primes(
+    keypair: PaillierKeyPair, other_keypair: PaillierKeyPair
+) -> None:
+    key = keypair.public
+    assert key.hs is not None and 1 < key.hs < key.nsquare
+    assert key.hs != other_keypair.public.hs
+    # the same every time the key is loaded: nothing more than p and q is stored
+    reloaded = PaillierKeyPair.import_private(keypair.export_private())
+    assert reloaded.public.hs == key.hs
+    assert b"hs" not in keypair.export_private()
+    # an n-th residue: (1+n)^m · h_s decrypts to m
+    assert keypair.raw_decrypt(key.encrypt_with(42, key.hs)) == 42
+    assert keypair.raw_decrypt(key.hs) == 0
+
+
+def test_a_public_key_travels_with_its_base_and_a_bad_base_is_refused(
+    keypair: PaillierKeyPair
+) -> None:
+    from fedcredit.errors import InvalidRequestError
+    from fedcredit.serde import public_key_from_pb, public_key_to_pb
+
+    key = keypair.public
+    assert len(key.hs_bytes()) == key.ciphertext_bytes
+    back = public_key_from_pb(public_key_to_pb(key))
+    assert back == key and back.hs == key.hs and back.fingerprint() == key.fingerprint()
+    bare = PaillierPublicKey.from_bytes(key.to_bytes())
+    assert bare.hs is None and bare.hs_bytes() == b"" and public_key_from_pb(
+        public_key_to_pb(bare)).hs is None
+    for bad in (0, 1, key.n, key.n * 3, key.nsquare, key.nsquare + 5):
+        with pytest.raises(InvalidRequestError):
+            PaillierPublicKey.from_modulus(key.n, hs=bad)

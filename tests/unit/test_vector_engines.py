@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fedcredit.errors import InvalidRequestError
-from mpc.djn import DjnObfuscator, make_hs
+from mpc.djn import EXPONENT_BITS, DjnObfuscator, make_hs
 from mpc.vector_ckks import CkksVectorKeyHolder
 from mpc.vector_he import SHARE_ONE, FeatureMatrix, SystemMasks, from_share_units, to_share_units
 from mpc.vector_keys import load_scheme
@@ -107,7 +107,7 @@ def test_djn_obfuscators_are_fixed_base_powers(keypair) -> None:
     table = DjnObfuscator.build(n, hs)
     alpha = 0xDEADBEEF_12345678_9ABCDEF0
     assert table.obfuscator(lambda bits: alpha) == gmpy2.powmod(hs, alpha, n * n)
-    assert table.exponent_bits == 1024
+    assert table.exponent_bits == EXPONENT_BITS
     # h_s is an n-th residue: (1+n)^m · h_s^alpha decrypts to m
     holder = PaillierVectorKeyHolder(keypair, hs)
     assert holder.decrypt_vector(holder.scheme.encrypt(np.array([3.5, -2.0]))).tolist() == [
