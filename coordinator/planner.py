@@ -8,14 +8,36 @@ from collections.abc import Callable, Sequence
 from coordinator.policy import AlliancePolicy
 from coordinator.registry import MemberRecord, Membership, MemberStatus
 from fedcredit.errors import CoverageError, ErrorCode, FedCreditError
-from fedcredit.protocol import FallbackPolicy, Hop, Plan, Purpose, RouteMode
+from fedcredit.protocol import FallbackPolicy, Hop, Plan, Purpose, RouteMode, tree_positions
+
+
+def tree_route(hops: Sequence[Hop], fanout: int) -> tuple[Hop, ...]:
+    """The hops (fastest first) as one tree in heap order: hop i's children are hops
+    fanout·i+1 … fanout·i+fanout, so the fastest member aggregates at the root and the tree
+    is as shallow as the fan-out allows."""
+
+    def node(i: int) -> Hop:
+        first = fanout * i + 1
+        children = tuple(node(c) for c in range(first, min(first + fanout, len(hops))))
+        return Hop(member_id=hops[i].member_id, endpoint=hops[i].endpoint, children=children)
+
+    return (node(0),) if hops else ()
+
+
+def route_mode(policy: AlliancePolicy, members: int) -> RouteMode:
+    """The policy's route mode for a route of ``members`` members."""
+    if policy.route_mode == "auto":
+        return RouteMode.TREE if members >= policy.tree_min_members else RouteMode.CHAIN
+    return RouteMode(policy.route_mode.upper())
 
 
 class RoutePlanner:
-    """CHAIN routes over every active member but the requester, fastest first.
+    """Routes over every active member but the requester, fastest first: CHAIN (node to node)
+    or TREE (fan-out from the fastest member, which aggregates), as the policy says.
 
-    Ordering by measured latency puts slow members late, where a timeout costs the least
-    remaining work; members not yet measured go last, ties broken by id for determinism.
+    Ordering by measured latency puts slow members late in a CHAIN, where a timeout costs the
+    least remaining work, and at the leaves of a TREE; members not yet measured go last, ties
+    broken by id for determinism.
     """
 
     def __init__(self, new_query_id: Callable[[], str] | None = None):
@@ -54,24 +76,28 @@ class RoutePlanner:
                 f"{policy.min_answered}"
             )
         others.sort(key=lambda m: (m.latency_ms <= 0, m.latency_ms, m.member_id))
-        route = tuple(Hop(member_id=m.member_id, endpoint=m.endpoint) for m in others)
+        hops = tuple(Hop(member_id=m.member_id, endpoint=m.endpoint) for m in others)
+        mode = route_mode(policy, len(hops))
         fallback = FallbackPolicy(
             skip_unreachable=True,
             hop_timeout_ms=policy.hop_timeout_ms,
             min_answered=policy.min_answered,
         )
+        if mode is RouteMode.TREE:
+            route = tree_route(hops, policy.tree_fanout)
+            needed_ms = fallback.tree_lifetime_ms(tree_positions(route)[0].height)
+        else:
+            route = hops
+            needed_ms = fallback.route_lifetime_ms(len(route))
         # Long enough for the route's call budgets, but never longer than the policy's cap.
-        ttl_ms = min(
-            max(policy.plan_ttl_ms, fallback.route_lifetime_ms(len(route))),
-            policy.max_plan_ttl_ms,
-        )
+        ttl_ms = min(max(policy.plan_ttl_ms, needed_ms), policy.max_plan_ttl_ms)
         return Plan(
             query_id=self._new_query_id(),
             requester_id=requester.member_id,
             requester_key=requester.public_key,
             directory_version=directory_version,
             requires_existing_customer=purpose in policy.existing_customer_purposes,
-            mode=RouteMode.CHAIN,
+            mode=mode,
             route=route,
             issued_unix_ms=now_ms,
             expires_unix_ms=now_ms + ttl_ms,

@@ -30,8 +30,13 @@ CREATE TABLE IF NOT EXISTS policy_versions (
 class AlliancePolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: CHAIN only until TREE routes land; the field is here so policies name their mode.
-    route_mode: Literal["chain"] = "chain"
+    #: How routes are shaped: "chain" (node to node), "tree" (fan-out and aggregate at a
+    #: member other than the requester) or "auto" (TREE once a route has at least
+    #: ``tree_min_members`` members, CHAIN below).
+    route_mode: Literal["chain", "tree", "auto"] = "auto"
+    tree_min_members: int = Field(default=4, ge=2, le=1024)
+    #: Children per TREE hop; larger alliances get more levels.
+    tree_fanout: int = Field(default=8, ge=2, le=64)
     #: Fewer answering members than this fails an evaluation. Below 2 a requester could
     #: decrypt one member's exact share: allowed only in dev (the coordinator checks).
     min_answered: int = Field(default=2, ge=1, le=64)

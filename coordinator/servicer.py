@@ -22,7 +22,7 @@ from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
 from fedcredit.errors import InvalidRequestError, PermissionDeniedError
 from fedcredit.plans import sign_plan
-from fedcredit.protocol import Purpose
+from fedcredit.protocol import Purpose, tree_positions
 from fedcredit.serde import (
     public_key_from_pb,
     receipt_to_pb,
@@ -118,6 +118,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         model_version = self._models.resolve(caller.party_id, request.model_version)
         now = self._clock()
         _, policy = self._policies.current()
+        if request.chain:  # the requester's TREE root failed: a CHAIN skips failing members
+            policy = policy.model_copy(update={"route_mode": "chain"})
         directory = self._registry.directory(now)
         requester = next((m for m in directory.members if m.member_id == caller.party_id), None)
         if requester is None:
@@ -137,7 +139,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             kind=EntryKind.PLAN, actor=caller.party_id, query_id=plan.query_id, body={
                 "query_id": plan.query_id,
                 "requester_id": plan.requester_id,
-                "route": [hop.member_id for hop in plan.route],
+                # Every member in hop-index order (a TREE's preorder); "mode" tells the shape.
+                "route": [p.hop.member_id for p in tree_positions(plan.route)],
+                "mode": plan.mode.value,
                 "purpose": plan.purpose.value,
                 "model_version": plan.model_version,
                 "issued_ms": plan.issued_unix_ms,

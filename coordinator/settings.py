@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,10 @@ class CoordinatorSettings(BaseSettings):
     #: No plan lives longer than this (it bounds the window in which a plan can be replayed).
     max_plan_ttl_ms: int = Field(default=60_000, ge=1_000)
     hop_timeout_ms: int = Field(default=2_000, ge=100)
+    #: "chain", "tree" or "auto" (TREE from ``tree_min_members`` members on a route).
+    route_mode: Literal["chain", "tree", "auto"] = "auto"
+    tree_min_members: int = Field(default=4, ge=2, le=1024)
+    tree_fanout: int = Field(default=8, ge=2, le=64)
     #: Fewer answering members than this fails the evaluation. 2 keeps any single member's
     #: contribution hidden inside a sum (see docs/security.md).
     min_answered: int = Field(default=2, ge=1)
@@ -84,6 +89,9 @@ class CoordinatorSettings(BaseSettings):
 
     def initial_policy(self) -> AlliancePolicy:
         return AlliancePolicy(
+            route_mode=self.route_mode,
+            tree_min_members=self.tree_min_members,
+            tree_fanout=self.tree_fanout,
             min_answered=self.min_answered,
             hop_timeout_ms=self.hop_timeout_ms,
             plan_ttl_ms=self.plan_ttl_ms,

@@ -74,6 +74,50 @@ class FallbackPolicy:
         (one more budget level), plus a second to decrypt, score and answer."""
         return self.call_budget_ms(hops + 1) + 1_000
 
+    def tree_call_budget_ms(self, height: int) -> int:
+        """A TREE call to a hop whose subtree is ``height`` levels deep: one hop timeout per
+        level, since each level calls its children in parallel (a hung child costs its
+        parent that child's budget, not the sum of everyone's)."""
+        return self.hop_timeout_ms * height
+
+    def tree_lifetime_ms(self, height: int) -> int:
+        """What a TREE plan of ``height`` levels needs, with a second to decrypt and answer."""
+        return self.tree_call_budget_ms(height) + 1_000
+
+
+@dataclass(frozen=True)
+class TreePosition:
+    """One hop of a TREE route, addressed by its preorder index (``ContributeRequest.hop_index``).
+    """
+
+    hop: Hop
+    #: Preorder index of the parent; ``None`` for the root, whom the requester calls.
+    parent: int | None
+    #: Preorder indices of the children, in plan order.
+    children: tuple[int, ...]
+    #: Levels in this hop's subtree: 1 for a leaf.
+    height: int
+    #: Every member of the subtree, this hop first (preorder).
+    members: tuple[str, ...]
+
+
+def tree_positions(route: tuple[Hop, ...]) -> tuple[TreePosition, ...]:
+    """The hops of a TREE route in preorder, with their parents, children and heights."""
+    out: list[TreePosition] = []
+
+    def visit(hop: Hop, parent: int | None) -> int:
+        index = len(out)
+        out.append(TreePosition(hop, parent, (), 1, ()))  # placeholder until the subtree is known
+        children = tuple(visit(child, index) for child in hop.children)
+        height = 1 + max((out[c].height for c in children), default=0)
+        members = (hop.member_id, *(m for c in children for m in out[c].members))
+        out[index] = TreePosition(hop, parent, children, height, members)
+        return index
+
+    for root in route:
+        visit(root, None)
+    return tuple(out)
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -117,6 +117,19 @@ def accumulate(
     )
 
 
+def add_encrypted(
+    a: EncryptedContribution, b: EncryptedContribution, key: PaillierPublicKey
+) -> EncryptedContribution:
+    """The encrypted sum of two accumulators under the same key."""
+    if a.key_fingerprint != b.key_fingerprint or a.key_fingerprint != key.fingerprint():
+        raise KeyMismatchError("accumulators are not under the planned requester key")
+    return EncryptedContribution(
+        key_fingerprint=a.key_fingerprint,
+        ciphertexts=tuple(key.add(x, y) for x, y in zip(a.ciphertexts, b.ciphertexts,
+                                                        strict=True)),
+    )
+
+
 def rerandomize(
     accumulator: EncryptedContribution,
     key: PaillierPublicKey,

@@ -134,9 +134,11 @@ class CoordinatorClient:
             "GetProducts", coordinator_pb2.ProductsRequest(known_version=known_version))
         return product_catalog_from_pb(reply)
 
-    def plan(self, model_version: str, purpose: Purpose) -> SignedPlan:
+    def plan(self, model_version: str, purpose: Purpose, *, chain: bool = False) -> SignedPlan:
+        """A signed plan; ``chain``: a CHAIN whatever the policy's mode (the fallback after a
+        TREE root failed)."""
         reply = self._call("PlanEvaluation", coordinator_pb2.PlanRequest(
-            model_version=model_version, purpose=purpose.value))
+            model_version=model_version, purpose=purpose.value, chain=chain))
         return signed_plan_from_pb(reply)
 
     def renew(self, csr_pem: bytes) -> bytes:

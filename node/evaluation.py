@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,7 +19,17 @@ from fedcredit.errors import (
     KeyMismatchError,
     ModelUnavailableError,
 )
-from fedcredit.protocol import ConsentTerms, Coverage, Purpose, Relationship, describe_skips
+from fedcredit.protocol import (
+    ConsentTerms,
+    Coverage,
+    Plan,
+    Purpose,
+    Relationship,
+    RouteMode,
+    SignedConsent,
+    SignedPlan,
+    describe_skips,
+)
 from fedcredit.tls import IdentityHolder
 from mpc.contribution import ContributionVector
 from mpc.paillier import PaillierKeyPair
@@ -45,6 +56,8 @@ from scoring.decision import JointFacts, lend, lending_document
 from scoring.lending_policy import LendingPolicy, default_policy
 from scoring.model import ModelSlice
 from scoring.reason_slots import ReasonSlot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -113,45 +126,26 @@ class EvaluationService:
             raise ConsentError("the applicant is not a customer of this member",
                                code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
 
-        signed = self._coordinator.plan(self._model_version, terms.purpose)
-        plan = self._contributions.verified_plan(signed, self._clock())
-        if plan.requester_key.fingerprint() != self._keypair.public.fingerprint():
-            raise KeyMismatchError("the plan names a different key for this requester")
-        if (
-            plan.requester_id != self._member_id
-            or (self._model_version and plan.model_version != self._model_version)
-            or plan.purpose is not terms.purpose
-        ):
-            raise FedCreditError("the plan does not match the request", code=ErrorCode.PLAN_INVALID)
-        # Unpinned, the version is the one the coordinator's registry has active for this
-        # member: known only now, still before the consent is recorded or anything routed.
-        model = self._requester_slice(plan.model_version)
-        if plan.requires_existing_customer and terms.relationship is not (
-            Relationship.EXISTING_CUSTOMER
-        ):
-            raise ConsentError(
-                f"alliance policy allows {plan.purpose.value} only for an existing customer",
-                code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
-        record = consent_for(terms, plan, pseudonym.value, self._clock())
-        consent = sign_consent(record, self._identity.current.signer)
-        # No inquiry without its ledger entry: recorded (durably) before anything is routed.
-        self._audit.record(EntryDraft(
-            kind=EntryKind.CONSENT, actor=self._member_id, query_id=plan.query_id,
-            subject_tag=ledger_subject_tag(self._subject_key, pseudonym.value, plan.query_id),
-            body={
-                "consent_sha256": hashlib.sha256(consent.body).hexdigest(),
-                "purpose": record.purpose.value,
-                "issued_ms": record.issued_unix_ms,
-                "expires_ms": record.expires_unix_ms,
-                "reference_sha256": record.reference_digest.hex(),
-                "relationship": record.relationship.value,
-            }))
+        plan, signed, consent, model = self._planned(terms, pseudonym.value, chain=False)
         planned = time.perf_counter()
 
-        own = self._contributions.vector_for(pseudonym.value, own_record, model, self._clock())
         result = self._forwarder.forward(
             plan, signed, pseudonym.value, consent, 0, None, plan.expires_unix_ms
         )
+        if plan.mode is RouteMode.TREE and result.accumulator is None and result.outcomes and (
+            not result.outcomes[0].answered
+        ):
+            # The root failed before aggregating anything (down, clock skew, a stale key): its
+            # whole tree is lost. Once more as a CHAIN, under a new plan and consent (both in
+            # the ledger), which skips a failing member instead.
+            log.warning("query %s: TREE root %s failed (%s); falling back to a CHAIN",
+                        plan.query_id, result.outcomes[0].member_id,
+                        result.outcomes[0].error_code)
+            plan, signed, consent, model = self._planned(terms, pseudonym.value, chain=True)
+            result = self._forwarder.forward(
+                plan, signed, pseudonym.value, consent, 0, None, plan.expires_unix_ms
+            )
+        own = self._contributions.vector_for(pseudonym.value, own_record, model, self._clock())
         coverage = Coverage.from_outcomes(result.outcomes)
         if result.accumulator is None or coverage.answered < plan.fallback.min_answered:
             raise CoverageError(
@@ -220,6 +214,46 @@ class EvaluationService:
         self._reports.save(report, pseudonym.value)
         return report
 
+
+    def _planned(self, terms: ConsentTerms, pseudonym: bytes, *, chain: bool
+                 ) -> tuple[Plan, SignedPlan, SignedConsent, ModelSlice]:
+        """A verified plan for this request, and the consent signed for it and recorded in the
+        ledger (durably, before anything is routed)."""
+        signed = self._coordinator.plan(self._model_version, terms.purpose, chain=chain)
+        plan = self._contributions.verified_plan(signed, self._clock())
+        if plan.requester_key.fingerprint() != self._keypair.public.fingerprint():
+            raise KeyMismatchError("the plan names a different key for this requester")
+        if (
+            plan.requester_id != self._member_id
+            or (self._model_version and plan.model_version != self._model_version)
+            or plan.purpose is not terms.purpose
+            or (chain and plan.mode is not RouteMode.CHAIN)
+        ):
+            raise FedCreditError("the plan does not match the request", code=ErrorCode.PLAN_INVALID)
+        # Unpinned, the version is the one the coordinator's registry has active for this
+        # member: known only now, still before the consent is recorded or anything routed.
+        model = self._requester_slice(plan.model_version)
+        if plan.requires_existing_customer and terms.relationship is not (
+            Relationship.EXISTING_CUSTOMER
+        ):
+            raise ConsentError(
+                f"alliance policy allows {plan.purpose.value} only for an existing customer",
+                code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
+        record = consent_for(terms, plan, pseudonym, self._clock())
+        consent = sign_consent(record, self._identity.current.signer)
+        # No inquiry without its ledger entry: recorded (durably) before anything is routed.
+        self._audit.record(EntryDraft(
+            kind=EntryKind.CONSENT, actor=self._member_id, query_id=plan.query_id,
+            subject_tag=ledger_subject_tag(self._subject_key, pseudonym, plan.query_id),
+            body={
+                "consent_sha256": hashlib.sha256(consent.body).hexdigest(),
+                "purpose": record.purpose.value,
+                "issued_ms": record.issued_unix_ms,
+                "expires_ms": record.expires_unix_ms,
+                "reference_sha256": record.reference_digest.hex(),
+                "relationship": record.relationship.value,
+            }))
+        return plan, signed, consent, model
     def _requester_slice(self, version: str) -> ModelSlice:
         model = self._models.get(version)
         if not model.can_request:

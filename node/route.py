@@ -1,8 +1,14 @@
-"""Walking a CHAIN route: call the next hop, skip unreachable ones per the plan's fallbacks.
+"""Walking a route: call the next hop (CHAIN) or the children (TREE), skip unreachable ones
+per the plan's fallbacks.
 
-The requester starts the walk at hop 0; each node continues it after adding its own
+CHAIN: the requester starts the walk at hop 0; each node continues it after adding its own
 contribution. Whatever the later hops return travels back up the call chain, so the requester
 only ever receives the final accumulator.
+
+TREE: the requester calls the root, a member other than itself; every hop calls its children in
+parallel, adds what they return (each child's subtree sum, encrypted under the requester's key)
+to its own encrypted share and returns the sum to its parent. Only the root answers the
+requester, and only with the whole tree's sum.
 """
 
 from __future__ import annotations
@@ -16,12 +22,21 @@ import grpc
 from fedcredit.clock import Clock
 from fedcredit.error_catalog import error_from_rpc
 from fedcredit.errors import ErrorCode, FedCreditError
-from fedcredit.protocol import HopOutcome, Plan, SignedConsent, SignedPlan, describe_skips
+from fedcredit.protocol import (
+    HopOutcome,
+    Plan,
+    RouteMode,
+    SignedConsent,
+    SignedPlan,
+    TreePosition,
+    describe_skips,
+    tree_positions,
+)
 from fedcredit.tls import IdentityHolder, target_name_option
 from fedcredit.transport import create_channel
 from mpc.paillier import PaillierPublicKey
 from mpc.pki import CertRole
-from mpc.secure_sum import EncryptedContribution, rerandomize
+from mpc.secure_sum import EncryptedContribution, add_encrypted, rerandomize
 from node.directory import MemberDirectory
 from node.serde import contribute_reply_from_pb, contribute_request_to_pb
 from proto.v1 import node_pb2_grpc
@@ -97,7 +112,13 @@ class RouteForwarder:
         accumulator: EncryptedContribution | None,
         deadline_ms: int,
     ) -> RouteResult:
-        """Run hops ``start..`` and return the final accumulator and every hop's outcome."""
+        """Run hops ``start..`` and return the final accumulator and every hop's outcome. For
+        a TREE plan the requester's walk (``start`` 0, no accumulator) calls the root."""
+        if plan.mode is RouteMode.TREE and start == 0 and accumulator is None:
+            positions = tree_positions(plan.route)
+            roots = tuple(i for i, p in enumerate(positions) if p.parent is None)
+            return self.fan_out(plan, signed, pseudonym, consent, positions, roots, None,
+                                deadline_ms)
         skipped: list[HopOutcome] = []
         for index in range(start, len(plan.route)):
             hop = plan.route[index]
@@ -138,3 +159,65 @@ class RouteForwarder:
             # The failed hops may have seen this very ciphertext: send back a fresh-looking one.
             accumulator = rerandomize(accumulator, plan.requester_key)
         return RouteResult(accumulator, tuple(skipped), plan.requester_key)
+
+    def fan_out(
+        self,
+        plan: Plan,
+        signed: SignedPlan,
+        pseudonym: bytes,
+        consent: SignedConsent,
+        positions: tuple[TreePosition, ...],
+        children: tuple[int, ...],
+        own: EncryptedContribution | None,
+        deadline_ms: int,
+    ) -> RouteResult:
+        """Call the TREE ``children`` in parallel and add their sums to ``own`` (``None`` for
+        the requester, which calls the root and adds nothing). A child that fails is skipped
+        with its whole subtree (each member recorded with the child's error code); outcomes
+        come back in preorder."""
+        calls: list[tuple[TreePosition, grpc.Future | None, FedCreditError | None]] = []
+        for index in children:
+            position = positions[index]
+            budget_ms = min(deadline_ms - self._clock() - RETURN_MARGIN_MS,
+                            plan.fallback.tree_call_budget_ms(position.height))
+            if budget_ms <= 0:
+                calls.append((position, None, FedCreditError(
+                    "no time left for this hop", code=ErrorCode.DEADLINE_EXCEEDED)))
+                continue
+            try:
+                self._directory.require_active(position.hop.member_id)
+            except FedCreditError as exc:
+                calls.append((position, None, exc))
+                continue
+            request = contribute_request_to_pb(signed, pseudonym, consent, index, None,
+                                               plan.requester_key)
+            stub = self._peers.stub(position.hop.member_id, position.hop.endpoint)
+            calls.append((position, stub.Contribute.future(request, timeout=budget_ms / 1000),
+                          None))
+        total = own
+        outcomes: list[HopOutcome] = []
+        for position, future, refused in calls:
+            error = refused
+            if future is not None:
+                try:
+                    partial, later = contribute_reply_from_pb(future.result(), plan.requester_key)
+                except grpc.RpcError as exc:
+                    error = error_from_rpc(exc, default=ErrorCode.NODE_UNAVAILABLE)
+                except FedCreditError as exc:  # a reply that does not parse: skip that child
+                    error = exc
+                else:
+                    if partial is not None:
+                        total = partial if total is None else add_encrypted(
+                            total, partial, plan.requester_key)
+                    outcomes.extend(later)
+                    continue
+            assert error is not None
+            if error.code in NOT_SKIPPABLE or not plan.fallback.skip_unreachable:
+                for _, pending, _ in calls:
+                    if pending is not None:
+                        pending.cancel()
+                raise error
+            log.warning("query %s: skipping %s and its subtree (%s)", plan.query_id,
+                        position.hop.member_id, error.code)
+            outcomes.extend(HopOutcome(m, False, error.code.value) for m in position.members)
+        return RouteResult(total, tuple(outcomes), plan.requester_key)

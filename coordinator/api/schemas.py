@@ -26,7 +26,8 @@ CERTIFICATE_EXAMPLE: dict[str, Any] = {
     "serial": "5c2f0e9a41d7b3e8a0c6f1d2b9e4a7c3", "issued_ms": 1795360000000,
     "not_after_ms": 1803136000000, "revoked_ms": None}
 POLICY_EXAMPLE: dict[str, Any] = {
-    "route_mode": "chain", "min_answered": 2, "hop_timeout_ms": 2000, "plan_ttl_ms": 20000,
+    "route_mode": "auto", "tree_min_members": 4, "tree_fanout": 8, "min_answered": 2,
+    "hop_timeout_ms": 2000, "plan_ttl_ms": 20000,
     "max_plan_ttl_ms": 60000, "allowed_purposes": ["origination", "account_review", "collections"],
     "existing_customer_purposes": ["account_review", "collections"], "admission_quorum": 0,
     "member_certificate_days": 90}

@@ -292,17 +292,23 @@ class PlanRequest(_message.Message):
 
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
+    CHAIN_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     purpose: _builtins.str
+    chain: _builtins.bool
+    """The requester's TREE plan for this evaluation failed at its root (nothing was
+    aggregated): plan a CHAIN, which skips a failing member instead of losing the tree.
+    """
     def __init__(
         self,
         *,
         model_version: _builtins.str = ...,
         purpose: _builtins.str = ...,
+        chain: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version", "purpose", b"purpose"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "model_version", b"model_version", "purpose", b"purpose"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

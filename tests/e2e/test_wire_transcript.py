@@ -95,14 +95,18 @@ def grpc_port(alliance: LocalAlliance, member: str) -> int:
     return alliance.node_procs[member].ports["grpc_port"]
 
 
-@pytest.fixture(scope="module")
-def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+@pytest.fixture(scope="module", params=["chain", "tree"])
+def transcript(request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    """Both route shapes: in a TREE the root sees its children's encrypted shares one by one
+    before it adds them up, which must reveal no more than a CHAIN's running sums."""
     population = generate(subjects=600, nodes=3, seed=23)
     alliance: LocalAlliance = population_alliance(population, tmp_path_factory.mktemp("wire"))
     capture = Capture()
     transcripts = alliance.workdir / "transcripts"
     alliance.extra_coordinator_env["FEDCREDIT_COORDINATOR_TRANSCRIPT_FILE"] = str(
         transcripts / "coordinator.bin")
+    alliance.extra_coordinator_env["FEDCREDIT_COORDINATOR_ROUTE_MODE"] = request.param
     proxies = {"coordinator": RecordingProxy("coordinator", lambda: alliance.coordinator_port,
                                              capture)}
     for spec in alliance.nodes:

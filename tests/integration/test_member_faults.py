@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from fedcredit.audit import EntryKind
 from fedcredit.demo.population import Population, generate, pooled_result
 from mpc.pseudonym import SubjectKey
 from tests.support.alliance import API_KEY, InProcessAlliance, body, consent, start_alliance
@@ -22,9 +23,10 @@ def population5() -> Population:
     return generate(subjects=300, nodes=5, seed=5)
 
 
-@pytest.fixture(scope="module")
-def faulty(tmp_path_factory: pytest.TempPathFactory, population5: Population,
-           subject_key: SubjectKey) -> Iterator[InProcessAlliance]:
+@pytest.fixture(scope="module", params=["chain", "tree"])
+def faulty(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           population5: Population, subject_key: SubjectKey) -> Iterator[InProcessAlliance]:
+    """The same faults under both route shapes: in a TREE, a faulty member may be the root."""
     workdir = tmp_path_factory.mktemp("faults")
     no_models = workdir / "no-models"
     no_models.mkdir()
@@ -32,9 +34,46 @@ def faulty(tmp_path_factory: pytest.TempPathFactory, population5: Population,
         "shop": {"clock": lambda: time.time_ns() // 1_000_000 + TEN_MINUTES_MS},
         "telco": {"model_dir": no_models},
         "union": {"allowed_purposes": ["origination"]},
-    })
+    }, route_mode=request.param, probe_interval_ms=600_000)  # latencies: see fastest()
     yield running
     running.stop()
+
+
+def fastest(alliance: InProcessAlliance, member: str) -> None:
+    """Make ``member`` look fastest to the planner, so that a TREE plan makes it the root (the
+    fixture's prober waits ten minutes between rounds, so nothing overwrites this)."""
+    alliance.coordinator.registry.db.execute(
+        "UPDATE members SET latency_ms = CASE member_id WHEN ? THEN 0.001 ELSE 100 END",
+        (member,))
+
+
+@pytest.mark.parametrize("faulty", ["tree"], indirect=True)
+@pytest.mark.parametrize("root", ["shop", "telco", "union"])
+def test_whichever_faulty_member_a_tree_puts_at_the_root_the_rest_still_answer(
+    faulty: InProcessAlliance, population5: Population, root: str
+) -> None:
+    """shop's clock is off, so as a TREE root it refuses the plan and nothing is aggregated:
+    the requester falls back to a CHAIN under a new plan. telco (no model) and union (a
+    purpose it does not serve, here 'origination' is served) relay their children's sums."""
+    assert faulty.coordinator_settings.route_mode == "tree"
+    ledger = faulty.coordinator.core.ledger
+    before = ledger.size()
+    fastest(faulty, root)
+    index = 17
+    response = post(faulty, "bank", body(population5, index))
+    assert response.status_code == 201, response.text
+    report = response.json()
+    skipped = {s["member_id"]: s["error_code"] for s in report["coverage"]["skipped"]}
+    assert skipped == {"shop": "PLAN_EXPIRED", "telco": "MODEL_VERSION_UNAVAILABLE"}
+    expected = pooled_result(population5, index)
+    missing = [share(population5, m, index) for m in ("shop", "telco")]
+    assert report["joint_logit"] == pytest.approx(
+        expected.joint_logit - sum(p for p, _ in missing), abs=1e-6)
+    plans = [e for e in ledger.entries(before, ledger.size(), kinds=[EntryKind.PLAN])
+             if e.actor == "bank"]
+    assert [p.body["mode"] for p in plans] == (["TREE", "CHAIN"] if root == "shop" else ["TREE"])
+    route = plans[0].body["route"]
+    assert isinstance(route, list) and route[0] == root
 
 
 def post(alliance: InProcessAlliance, requester: str, doc: dict[str, object]) -> httpx.Response:

@@ -105,6 +105,19 @@ class InProcessAlliance:
         count: int = self.nodes[member_id].app.state.context.evaluations._reports.count()
         return count
 
+    def wait_warm(self, timeout_s: float = 30) -> None:
+        """Until every node's obfuscator pools are full: the refillers' start-up work (a DJN
+        table per key, then the pools) is done, so it does not compete with the first
+        evaluations and heartbeats of nodes sharing this one process."""
+        deadline = time.monotonic() + timeout_s
+        for member, node in self.nodes.items():
+            pools = node.app.state.context.evaluations._contributions._obfuscators
+            if pools is None:
+                continue
+            while not (pools.pools() and all(p.full for p in pools.pools())):
+                assert time.monotonic() < deadline, f"{member}'s obfuscator pools never filled"
+                time.sleep(0.05)
+
     def wait_active(self, member_ids: set[str], timeout_s: float = 20,
                     heard_since_ms: int = 0) -> None:
         """Until every member in ``member_ids`` is plannable (and, with ``heard_since_ms``,
@@ -154,7 +167,7 @@ def start_alliance(
         data_dir=workdir / "coordinator",
         heartbeat_interval_ms=200,
         stale_after_ms=1500,
-        probe_interval_ms=500,
+        probe_interval_ms=coordinator.pop("probe_interval_ms", 500),
         hop_timeout_ms=coordinator.pop("hop_timeout_ms", 2000),
         **coordinator,
     )
@@ -165,6 +178,7 @@ def start_alliance(
             member = inst.profile.member_id
             alliance.start_node(member, **(nodes or {}).get(member, {}))
         alliance.wait_active({i.profile.member_id for i in population.institutions})
+        alliance.wait_warm()
     except BaseException:
         alliance.stop()
         raise

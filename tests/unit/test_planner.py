@@ -123,10 +123,53 @@ def test_plan_lifetime_covers_the_route_budget(keypair: PaillierKeyPair) -> None
     plan = planner(min_answered=1).plan(bank, [bank, others[0]], model_version="v1",
                                         purpose=Purpose.ORIGINATION, now_ms=0)
     assert plan.expires_unix_ms == 5000  # 1 hop: f(2) + 1 s = 3 s, below the 5 s minimum
-    plan = planner().plan(bank, [bank, *others], model_version="v1",
-                          purpose=Purpose.ORIGINATION, now_ms=0)
+    plan = Planner(route_mode="chain").plan(bank, [bank, *others], model_version="v1",
+                                            purpose=Purpose.ORIGINATION, now_ms=0)
     assert plan.expires_unix_ms == 21_000  # 5 hops: f(6) = 20 units + 1 s
-    capped = Planner(max_plan_ttl_ms=12_000)
+    capped = Planner(route_mode="chain", max_plan_ttl_ms=12_000)
     plan = capped.plan(bank, [bank, *others], model_version="v1",
                        purpose=Purpose.ORIGINATION, now_ms=0)
     assert plan.expires_unix_ms == 12_000  # never beyond the policy's cap
+
+
+def test_the_policy_picks_chain_or_tree_by_route_size(keypair: PaillierKeyPair) -> None:
+    bank = member(keypair, "bank", 1.0)
+    others = [member(keypair, f"m{i}", float(i + 1)) for i in range(4)]
+    auto = Planner(route_mode="auto", tree_min_members=4)
+    three = auto.plan(bank, [bank, *others[:3]], model_version="v1",
+                      purpose=Purpose.ORIGINATION, now_ms=0)
+    four = auto.plan(bank, [bank, *others], model_version="v1", purpose=Purpose.ORIGINATION,
+                     now_ms=0)
+    assert three.mode is RouteMode.CHAIN and four.mode is RouteMode.TREE
+    forced = Planner(route_mode="tree").plan(bank, [bank, *others[:2]], model_version="v1",
+                                             purpose=Purpose.ORIGINATION, now_ms=0)
+    assert forced.mode is RouteMode.TREE
+    chain = Planner(route_mode="chain", tree_min_members=2).plan(
+        bank, [bank, *others], model_version="v1", purpose=Purpose.ORIGINATION, now_ms=0)
+    assert chain.mode is RouteMode.CHAIN
+
+
+def test_a_tree_aggregates_at_the_fastest_member_in_heap_order(keypair: PaillierKeyPair) -> None:
+    from fedcredit.protocol import tree_positions
+
+    bank = member(keypair, "bank", 1.0)
+    others = [member(keypair, f"m{i:02}", float(i + 1)) for i in range(12)]
+    plan = Planner(route_mode="tree", tree_fanout=3).plan(
+        bank, [bank, *reversed(others)], model_version="v1", purpose=Purpose.ORIGINATION,
+        now_ms=0)
+    (root,) = plan.route
+    assert root.member_id == "m00"  # the fastest aggregates; the requester is never in a tree
+    assert [c.member_id for c in root.children] == ["m01", "m02", "m03"]
+    assert [c.member_id for c in root.children[0].children] == ["m04", "m05", "m06"]
+    assert [c.member_id for c in root.children[2].children] == ["m10", "m11"]
+    positions = tree_positions(plan.route)
+    assert sorted(p.hop.member_id for p in positions) == [m.member_id for m in others]
+    assert positions[0].parent is None and positions[0].height == 3
+    assert positions[0].members[0] == "m00" and len(positions[0].members) == 12
+    first_child = positions[positions[0].children[0]]
+    assert first_child.parent == 0 and first_child.members == ("m01", "m04", "m05", "m06")
+    # the lifetime covers three levels of hop budgets (1000 ms each) plus a second
+    assert plan.expires_unix_ms == max(5000, 3 * 1000 + 1000)
+    flat = Planner(route_mode="tree").plan(bank, [bank, *others], model_version="v1",
+                                           purpose=Purpose.ORIGINATION, now_ms=0)
+    assert len(flat.route[0].children) == 8 and tree_positions(flat.route)[0].height == 3
