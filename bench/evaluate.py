@@ -233,8 +233,8 @@ def fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
 
 
 def render(console: Console, result: dict[str, Any]) -> None:
-    title = (f"Joint evaluations via REST — {result['nodes']} nodes, concurrency "
-             f"{result['concurrency']}, {result['seconds']:g} s")
+    title = (f"Joint evaluations via REST — {result['nodes']} nodes, {result['route_mode']} "
+             f"routes, concurrency {result['concurrency']}, {result['seconds']:g} s")
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -307,6 +307,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--nodes", type=int, default=3, help=f"members, 3..{MAX_NODES}")
     parser.add_argument("--seconds", type=float, default=30.0, help="timed load duration")
     parser.add_argument("--concurrency", type=int, default=1, help="parallel lender clients")
+    parser.add_argument("--route-mode", choices=("auto", "chain", "tree"), default="auto",
+                        help="the alliance policy's route shape (auto: TREE from 4 members)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed requests first")
     parser.add_argument("--subjects", type=int, default=3000, help="synthetic population")
     parser.add_argument("--seed", type=int, default=7)
@@ -335,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "nodes": args.nodes,
         "concurrency": args.concurrency,
+        "route_mode": args.route_mode,
         "seconds": args.seconds,
         "warmup": args.warmup,
         "subjects": args.subjects,
@@ -347,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         with console.status("generating the synthetic alliance population…"):
             population = generate(args.subjects, args.nodes, args.seed)
         alliance = population_alliance(population, workdir)
+        alliance.extra_coordinator_env["FEDCREDIT_COORDINATOR_ROUTE_MODE"] = args.route_mode
         try:
             with console.status(f"starting the coordinator and {args.nodes} nodes…"):
                 alliance.start()

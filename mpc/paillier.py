@@ -87,7 +87,11 @@ class PaillierPublicKey:
         return (self.nsquare.bit_length() + 7) // 8
 
     def fingerprint(self) -> bytes:
-        return hashlib.sha256(self.to_bytes()).digest()
+        """SHA-256 of the modulus (computed once per key object)."""
+        cached: bytes | None = self.__dict__.get("_fingerprint")
+        if cached is None:
+            cached = self.__dict__["_fingerprint"] = hashlib.sha256(self.to_bytes()).digest()
+        return cached
 
     def raw_encrypt(self, m: int, randomness: Randomness = system_randomness) -> int:
         """Encrypt an integer already reduced modulo n with fresh randomness r: (1+n)^m · r^n."""
@@ -158,12 +162,22 @@ class PaillierKeyPair:
         return cls(public=public, _private=phe.PaillierPrivateKey(public._phe, p, q))
 
     def raw_decrypt(self, c: int) -> int:
-        """Decrypt to the residue in [0, n). Opaque failure on anything out of range."""
+        """Decrypt to the residue in [0, n). Opaque failure on anything out of range.
+
+        CRT decryption as python-paillier does it (its precomputed hp, hq, p⁻¹), with the two
+        half-size exponentiations releasing the GIL, so concurrent requests decrypt on every
+        core."""
         if not 0 < c < self.public.nsquare:
             raise DecryptionError()
+        priv = self._private
         try:
-            return int(self._private.raw_decrypt(c))
-        except Exception as exc:  # phe raises several types; none may leak detail
+            with gmpy2.context(allow_release_gil=True):
+                xp = gmpy2.powmod(c, priv.p - 1, priv.psquare)
+                xq = gmpy2.powmod(c, priv.q - 1, priv.qsquare)
+            mp = (xp - 1) // priv.p * priv.hp % priv.p
+            mq = (xq - 1) // priv.q * priv.hq % priv.q
+            return int(mp + (mq - mp) * priv.p_inverse % priv.q * priv.p)
+        except Exception as exc:  # none may leak detail
             raise DecryptionError() from exc
 
     def export_private(self) -> bytes:

@@ -12,6 +12,7 @@ failure is one opaque :class:`InvalidSignature`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -52,7 +53,7 @@ class Verifier:
     def __post_init__(self) -> None:
         _require_p256(self.public_key, "verification key")
 
-    @property
+    @functools.cached_property
     def key_id(self) -> str:
         return key_id_of(self.public_key)
 
@@ -103,7 +104,7 @@ class Signer:
             serialization.NoEncryption(),
         )
 
-    @property
+    @functools.cached_property
     def verifier(self) -> Verifier:
         return Verifier(self.private_key.public_key())
 

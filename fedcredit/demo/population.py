@@ -78,6 +78,23 @@ PROFILES: tuple[InstitutionProfile, ...] = (
         FeatureSpec("union_savings_rate", -0.50, 0.12, 0.08),
         FeatureSpec("union_max_dpd", 0.60, 5.0, 8.0, _PAY),
     )),
+    # Members 6-9: for benchmarks of larger alliances (routes of up to eight other members).
+    InstitutionProfile("lease", "Northway Auto Leasing", 0.25, 0.85, (
+        FeatureSpec("lease_missed_payments", 0.65, 0.5, 1.0, _PAY),
+        FeatureSpec("lease_deposit_ratio", -0.40, 0.20, 0.08, _OWED),
+    )),
+    InstitutionProfile("micro", "Lantern Microfinance", 0.20, 0.90, (
+        FeatureSpec("micro_max_dpd", 0.70, 6.0, 9.0, _PAY),
+        FeatureSpec("micro_loans_12m", 0.40, 1.2, 1.0, ReasonSlot.NEW_CREDIT),
+    )),
+    InstitutionProfile("insure", "Keystone Insurance", 0.50, 0.10, (
+        FeatureSpec("insure_lapsed_policies", 0.45, 0.3, 0.6, _PAY),
+        FeatureSpec("insure_tenure_months", -0.35, 36.0, 20.0, _HIST),
+    )),
+    InstitutionProfile("utility", "Riverside Utilities", 0.75, 0.05, (
+        FeatureSpec("utility_late_bills_12m", 0.50, 0.8, 1.0, _PAY),
+        FeatureSpec("utility_tenure_months", -0.30, 60.0, 30.0, _HIST),
+    )),
 )
 MAX_NODES = len(PROFILES)
 
