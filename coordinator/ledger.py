@@ -2,8 +2,10 @@
 
 It lives in the same database file as the registry so that a registry change and the entry that
 records it commit in one transaction: :meth:`AuditLedger.append` takes the caller's connection
-from ``db.transaction()``, or opens and commits its own. Nothing is cached in memory — every
-append reads the log's right edge from the tables — so a rolled-back caller leaves no trace.
+from ``db.transaction()``, or commits its own — together with the appends other threads make at
+the same moment (group commit: one transaction, one fsync and one signed head for all of them).
+Nothing but that queue is held in memory — every append reads the log's right edge from the
+tables — so a rolled-back caller leaves no trace.
 
 Each append stores the entries, every complete ("perfect") subtree they close (the
 ``ledger_nodes`` table, ``(level, position) -> hash``; level 0 is the entries' own
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fedcredit.audit import (
@@ -120,12 +123,27 @@ def _stored_node(conn: sqlite3.Connection, level: int, position: int) -> bytes:
     return _node_hash(conn.execute(*_node_query(level, position)).fetchone())
 
 
+@dataclass
+class _Pending:
+    """One caller's batch waiting for a group commit."""
+
+    drafts: list[EntryDraft]
+    now_ms: int
+    done: threading.Event = field(default_factory=threading.Event)
+    receipts: list[Receipt] | None = None
+    error: BaseException | None = None
+
+
 class AuditLedger:
-    """The durable log. Thread-safe through the database's lock; holds no state of its own."""
+    """The durable log. Thread-safe through the database's lock; holds no state of its own
+    beyond the queue of appends waiting for a group commit."""
 
     def __init__(self, db: SqliteDatabase, signer: Signer) -> None:
         self._db = db
         self._signer = signer
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._leading = False
         with db.transaction() as conn:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -152,11 +170,62 @@ class AuditLedger:
         if not batch:
             return []
         if conn is None:
-            with self._db.transaction() as own:
-                return self._append(own, batch, now_ms)
+            return self._group_commit(batch, now_ms)
         if not conn.in_transaction:
             raise ValueError("conn must come from an open db.transaction()")
         return self._append(conn, batch, now_ms)
+
+    def _group_commit(self, batch: list[EntryDraft], now_ms: int) -> list[Receipt]:
+        """Commit ``batch`` durably, together with whatever other threads are appending.
+
+        Group commit: the first caller to find no commit under way leads — it takes every
+        queued batch, appends them all in one transaction under one signed tree head (one
+        fsync), hands each caller its receipts, and repeats until the queue is empty; the others
+        wait. Each caller still returns only once its entries are durable. If a group fails,
+        its batches are retried one by one, so one bad batch fails only its own caller.
+        """
+        pending = _Pending(batch, now_ms)
+        with self._queue_lock:
+            self._queue.append(pending)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead()
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.receipts is not None
+        return pending.receipts
+
+    def _lead(self) -> None:
+        while True:
+            with self._queue_lock:
+                group, self._queue = self._queue, []
+                if not group:
+                    self._leading = False
+                    return
+            try:
+                with self._db.transaction() as conn:
+                    receipts = self._append(conn, [d for p in group for d in p.drafts],
+                                            max(p.now_ms for p in group))
+            except BaseException as exc:
+                if len(group) == 1:
+                    group[0].error = exc
+                    group[0].done.set()
+                    continue
+                for one in group:
+                    try:
+                        with self._db.transaction() as conn:
+                            one.receipts = self._append(conn, one.drafts, one.now_ms)
+                    except BaseException as single:
+                        one.error = single
+                    one.done.set()
+                continue
+            start = 0
+            for one in group:
+                one.receipts = receipts[start:start + len(one.drafts)]
+                start += len(one.drafts)
+                one.done.set()
 
     def _append(self, conn: sqlite3.Connection, drafts: list[EntryDraft],
                 now_ms: int) -> list[Receipt]:
