@@ -107,6 +107,35 @@ class SenderResponse:
     sender_order: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class SenderSet:
+    """The sender's own once-masked set in a random order (``order`` stays with the sender)."""
+
+    masked: tuple[bytes, ...]
+    order: tuple[int, ...]  # masked[k] belongs to identifiers[order[k]]
+
+
+def sender_set(key: PsiKey, identifiers: Sequence[str],
+               shuffle: Shuffle = system_shuffle) -> SenderSet:
+    """The sender's half that needs nothing from the receiver: it can be computed (and sent)
+    while the receiver masks its own set."""
+    order = list(range(len(identifiers)))
+    shuffle(order)
+    return SenderSet(tuple(key.mask(hash_to_u(identifiers[i])) for i in order), tuple(order))
+
+
+def sender_double(key: PsiKey, request_masked: Sequence[bytes], *,
+                  cardinality_only: bool = False,
+                  shuffle: Shuffle = system_shuffle) -> tuple[bytes, ...]:
+    """The receiver's set masked again, in the same order (shuffled in cardinality mode)."""
+    double = key.mask_all(request_masked)
+    if cardinality_only:
+        perm = list(range(len(double)))
+        shuffle(perm)
+        double = [double[i] for i in perm]
+    return tuple(double)
+
+
 def sender_response(
     key: PsiKey,
     request_masked: Sequence[bytes],
@@ -115,15 +144,11 @@ def sender_response(
     cardinality_only: bool = False,
     shuffle: Shuffle = system_shuffle,
 ) -> SenderResponse:
-    double = key.mask_all(request_masked)
-    if cardinality_only:
-        perm = list(range(len(double)))
-        shuffle(perm)
-        double = [double[i] for i in perm]
-    order = list(range(len(identifiers)))
-    shuffle(order)
-    own = tuple(key.mask(hash_to_u(identifiers[i])) for i in order)
-    return SenderResponse(tuple(double), own, tuple(order))
+    """Both halves at once (:func:`sender_double` and :func:`sender_set`)."""
+    double = sender_double(key, request_masked, cardinality_only=cardinality_only,
+                           shuffle=shuffle)
+    own = sender_set(key, identifiers, shuffle)
+    return SenderResponse(double, own.masked, own.order)
 
 
 @dataclass(frozen=True)
@@ -134,22 +159,33 @@ class Intersection:
     sender_positions: tuple[int, ...]
 
 
-def receiver_intersect(
-    key: PsiKey, request: ReceiverRequest, double_masked: Sequence[bytes],
-    sender_masked: Sequence[bytes],
-) -> Intersection:
+def receiver_index(key: PsiKey, sender_masked: Sequence[bytes]) -> dict[bytes, int]:
+    """The sender's set masked by the receiver too, by position: computed while the sender
+    double-masks the receiver's request."""
+    return {key.mask(p): pos for pos, p in enumerate(sender_masked)}
+
+
+def receiver_match(request: ReceiverRequest, double_masked: Sequence[bytes],
+                   theirs: dict[bytes, int]) -> Intersection:
     """Which of the receiver's identifiers the sender holds (sorted by receiver row)."""
     if len(double_masked) != len(request.masked):
         raise InvalidRequestError("PSI response does not match the request")
-    theirs = {key.mask(p): pos for pos, p in enumerate(sender_masked)}
     pairs = sorted(
         (request.order[k], theirs[d]) for k, d in enumerate(double_masked) if d in theirs
     )
     return Intersection(tuple(r for r, _ in pairs), tuple(p for _, p in pairs))
 
 
+def receiver_intersect(
+    key: PsiKey, request: ReceiverRequest, double_masked: Sequence[bytes],
+    sender_masked: Sequence[bytes],
+) -> Intersection:
+    """Both receiver steps at once (:func:`receiver_index`, :func:`receiver_match`)."""
+    return receiver_match(request, double_masked, receiver_index(key, sender_masked))
+
+
 def receiver_cardinality(
     key: PsiKey, double_masked: Sequence[bytes], sender_masked: Sequence[bytes]
 ) -> int:
-    theirs = {key.mask(p) for p in sender_masked}
+    theirs = receiver_index(key, sender_masked)
     return sum(1 for d in double_masked if d in theirs)

@@ -22,8 +22,8 @@ from fedcredit.federation import Peer, pack, unpack
 from fedcredit.training_spec import SessionSpec
 from mpc.psi import (
     PsiKey,
-    receiver_cardinality,
-    receiver_intersect,
+    receiver_index,
+    receiver_match,
     receiver_request,
     split_points,
 )
@@ -100,12 +100,15 @@ def _psi(peer: Peer, spec: SessionSpec, table: PartyTable, cardinality_only: boo
         peer.send(host, "psi/req", pack({"cardinality_only": cardinality_only},
                                         [b"".join(requests[host].masked)]))
     for host in spec.hosts:
+        # The host's own set arrives first and is masked while the host masks our request.
+        _, blobs = unpack(peer.recv(host, "psi/own"))
+        theirs = receiver_index(keys[host], split_points(blobs[0]))
         _, blobs = unpack(peer.recv(host, "psi/resp"))
-        double, theirs = split_points(blobs[0]), split_points(blobs[1])
+        double = split_points(blobs[0])
         if cardinality_only:
-            counts[host] = receiver_cardinality(keys[host], double, theirs)
+            counts[host] = sum(1 for d in double if d in theirs)
             continue
-        found = receiver_intersect(keys[host], requests[host], double, theirs)
+        found = receiver_match(requests[host], double, theirs)
         counts[host] = len(found.receiver_rows)
         maps[host] = dict(zip(found.receiver_rows, found.sender_positions, strict=True))
     return counts, maps

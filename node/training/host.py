@@ -18,7 +18,7 @@ import numpy as np
 from fedcredit.errors import InvalidRequestError
 from fedcredit.federation import Peer, pack, unpack
 from fedcredit.training_spec import SessionSpec
-from mpc.psi import PsiKey, sender_response, split_points
+from mpc.psi import PsiKey, sender_double, sender_set, split_points
 from mpc.vector_he import FeatureMatrix, MaskSource, SystemMasks
 from mpc.vector_keys import load_scheme
 from node.training.binning import BinningEngine, fit_binnings
@@ -66,24 +66,23 @@ def run_host(peer: Peer, spec: SessionSpec, table: PartyTable, masks: MaskSource
     started = time.monotonic()
     masks = masks or SystemMasks()
     guest = spec.guest
-    meta, blobs = unpack(peer.recv(spec.arbiter, "key"))
-    scheme = load_scheme(spec.engine, blobs[0])
 
     # -- alignment ----------------------------------------------------------------------------
+    # The host's own set first: it needs nothing from the guest, so it is masked while the guest
+    # masks its request, and the guest masks it while the host masks the request again.
+    psi_key = PsiKey.generate()
+    psi_own = sender_set(psi_key, table.ids)
+    peer.send(guest, "psi/own", pack({}, [b"".join(psi_own.masked)]))
+    meta, blobs = unpack(peer.recv(spec.arbiter, "key"))
+    scheme = load_scheme(spec.engine, blobs[0])
     meta, blobs = unpack(peer.recv(guest, "psi/req"))
-    request = split_points(blobs[0])
-    response = sender_response(
-        PsiKey.generate(), request, table.ids, cardinality_only=bool(meta.get("cardinality_only"))
-    )
-    peer.send(
-        guest,
-        "psi/resp",
-        pack({}, [b"".join(response.double_masked), b"".join(response.sender_masked)]),
-    )
+    double = sender_double(psi_key, split_points(blobs[0]),
+                           cardinality_only=bool(meta.get("cardinality_only")))
+    peer.send(guest, "psi/resp", pack({}, [b"".join(double)]))
     meta, _ = unpack(peer.recv(guest, "align"))
     if meta.get("overlap_only"):
         return None
-    order = np.asarray(response.sender_order)
+    order = np.asarray(psi_own.order)
     rows = {k: order[v] for k, v in alignment_positions(meta, len(order)).items()}
 
     # -- binning, WOE -------------------------------------------------------------------------

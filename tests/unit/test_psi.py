@@ -88,3 +88,24 @@ def test_malformed_elements_are_refused() -> None:
     request = receiver_request(key, ["a", "b"])
     with pytest.raises(InvalidRequestError):
         receiver_intersect(key, request, [request.masked[0]], [])
+
+
+def test_the_training_order_finds_the_same_intersection() -> None:
+    """The host's own set first (before it sees the request), the request masked again after:
+    the halves training runs concurrently give exactly the one-shot result."""
+    from mpc.psi import receiver_index, receiver_match, sender_double, sender_set
+
+    mine, theirs, shared = _sets(3)
+    receiver, sender = PsiKey.generate(), PsiKey.generate()
+    own = sender_set(sender, theirs)
+    request = receiver_request(receiver, mine)
+    index = receiver_index(receiver, own.masked)
+    found = receiver_match(request, sender_double(sender, request.masked), index)
+    assert {mine[r] for r in found.receiver_rows} == shared
+    for row, pos in zip(found.receiver_rows, found.sender_positions, strict=True):
+        assert theirs[own.order[pos]] == mine[row]
+    shuffled = sender_double(sender, request.masked, cardinality_only=True)
+    assert sorted(shuffled) == sorted(sender_double(sender, request.masked))
+    assert sum(1 for d in shuffled if d in index) == len(shared)
+    with pytest.raises(InvalidRequestError):
+        receiver_match(request, shuffled[:-1], index)
