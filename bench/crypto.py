@@ -30,12 +30,12 @@ import platform
 import subprocess
 import sys
 import time
-import venv
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import phe
+from machine import bench_python
 from rich.console import Console
 from rich.table import Table
 
@@ -48,7 +48,6 @@ from mpc.paillier import PaillierKeyPair, PaillierPublicKey
 from mpc.secure_sum import decrypt_total, encrypt_contribution
 
 KEY_BITS = 2048
-HEU_VENV = Path(__file__).resolve().parent.parent / ".bench" / "heu-venv"
 HEU_SCRIPT = """
 import json, sys, time
 from heu import phe
@@ -131,18 +130,6 @@ def ours(count: int) -> dict[str, float]:
             "djn_exponent_bits": EXPONENT_BITS, "djn_table_build_s": table_s}
 
 
-def heu_python(explicit: str | None, console: Console) -> Path:
-    if explicit:
-        return Path(explicit)
-    python = HEU_VENV / "bin" / "python"
-    if not python.exists():
-        with console.status("creating .bench/heu-venv with sf-heu (bench-only, once)…"):
-            venv.create(HEU_VENV, with_pip=True)
-            subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                            "--disable-pip-version-check", "sf-heu"], check=True)
-    return python
-
-
 def heu(count: int, python: Path) -> dict[str, float]:
     result = subprocess.run([str(python), "-c", HEU_SCRIPT, str(count), str(KEY_BITS)], check=True,
                             capture_output=True, text=True, env={**os.environ})
@@ -162,7 +149,7 @@ def main() -> None:
         results["naive_phe"] = naive_phe(args.values)
     with console.status("ours (packed)…"):
         results["ours"] = ours(args.values)
-    python = heu_python(args.heu_python, console)
+    python = bench_python("heu-venv", "sf-heu", args.heu_python, console.status)
     with console.status("HEU ZPaillier…"):
         results["heu_zpaillier"] = heu(args.values, python)
     heu_row = results["heu_zpaillier"]

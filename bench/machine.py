@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import venv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,3 +109,21 @@ def peak_rss_mib(pid: int) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+BENCH_VENVS = Path(__file__).resolve().parent.parent / ".bench"
+
+
+def bench_python(name: str, package: str, explicit: str | None, status: Any) -> Path:
+    """A Python with ``package`` installed in its own environment (``.bench/<name>``, created
+    with pip on first use): peer libraries whose dependencies cannot live beside ours.
+    ``explicit`` overrides it; ``status`` is a rich ``Console.status``."""
+    if explicit:
+        return Path(explicit)
+    python = BENCH_VENVS / name / "bin" / "python"
+    if not python.exists():
+        with status(f"creating .bench/{name} with {package} (bench-only, once)…"):
+            venv.create(BENCH_VENVS / name, with_pip=True)
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet",
+                            "--disable-pip-version-check", package], check=True)
+    return python

@@ -34,12 +34,12 @@ import subprocess
 import sys
 import threading
 import time
-import venv
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from machine import bench_python
 from rich.console import Console
 from rich.table import Table
 
@@ -55,7 +55,6 @@ from mpc.psi import (
     split_points,
 )
 
-PSI_VENV = Path(__file__).resolve().parent.parent / ".bench" / "psi-venv"
 OPENMINED_SCRIPT = """
 import json, sys, time
 import private_set_intersection.python as psi
@@ -134,18 +133,6 @@ def openmined(n: int, python: Path) -> dict[str, Any]:
     return doc
 
 
-def psi_python(explicit: str | None, console: Console) -> Path:
-    if explicit:
-        return Path(explicit)
-    python = PSI_VENV / "bin" / "python"
-    if not python.exists():
-        with console.status("creating .bench/psi-venv with openmined-psi (bench-only, once)…"):
-            venv.create(PSI_VENV, with_pip=True)
-            subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                            "--disable-pip-version-check", "openmined-psi"], check=True)
-    return python
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="ids per party for ours")
@@ -160,7 +147,7 @@ def main() -> None:
     for column in ("implementation", "n", "seconds", "CPU s", "rows/s", "÷ openmined-psi"):
         table.add_column(column, justify="left" if column == "implementation" else "right")
     if args.baseline_n:
-        python = psi_python(args.psi_python, console)
+        python = bench_python("psi-venv", "openmined-psi", args.psi_python, console.status)
         with console.status(f"openmined-psi at {args.baseline_n:,}…"):
             base = results["openmined_psi"] = openmined(args.baseline_n, python)
         with console.status(f"ours at {args.baseline_n:,}…"):

@@ -107,7 +107,7 @@ def tree_positions(route: tuple[Hop, ...]) -> tuple[TreePosition, ...]:
 
     def visit(hop: Hop, parent: int | None) -> int:
         index = len(out)
-        out.append(TreePosition(hop, parent, (), 1, ()))  # placeholder until the subtree is known
+        out.append(TreePosition(hop, parent, (), 1, ()))  # replaced once the subtree is known
         children = tuple(visit(child, index) for child in hop.children)
         height = 1 + max((out[c].height for c in children), default=0)
         members = (hop.member_id, *(m for c in children for m in out[c].members))

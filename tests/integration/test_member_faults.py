@@ -53,22 +53,14 @@ def test_whichever_faulty_member_a_tree_puts_at_the_root_the_rest_still_answer(
     faulty: InProcessAlliance, population5: Population, root: str
 ) -> None:
     """shop's clock is off, so as a TREE root it refuses the plan and nothing is aggregated:
-    the requester falls back to a CHAIN under a new plan. telco (no model) and union (a
-    purpose it does not serve, here 'origination' is served) relay their children's sums."""
+    the requester falls back to a CHAIN under a new plan. telco (no model) declines its own
+    share but relays its children's sums; union (which serves origination) aggregates."""
     assert faulty.coordinator_settings.route_mode == "tree"
     ledger = faulty.coordinator.core.ledger
     before = ledger.size()
     fastest(faulty, root)
     index = 17
-    response = post(faulty, "bank", body(population5, index))
-    assert response.status_code == 201, response.text
-    report = response.json()
-    skipped = {s["member_id"]: s["error_code"] for s in report["coverage"]["skipped"]}
-    assert skipped == {"shop": "PLAN_EXPIRED", "telco": "MODEL_VERSION_UNAVAILABLE"}
-    expected = pooled_result(population5, index)
-    missing = [share(population5, m, index) for m in ("shop", "telco")]
-    assert report["joint_logit"] == pytest.approx(
-        expected.joint_logit - sum(p for p, _ in missing), abs=1e-6)
+    answered_without_shop_and_telco(faulty, population5, index)
     plans = [e for e in ledger.entries(before, ledger.size(), kinds=[EntryKind.PLAN])
              if e.actor == "bank"]
     assert [p.body["mode"] for p in plans] == (["TREE", "CHAIN"] if root == "shop" else ["TREE"])
@@ -90,22 +82,29 @@ def share(population: Population, member: str, index: int) -> tuple[float, int]:
             int(inst.exposures["outstanding_debt_cents"][index]))
 
 
-def test_faulty_members_are_skipped_and_the_rest_answer_exactly(
-    faulty: InProcessAlliance, population5: Population
-) -> None:
-    index = 17
-    response = post(faulty, "bank", body(population5, index))
+def answered_without_shop_and_telco(alliance: InProcessAlliance, population: Population,
+                                    index: int) -> None:
+    """bank evaluates ``index``: shop (clock skew) and telco (no model) are skipped, finco and
+    union answer, and the result is exactly the pooled one without shop's and telco's shares."""
+    response = post(alliance, "bank", body(population, index))
     assert response.status_code == 201, response.text
     report = response.json()
     skipped = {s["member_id"]: s["error_code"] for s in report["coverage"]["skipped"]}
     assert skipped == {"shop": "PLAN_EXPIRED", "telco": "MODEL_VERSION_UNAVAILABLE"}
     assert (report["coverage"]["asked"], report["coverage"]["answered"]) == (4, 2)
-    expected = pooled_result(population5, index)
-    missing = [share(population5, m, index) for m in ("shop", "telco")]
+    expected = pooled_result(population, index)
+    missing = [share(population, m, index) for m in ("shop", "telco")]
     assert report["joint_logit"] == pytest.approx(
         expected.joint_logit - sum(p for p, _ in missing), abs=1e-6)
     assert round(report["exposures"]["outstanding_debt"] * 100) == (
         expected.exposures["outstanding_debt_cents"] - sum(d for _, d in missing))
+
+
+def test_faulty_members_are_skipped_and_the_rest_answer_exactly(
+    faulty: InProcessAlliance, population5: Population
+) -> None:
+    answered_without_shop_and_telco(faulty, population5, 17)
+
 
 
 def test_a_purpose_one_member_declines_only_removes_that_member(
