@@ -214,7 +214,6 @@ class EvaluationService:
         self._reports.save(report, pseudonym.value)
         return report
 
-
     def _planned(self, terms: ConsentTerms, pseudonym: bytes, *, chain: bool
                  ) -> tuple[Plan, SignedPlan, SignedConsent, ModelSlice]:
         """A verified plan for this request, and the consent signed for it and recorded in the
