@@ -105,16 +105,7 @@ def accumulate(
 ) -> EncryptedContribution:
     """Add ``vector`` to the running sum; the result is re-randomized by construction."""
     own = encrypt_contribution(vector, key, randomness, obfuscate)
-    if accumulator is None:
-        return own
-    if accumulator.key_fingerprint != own.key_fingerprint:
-        raise KeyMismatchError("accumulator is not under the planned requester key")
-    return EncryptedContribution(
-        key_fingerprint=own.key_fingerprint,
-        ciphertexts=tuple(
-            key.add(a, b) for a, b in zip(accumulator.ciphertexts, own.ciphertexts, strict=True)
-        ),
-    )
+    return own if accumulator is None else add_encrypted(accumulator, own, key)
 
 
 def add_encrypted(

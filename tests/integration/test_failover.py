@@ -27,6 +27,7 @@ from tests.support.alliance import (
     InProcessAlliance,
     body,
     indices_with_records,
+    member_share,
     start_alliance,
 )
 from tests.support.grpc_calls import (
@@ -51,15 +52,6 @@ def fresh_alliance(
     running = start_alliance(tmp_path, population, subject_key, hop_timeout_ms=1000)
     yield running
     running.stop()
-
-
-def member_share(population: Population, member: str, index: int) -> tuple[float, int, int]:
-    inst = next(i for i in population.institutions if i.profile.member_id == member)
-    if not inst.has_record[index]:
-        return 0.0, 0, 0
-    partial = population.models[member].partial_logit(
-        {k: float(v[index]) for k, v in inst.features.items()})
-    return partial, int(inst.exposures["outstanding_debt_cents"][index]), 1
 
 
 def evaluate(alliance: InProcessAlliance, population: Population, index: int) -> httpx.Response:

@@ -23,8 +23,14 @@ from mpc.pseudonym import SubjectKey, pseudonymize
 from mpc.secure_sum import decrypt_total, encrypt_contribution
 from node.route import RouteForwarder
 from proto.v1 import node_pb2_grpc
-from tests.support.alliance import API_KEY, InProcessAlliance, body, indices_with_records
-from tests.support.alliance import start_alliance as start
+from tests.support.alliance import (
+    API_KEY,
+    InProcessAlliance,
+    body,
+    indices_with_records,
+    member_share,
+    start_alliance,
+)
 from tests.support.grpc_calls import (
     channel_to,
     coordinator_signer,
@@ -41,7 +47,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def tree_alliance(tmp_path_factory: pytest.TempPathFactory, population: Population,
                   subject_key: SubjectKey) -> Iterator[InProcessAlliance]:
-    running = start(tmp_path_factory.mktemp("tree"), population, subject_key,
+    running = start_alliance(tmp_path_factory.mktemp("tree"), population, subject_key,
                     route_mode="tree", hop_timeout_ms=1000)
     yield running
     running.stop()
@@ -55,15 +61,6 @@ def tree_plan(alliance: InProcessAlliance, root: str, leaves: tuple[str, ...],
     hops = [Hop(m, f"127.0.0.1:{alliance.nodes[m].grpc_port}") for m in members]
     return dataclasses.replace(make_plan(alliance, members, **changes), mode=RouteMode.TREE,
                                route=tree_route(hops, fanout=len(leaves) or 1))
-
-
-def member_share(population: Population, member: str, index: int) -> tuple[float, int]:
-    inst = next(i for i in population.institutions if i.profile.member_id == member)
-    if not inst.has_record[index]:
-        return 0.0, 0
-    partial = population.models[member].partial_logit(
-        {k: float(v[index]) for k, v in inst.features.items()})
-    return partial, int(inst.exposures["outstanding_debt_cents"][index])
 
 
 class TreeCalls:

@@ -201,6 +201,17 @@ def body(population: Population, index: int, **changes: Any) -> dict[str, Any]:
     return doc
 
 
+def member_share(population: Population, member: str, index: int) -> tuple[float, int, int]:
+    """One member's plaintext share for subject ``index``: partial logit, debt in cents, and
+    whether it has a record (what its node encrypts)."""
+    inst = next(i for i in population.institutions if i.profile.member_id == member)
+    if not inst.has_record[index]:
+        return 0.0, 0, 0
+    partial = population.models[member].partial_logit(
+        {k: float(v[index]) for k, v in inst.features.items()})
+    return partial, int(inst.exposures["outstanding_debt_cents"][index]), 1
+
+
 def indices_with_records(population: Population, minimum: int) -> list[int]:
     counts = np.sum([inst.has_record for inst in population.institutions], axis=0)
     return [int(i) for i in np.flatnonzero(counts >= minimum)]
