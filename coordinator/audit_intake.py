@@ -51,14 +51,35 @@ _FIELDS = {
     EntryKind.CONTRIBUTION: {"accumulator_sha256", "consent_sha256", "hop_index"},
     EntryKind.COMPLETION: {"asked", "answered", "skipped", "result_commitment"},
 }
+#: What a portfolio job's entries carry besides (its plan's body names a "batch").
+_BATCH_FIELDS = {
+    EntryKind.CONSENT: {"subjects", "chunks", "pseudonym_root"},
+    EntryKind.CONTRIBUTION: {"chunk", "subjects"},
+    EntryKind.COMPLETION: {"subjects", "chunks"},
+}
 _MAX_MS = 2**53
 
 
+def _check_batch(kind: EntryKind, body: dict[str, Any], batch: dict[str, Any]) -> None:
+    subjects, chunks = int(batch["subjects"]), int(batch["chunks"])
+    if kind is EntryKind.CONTRIBUTION:
+        _int(body, "chunk", 0, chunks - 1)
+        _int(body, "subjects", 1, subjects)
+        return
+    _int(body, "subjects", subjects, subjects)
+    _int(body, "chunks", chunks, chunks)
+    if kind is EntryKind.CONSENT:
+        _digest(body, "pseudonym_root")
+
+
 def _check_body(kind: EntryKind, body: dict[str, Any], route: Sequence[str],
-                caller: str) -> None:
-    if set(body) != _FIELDS[kind]:
+                caller: str, batch: dict[str, Any] | None = None) -> None:
+    fields = _FIELDS[kind] | (_BATCH_FIELDS[kind] if batch is not None else set())
+    if set(body) != fields:
         raise InvalidRequestError(f"a {kind.value} entry has exactly the fields "
-                                  f"{sorted(_FIELDS[kind])}")
+                                  f"{sorted(fields)}")
+    if batch is not None:
+        _check_batch(kind, body, batch)
     if kind is EntryKind.CONSENT:
         _digest(body, "consent_sha256")
         _digest(body, "reference_sha256")
@@ -123,7 +144,8 @@ class AuditIntake:
             raise InvalidRequestError("body_json is not JSON") from None
         if not isinstance(body, dict):
             raise InvalidRequestError("body_json must be an object")
-        _check_body(kind, body, members, caller)
+        batch = plan.body.get("batch")
+        _check_body(kind, body, members, caller, batch if isinstance(batch, dict) else None)
         tag = None
         if kind is EntryKind.CONSENT:
             if len(record.subject_tag) != 32:

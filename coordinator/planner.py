@@ -8,7 +8,15 @@ from collections.abc import Callable, Sequence
 from coordinator.policy import AlliancePolicy
 from coordinator.registry import MemberRecord, Membership, MemberStatus
 from fedcredit.errors import CoverageError, ErrorCode, FedCreditError
-from fedcredit.protocol import FallbackPolicy, Hop, Plan, Purpose, RouteMode, tree_positions
+from fedcredit.protocol import (
+    BatchTerms,
+    FallbackPolicy,
+    Hop,
+    Plan,
+    Purpose,
+    RouteMode,
+    tree_positions,
+)
 
 
 def tree_route(hops: Sequence[Hop], fanout: int) -> tuple[Hop, ...]:
@@ -53,7 +61,11 @@ class RoutePlanner:
         model_version: str,
         purpose: Purpose,
         now_ms: int,
+        batch: BatchTerms | None = None,
     ) -> Plan:
+        """A route for one evaluation, or — ``batch`` — for a portfolio job: always a CHAIN
+        (each chunk is a long call; a CHAIN keeps one hop busy per chunk, so chunks in flight
+        pipeline through the members), living ``portfolio_plan_ttl_ms``."""
         if purpose not in policy.allowed_purposes:
             raise FedCreditError(
                 f"purpose {purpose.value} is not allowed by alliance policy",
@@ -77,7 +89,7 @@ class RoutePlanner:
             )
         others.sort(key=lambda m: (m.latency_ms <= 0, m.latency_ms, m.member_id))
         hops = tuple(Hop(member_id=m.member_id, endpoint=m.endpoint) for m in others)
-        mode = route_mode(policy, len(hops))
+        mode = RouteMode.CHAIN if batch is not None else route_mode(policy, len(hops))
         fallback = FallbackPolicy(
             skip_unreachable=True,
             hop_timeout_ms=policy.hop_timeout_ms,
@@ -91,6 +103,8 @@ class RoutePlanner:
             needed_ms = fallback.route_lifetime_ms(len(route))
         # Long enough for the route's call budgets, but never longer than the policy's cap.
         ttl_ms = min(max(policy.plan_ttl_ms, needed_ms), policy.max_plan_ttl_ms)
+        if batch is not None:
+            ttl_ms = policy.portfolio_plan_ttl_ms
         return Plan(
             query_id=self._new_query_id(),
             requester_id=requester.member_id,
@@ -104,4 +118,5 @@ class RoutePlanner:
             model_version=model_version,
             fallback=fallback,
             purpose=purpose,
+            batch=batch,
         )

@@ -43,6 +43,9 @@ class AlliancePolicy(BaseModel):
     hop_timeout_ms: int = Field(default=2_000, ge=100, le=60_000)
     plan_ttl_ms: int = Field(default=20_000, ge=1_000, le=600_000)
     max_plan_ttl_ms: int = Field(default=60_000, ge=1_000, le=600_000)
+    #: Lifetime of a portfolio re-scoring plan (a CHAIN walked once per chunk): the whole job
+    #: must finish within it.
+    portfolio_plan_ttl_ms: int = Field(default=3_600_000, ge=60_000, le=86_400_000)
     allowed_purposes: frozenset[Purpose] = frozenset(Purpose)
     #: Purposes only allowed for a subject the requester attests to be its existing customer.
     existing_customer_purposes: frozenset[Purpose] = frozenset(

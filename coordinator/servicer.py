@@ -24,6 +24,7 @@ from fedcredit.errors import InvalidRequestError, PermissionDeniedError
 from fedcredit.plans import sign_plan
 from fedcredit.protocol import Purpose, tree_positions
 from fedcredit.serde import (
+    batch_terms_from_pb,
     public_key_from_pb,
     receipt_to_pb,
     signed_plan_to_pb,
@@ -132,6 +133,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             model_version=model_version,
             purpose=purpose,
             now_ms=now,
+            batch=batch_terms_from_pb(request.batch) if request.HasField("batch") else None,
         )
         signed = sign_plan(plan, self._identity.current.signer)
         # Durable before the plan is handed out: no evaluation runs without its ledger entry.
@@ -148,6 +150,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 "expires_ms": plan.expires_unix_ms,
                 "directory_version": plan.directory_version,
                 "plan_sha256": hashlib.sha256(signed.body).hexdigest(),
+                **({} if plan.batch is None else {"batch": {
+                    "subjects": plan.batch.subjects, "chunks": plan.batch.chunks,
+                    "key_sha256": plan.batch.key_sha256.hex()}}),
             }), now_ms=now)
         return signed_plan_to_pb(signed)
 

@@ -40,6 +40,8 @@ class CoordinatorSettings(BaseSettings):
     #: No plan lives longer than this (it bounds the window in which a plan can be replayed).
     max_plan_ttl_ms: int = Field(default=60_000, ge=1_000)
     hop_timeout_ms: int = Field(default=2_000, ge=100)
+    #: Lifetime of a portfolio re-scoring plan: a job must finish within it.
+    portfolio_plan_ttl_ms: int = Field(default=3_600_000, ge=60_000, le=86_400_000)
     #: "chain", "tree" or "auto" (TREE from ``tree_min_members`` members on a route).
     route_mode: Literal["chain", "tree", "auto"] = "auto"
     tree_min_members: int = Field(default=4, ge=2, le=1024)
@@ -96,6 +98,7 @@ class CoordinatorSettings(BaseSettings):
             hop_timeout_ms=self.hop_timeout_ms,
             plan_ttl_ms=self.plan_ttl_ms,
             max_plan_ttl_ms=self.max_plan_ttl_ms,
+            portfolio_plan_ttl_ms=self.portfolio_plan_ttl_ms,
             allowed_purposes=self.allowed_purposes,
             admission_quorum=self.admission_quorum,
             member_certificate_days=self.member_certificate_days,

@@ -154,6 +154,12 @@ CATALOG: dict[ErrorCode, CatalogEntry] = {
     ErrorCode.TRAINING_ABORTED: CatalogEntry(
         _S.ABORTED, 409, "The training session stopped; no model was registered."
     ),
+    ErrorCode.PORTFOLIO_NOT_OPEN: CatalogEntry(
+        _S.FAILED_PRECONDITION, 409, "The portfolio job is not open at this member."
+    ),
+    ErrorCode.JOB_INTERRUPTED: CatalogEntry(
+        _S.ABORTED, 409, "The job was interrupted by a node restart; start it again."
+    ),
     ErrorCode.INTERNAL: CatalogEntry(_S.INTERNAL, 500, "Internal error."),
 }
 

@@ -134,6 +134,31 @@ class Plan:
     #: The coordinator's directory version when it planned; older views refresh first.
     directory_version: int = 0
     requires_existing_customer: bool = False
+    #: Set for a portfolio re-scoring job, ``None`` for a joint evaluation.
+    batch: BatchTerms | None = None
+
+
+@dataclass(frozen=True)
+class BatchTerms:
+    """What a portfolio plan covers: so many subjects in so many chunks, under the requester's
+    TenSEAL public key with this SHA-256 (:mod:`mpc.batch_he`)."""
+
+    subjects: int
+    chunks: int
+    key_sha256: bytes = field(repr=False)
+    #: Subjects per chunk; the last chunk holds the rest.
+    chunk_subjects: int = 4096
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.chunk_subjects <= 4096 or self.subjects < 1 or (
+            self.chunks != -(-self.subjects // self.chunk_subjects)
+        ) or len(self.key_sha256) != 32:
+            raise ValueError("batch terms: 1 to 4,096 subjects per chunk, as many chunks as "
+                             "the subjects fill, and a 32-byte key digest")
+
+    def chunk_size(self, index: int) -> int:
+        """Subjects in chunk ``index``."""
+        return min(self.chunk_subjects, self.subjects - index * self.chunk_subjects)
 
 
 @dataclass(frozen=True)

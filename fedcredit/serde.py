@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 from fedcredit.audit import Receipt, SignedTreeHead
 from fedcredit.errors import ErrorCode, InvalidRequestError, PlanError
 from fedcredit.protocol import (
+    BatchTerms,
     Consent,
     FallbackPolicy,
     Hop,
@@ -75,8 +76,23 @@ def plan_to_bytes(plan: Plan) -> bytes:
         purpose=plan.purpose.value,
         directory_version=plan.directory_version,
         requires_existing_customer=plan.requires_existing_customer,
+        batch=None if plan.batch is None else batch_terms_to_pb(plan.batch),
     )
     return msg.SerializeToString(deterministic=True)
+
+
+def batch_terms_to_pb(terms: BatchTerms) -> plan_pb2.BatchTerms:
+    return plan_pb2.BatchTerms(subjects=terms.subjects, chunks=terms.chunks,
+                               key_sha256=terms.key_sha256,
+                               chunk_subjects=terms.chunk_subjects)
+
+
+def batch_terms_from_pb(msg: plan_pb2.BatchTerms) -> BatchTerms:
+    try:
+        return BatchTerms(subjects=msg.subjects, chunks=msg.chunks, key_sha256=msg.key_sha256,
+                          chunk_subjects=msg.chunk_subjects)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
 
 
 def plan_from_bytes(body: bytes) -> Plan:
@@ -100,6 +116,7 @@ def plan_from_bytes(body: bytes) -> Plan:
             purpose=Purpose(msg.purpose),
             directory_version=msg.directory_version,
             requires_existing_customer=msg.requires_existing_customer,
+            batch=batch_terms_from_pb(msg.batch) if msg.HasField("batch") else None,
         )
     except (DecodeError, KeyError, ValueError) as exc:
         raise PlanError("the plan body is malformed") from exc

@@ -289,3 +289,14 @@ def verify_consistency(
     return (
         sn == 0 and hmac.compare_digest(fr, old_root) and hmac.compare_digest(sr, new_root)
     )
+
+
+def inclusion_proofs(leaf_hashes: Sequence[bytes]) -> list[tuple[bytes, ...]]:
+    """Every leaf's inclusion path in the tree of these leaves (a tree small enough to hold in
+    memory: a portfolio job's chunks)."""
+    levels = [list(leaf_hashes)]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append([node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)])
+    subtree = subtree_from_nodes(lambda level, index: levels[level][index])
+    return [inclusion_path(i, len(leaf_hashes), subtree) for i in range(len(leaf_hashes))]

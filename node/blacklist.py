@@ -11,6 +11,7 @@ category and dates.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -104,6 +105,17 @@ class SubjectFlags:
         return self._db.one(
             "SELECT 1 FROM subject_flags WHERE subject_pseudonym = ? AND expires_ms > ? "
             "AND withdrawn_ms IS NULL LIMIT 1", (pseudonym, now_ms)) is not None
+
+    def flagged_among(self, pseudonyms: Sequence[bytes], now_ms: int) -> set[bytes]:
+        """Which of these subjects :meth:`is_flagged` names (one query: a portfolio chunk)."""
+        flagged: set[bytes] = set()
+        for start in range(0, len(pseudonyms), 8192):
+            part = list(pseudonyms[start:start + 8192])
+            flagged.update(r[0] for r in self._db.all(
+                "SELECT DISTINCT subject_pseudonym FROM subject_flags WHERE subject_pseudonym IN "
+                f"({', '.join('?' * len(part))}) AND expires_ms > ? AND withdrawn_ms IS NULL",
+                (*part, now_ms)))
+        return flagged
 
     def for_subject(self, pseudonym: bytes) -> list[SubjectFlag]:
         return [_flag(r) for r in self._db.all(

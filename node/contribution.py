@@ -112,6 +112,9 @@ class ContributionService:
                    caller_deadline_ms: int | None) -> RouteResult:
         now = self._clock()
         plan = self.verified_plan(call.plan, now)
+        if plan.batch is not None:
+            raise FedCreditError("a portfolio plan covers portfolio chunks only",
+                                 code=ErrorCode.PLAN_INVALID)
         if plan.mode is RouteMode.TREE:
             return self._contribute_in_tree(call, plan, caller, caller_deadline_ms, now)
         if call.hop_index >= len(plan.route) or plan.route[call.hop_index].member_id != (

@@ -18,8 +18,9 @@ import grpc
 from fedcredit.audit import EntryDraft, Receipt, SignedTreeHead
 from fedcredit.error_catalog import error_from_rpc
 from fedcredit.errors import CertificateError, ErrorCode, FedCreditError
-from fedcredit.protocol import Purpose, SignedPlan
+from fedcredit.protocol import BatchTerms, Purpose, SignedPlan
 from fedcredit.serde import (
+    batch_terms_to_pb,
     public_key_from_pb,
     public_key_to_pb,
     receipt_from_pb,
@@ -134,11 +135,13 @@ class CoordinatorClient:
             "GetProducts", coordinator_pb2.ProductsRequest(known_version=known_version))
         return product_catalog_from_pb(reply)
 
-    def plan(self, model_version: str, purpose: Purpose, *, chain: bool = False) -> SignedPlan:
+    def plan(self, model_version: str, purpose: Purpose, *, chain: bool = False,
+             batch: BatchTerms | None = None) -> SignedPlan:
         """A signed plan; ``chain``: a CHAIN whatever the policy's mode (the fallback after a
-        TREE root failed)."""
+        TREE root failed); ``batch``: a portfolio job's plan."""
         reply = self._call("PlanEvaluation", coordinator_pb2.PlanRequest(
-            model_version=model_version, purpose=purpose.value, chain=chain))
+            model_version=model_version, purpose=purpose.value, chain=chain,
+            batch=None if batch is None else batch_terms_to_pb(batch)))
         return signed_plan_from_pb(reply)
 
     def renew(self, csr_pem: bytes) -> bytes:

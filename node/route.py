@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 
@@ -34,14 +37,24 @@ from fedcredit.protocol import (
 )
 from fedcredit.tls import IdentityHolder, target_name_option
 from fedcredit.transport import create_channel
+from mpc.batch_he import BatchCipher, BatchPublicKey
+from mpc.batch_he import rerandomize as rerandomize_batch
 from mpc.paillier import PaillierPublicKey
 from mpc.pki import CertRole
 from mpc.secure_sum import EncryptedContribution, add_encrypted, rerandomize
 from node.directory import MemberDirectory
-from node.serde import contribute_reply_from_pb, contribute_request_to_pb
+from node.serde import (
+    OpenPortfolioCall,
+    contribute_reply_from_pb,
+    contribute_request_to_pb,
+    open_portfolio_to_pb,
+    portfolio_chunk_to_pb,
+    portfolio_reply_from_pb,
+)
 from proto.v1 import node_pb2_grpc
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 #: A hop that fails is skipped and recorded, whatever its reason: the requester checked the
 #: request itself (identifier, consent, plan, key) before routing, so what a hop refuses is that
@@ -119,6 +132,83 @@ class RouteForwarder:
             roots = tuple(i for i, p in enumerate(positions) if p.parent is None)
             return self.fan_out(plan, signed, pseudonym, consent, positions, roots, None,
                                 deadline_ms)
+
+        def call(stub: node_pb2_grpc.NodeStub, index: int, timeout_s: float) -> RouteResult:
+            reply = stub.Contribute(contribute_request_to_pb(
+                signed, pseudonym, consent, index, accumulator, plan.requester_key),
+                timeout=timeout_s)
+            final, later = contribute_reply_from_pb(reply, plan.requester_key)
+            return RouteResult(final, later, plan.requester_key)
+
+        answer, skipped = self._walk_chain(plan, start, deadline_ms, call)
+        if answer is not None:
+            return RouteResult(answer.accumulator, (*skipped, *answer.outcomes), answer.key)
+        if accumulator is not None and skipped:
+            # The failed hops may have seen this very ciphertext: send back a fresh-looking one.
+            accumulator = rerandomize(accumulator, plan.requester_key)
+        return RouteResult(accumulator, skipped, plan.requester_key)
+
+    def forward_chunk(
+        self,
+        plan: Plan,
+        signed: SignedPlan,
+        key: BatchPublicKey,
+        chunk_index: int,
+        pseudonyms: bytes,
+        proof: tuple[bytes, ...],
+        start: int,
+        accumulator: BatchCipher | None,
+        deadline_ms: int,
+    ) -> tuple[BatchCipher | None, tuple[HopOutcome, ...]]:
+        """A portfolio chunk down the CHAIN from hop ``start``, like :meth:`forward`."""
+
+        def call(stub: node_pb2_grpc.NodeStub, index: int, timeout_s: float
+                 ) -> tuple[BatchCipher | None, tuple[HopOutcome, ...]]:
+            reply = stub.ContributePortfolio(portfolio_chunk_to_pb(
+                signed, index, chunk_index, pseudonyms, proof, accumulator), timeout=timeout_s)
+            return portfolio_reply_from_pb(reply, key)
+
+        answer, skipped = self._walk_chain(plan, start, deadline_ms, call)
+        if answer is not None:
+            return answer[0], (*skipped, *answer[1])
+        if accumulator is not None and skipped:
+            accumulator = rerandomize_batch(key, accumulator)
+        return accumulator, skipped
+
+    def open_portfolio(self, plan: Plan, signed: SignedPlan, consent: SignedConsent,
+                       public_key: bytes) -> dict[str, str]:
+        """Hand every hop of a batch plan the job's key and consent, all at once; the members
+        that refused, with their error codes (chunks then skip them as they would a member
+        that is down)."""
+
+        def open_one(index: int) -> str | None:
+            hop = plan.route[index]
+            try:
+                self._directory.require_active(hop.member_id)
+                self._peers.stub(hop.member_id, hop.endpoint).OpenPortfolio(
+                    open_portfolio_to_pb(OpenPortfolioCall(signed, consent, public_key, index)),
+                    timeout=2 * plan.fallback.hop_timeout_ms / 1000)
+            except grpc.RpcError as exc:
+                error = error_from_rpc(exc, default=ErrorCode.NODE_UNAVAILABLE)
+            except FedCreditError as exc:
+                error = exc
+            else:
+                return None
+            log.warning("portfolio %s: %s refused the job (%s)", plan.query_id, hop.member_id,
+                        error.code)
+            return error.code.value
+
+        with ThreadPoolExecutor(min(8, len(plan.route))) as pool:
+            codes = list(pool.map(open_one, range(len(plan.route))))
+        return {hop.member_id: code for hop, code in zip(plan.route, codes, strict=True)
+                if code is not None}
+
+    def _walk_chain(
+        self, plan: Plan, start: int, deadline_ms: int,
+        call: Callable[[node_pb2_grpc.NodeStub, int, float], R],
+    ) -> tuple[R | None, tuple[HopOutcome, ...]]:
+        """Call hops ``start..`` in order until one answers (it walks the rest of the route
+        itself); the hops skipped before it, per the plan's fallbacks."""
         skipped: list[HopOutcome] = []
         for index in range(start, len(plan.route)):
             hop = plan.route[index]
@@ -137,12 +227,9 @@ class RouteForwarder:
                 log.warning("query %s: skipping %s (%s)", plan.query_id, hop.member_id, exc.code)
                 skipped.append(HopOutcome(hop.member_id, False, exc.code.value))
                 continue
-            request = contribute_request_to_pb(
-                signed, pseudonym, consent, index, accumulator, plan.requester_key
-            )
             try:
-                reply = self._peers.stub(hop.member_id, hop.endpoint).Contribute(
-                    request, timeout=budget_ms / 1000)
+                answer = call(self._peers.stub(hop.member_id, hop.endpoint), index,
+                              budget_ms / 1000)
             except grpc.RpcError as exc:
                 error = error_from_rpc(exc, default=ErrorCode.NODE_UNAVAILABLE)
                 if error.code in NOT_SKIPPABLE or not plan.fallback.skip_unreachable:
@@ -153,12 +240,8 @@ class RouteForwarder:
                 log.warning("query %s: skipping %s (%s)", plan.query_id, hop.member_id, error.code)
                 skipped.append(HopOutcome(hop.member_id, False, error.code.value))
                 continue
-            final, later = contribute_reply_from_pb(reply, plan.requester_key)
-            return RouteResult(final, (*skipped, *later), plan.requester_key)
-        if accumulator is not None and skipped:
-            # The failed hops may have seen this very ciphertext: send back a fresh-looking one.
-            accumulator = rerandomize(accumulator, plan.requester_key)
-        return RouteResult(accumulator, tuple(skipped), plan.requester_key)
+            return answer, tuple(skipped)
+        return None, tuple(skipped)
 
     def fan_out(
         self,

@@ -17,6 +17,9 @@ from fedcredit.serde import (
     signed_plan_from_pb,
     signed_plan_to_pb,
 )
+from mpc.batch_he import BatchCipher, BatchPublicKey
+from mpc.batch_he import from_wire as batch_from_wire
+from mpc.batch_he import to_wire as batch_to_wire
 from mpc.paillier import PaillierPublicKey
 from mpc.secure_sum import EncryptedContribution
 from node.product_catalog import CatalogView
@@ -136,3 +139,102 @@ def product_catalog_from_pb(msg: coordinator_pb2.ProductCatalog) -> CatalogView 
     if msg.unchanged:
         return None
     return CatalogView(msg.version, tuple(product_from_pb(p) for p in msg.products))
+
+
+@dataclass(frozen=True)
+class SealedBatch:
+    """A portfolio accumulator as received: bytes not yet parsed under the job's key."""
+
+    subjects: int
+    partials: bytes
+    lanes: tuple[bytes, ...]
+
+    def parse(self, key: BatchPublicKey) -> BatchCipher:
+        return batch_from_wire(key, self.subjects, self.partials, self.lanes)
+
+
+@dataclass(frozen=True)
+class OpenPortfolioCall:
+    plan: SignedPlan
+    consent: SignedConsent
+    public_key: bytes
+    hop_index: int
+
+
+@dataclass(frozen=True)
+class PortfolioChunkCall:
+    plan: SignedPlan
+    hop_index: int
+    chunk_index: int
+    pseudonyms: tuple[bytes, ...]
+    proof: tuple[bytes, ...]
+    accumulator: SealedBatch | None
+
+    @property
+    def pseudonym_bytes(self) -> bytes:
+        return b"".join(self.pseudonyms)
+
+
+def open_portfolio_to_pb(call: OpenPortfolioCall) -> node_pb2.OpenPortfolioRequest:
+    return node_pb2.OpenPortfolioRequest(
+        plan=signed_plan_to_pb(call.plan), consent=signed_consent_to_pb(call.consent),
+        public_key=call.public_key, hop_index=call.hop_index)
+
+
+def open_portfolio_from_pb(msg: node_pb2.OpenPortfolioRequest) -> OpenPortfolioCall:
+    if not msg.HasField("plan"):
+        raise InvalidRequestError("plan is required")
+    return OpenPortfolioCall(
+        plan=signed_plan_from_pb(msg.plan), consent=signed_consent_from_pb(msg.consent),
+        public_key=msg.public_key, hop_index=msg.hop_index)
+
+
+def _batch_to_pb(cipher: BatchCipher) -> node_pb2.BatchCiphertext:
+    partials, lanes = batch_to_wire(cipher)
+    return node_pb2.BatchCiphertext(subjects=cipher.subjects, partials=partials, lanes=lanes)
+
+
+def _sealed_batch(msg: node_pb2.BatchCiphertext) -> SealedBatch:
+    return SealedBatch(msg.subjects, msg.partials, tuple(msg.lanes))
+
+
+def portfolio_chunk_to_pb(plan: SignedPlan, hop_index: int, chunk_index: int,
+                          pseudonyms: bytes, proof: tuple[bytes, ...],
+                          accumulator: BatchCipher | None) -> node_pb2.PortfolioChunkRequest:
+    msg = node_pb2.PortfolioChunkRequest(
+        plan=signed_plan_to_pb(plan), hop_index=hop_index, chunk_index=chunk_index,
+        pseudonyms=pseudonyms, inclusion_proof=proof)
+    if accumulator is not None:
+        msg.accumulator.CopyFrom(_batch_to_pb(accumulator))
+    return msg
+
+
+def portfolio_chunk_from_pb(msg: node_pb2.PortfolioChunkRequest) -> PortfolioChunkCall:
+    if not msg.HasField("plan"):
+        raise InvalidRequestError("plan is required")
+    data = msg.pseudonyms
+    if not data or len(data) % PSEUDONYM_BYTES:
+        raise InvalidRequestError(f"pseudonyms must be a non-empty run of {PSEUDONYM_BYTES}-byte "
+                                  "pseudonyms")
+    return PortfolioChunkCall(
+        plan=signed_plan_from_pb(msg.plan), hop_index=msg.hop_index,
+        chunk_index=msg.chunk_index,
+        pseudonyms=tuple(data[i:i + PSEUDONYM_BYTES] for i in range(0, len(data),
+                                                                     PSEUDONYM_BYTES)),
+        proof=tuple(msg.inclusion_proof),
+        accumulator=_sealed_batch(msg.accumulator) if msg.HasField("accumulator") else None)
+
+
+def portfolio_reply_to_pb(accumulator: BatchCipher | None, outcomes: tuple[HopOutcome, ...]
+                          ) -> node_pb2.PortfolioChunkReply:
+    msg = node_pb2.PortfolioChunkReply(outcomes=[outcome_to_pb(o) for o in outcomes])
+    if accumulator is not None:
+        msg.accumulator.CopyFrom(_batch_to_pb(accumulator))
+    return msg
+
+
+def portfolio_reply_from_pb(msg: node_pb2.PortfolioChunkReply, key: BatchPublicKey
+                            ) -> tuple[BatchCipher | None, tuple[HopOutcome, ...]]:
+    accumulator = _sealed_batch(msg.accumulator).parse(key) if msg.HasField(
+        "accumulator") else None
+    return accumulator, tuple(outcome_from_pb(o) for o in msg.outcomes)

@@ -23,6 +23,7 @@ from mpc.pseudonym import SubjectKey
 from node.api.app import create_app
 from node.api.deps import ApiContext, HealthProbe
 from node.api.metrics import ApiMetrics
+from node.api.portfolio import PORTFOLIO_PATH
 from node.api_keys import ApiKeyStore
 from node.audit_trail import AuditTrail
 from node.blacklist import SubjectFlags
@@ -34,6 +35,9 @@ from node.keystore import load_or_create_keypair
 from node.membership import Membership
 from node.models import ModelCatalog
 from node.obfuscator_pools import ObfuscatorPools
+from node.portfolio import PortfolioService
+from node.portfolio_hop import PortfolioHop
+from node.portfolio_jobs import JobStore
 from node.product_catalog import CatalogCopy, active_in
 from node.replay import SeenPlans
 from node.reports import EvaluationStore
@@ -161,7 +165,9 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     )
     node_pb2_grpc.add_NodeServicer_to_server(
         NodeServicer(contributions, PeerCertificates(identity.current.ca_certificate), directory,
-                     clock, training),
+                     clock, training, PortfolioHop(
+                         settings.member_id, contributions, store, models, forwarder,
+                         settings.allowed_purposes, audit, flags, clock)),
         server,
     )
     server.start()
@@ -196,12 +202,33 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         policy=policy,
         products=products,
     )
+    portfolio_jobs = JobStore(settings.portfolio_dir)
+    portfolios = PortfolioService(
+        member_id=settings.member_id,
+        subject_key=subject_key,
+        identity=identity,
+        contributions=contributions,
+        audit=audit,
+        coordinator=coordinator,
+        forwarder=forwarder,
+        store=store,
+        models=models,
+        flags=flags,
+        jobs=portfolio_jobs,
+        model_version=settings.model_version,
+        allowed_purposes=settings.allowed_purposes,
+        clock=clock,
+        max_subjects=settings.portfolio_max_subjects,
+        chunks_in_flight=settings.portfolio_chunks_in_flight,
+        chunk_subjects=settings.portfolio_chunk_subjects,
+    )
     api_keys = ApiKeyStore(settings.api_key_store_path, clock)
     if not api_keys.list():
         log.warning("node %s: no lender API keys yet; create one with `fedcredit node api-keys "
                     "create`", settings.member_id)
     context = ApiContext(
         evaluations=evaluations,
+        portfolios=portfolios,
         api_keys=api_keys,
         metrics=ApiMetrics(),
         health=HealthProbe(
@@ -212,7 +239,8 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         ),
         clock=clock,
     )
-    app = create_app(context, settings.max_request_bytes)
+    app = create_app(context, settings.max_request_bytes,
+                     {PORTFOLIO_PATH: settings.portfolio_max_request_bytes})
     log.info("node %s: gRPC on port %d, advertised as %s", settings.member_id, port, endpoint)
     return NodeRuntime(
         settings=settings,
@@ -220,8 +248,9 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         grpc_port=port,
         app=app,
         membership=membership,
-        closers=[obfuscators.stop, store.close, reports.close, flags.close, peers.close,
-                 coordinator.close, api_keys.close, audit.stop],
+        closers=[portfolios.close, portfolio_jobs.close, obfuscators.stop, store.close,
+                 reports.close, flags.close, peers.close, coordinator.close, api_keys.close,
+                 audit.stop],
         http=HttpServer(app, settings.http_host, settings.http_port, "lender API"),
     )
 

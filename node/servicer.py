@@ -12,7 +12,14 @@ from fedcredit.transport import rpc_edge
 from mpc.pki import CertRole
 from node.contribution import ContributionService
 from node.directory import MemberDirectory
-from node.serde import contribute_reply_to_pb, contribute_request_from_pb
+from node.portfolio_hop import PortfolioHop
+from node.serde import (
+    contribute_reply_to_pb,
+    contribute_request_from_pb,
+    open_portfolio_from_pb,
+    portfolio_chunk_from_pb,
+    portfolio_reply_to_pb,
+)
 from node.training.member_session import MemberTraining
 from proto.v1 import node_pb2, node_pb2_grpc
 
@@ -20,8 +27,10 @@ from proto.v1 import node_pb2, node_pb2_grpc
 class NodeServicer(node_pb2_grpc.NodeServicer):
     def __init__(self, service: ContributionService, peers: PeerCertificates,
                  directory: MemberDirectory, clock: Clock,
-                 training: MemberTraining | None = None) -> None:
+                 training: MemberTraining | None = None,
+                 portfolio: PortfolioHop | None = None) -> None:
         self._service = service
+        self._portfolio = portfolio
         self._training = training
         self._peers = peers
         self._directory = directory
@@ -36,10 +45,37 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         caller = self._peers.identify(context, self._clock())
         self._directory.authorize_peer(caller)
         call = contribute_request_from_pb(request)
-        remaining = context.time_remaining()
-        caller_deadline = None if remaining is None else self._clock() + int(remaining * 1000)
-        result = self._service.contribute(call, caller, caller_deadline)
+        result = self._service.contribute(call, caller, self._caller_deadline(context))
         return contribute_reply_to_pb(result.accumulator, result.outcomes, result.key)
+
+    @rpc_edge
+    def OpenPortfolio(  # noqa: N802 - gRPC method name
+        self, request: node_pb2.OpenPortfolioRequest, context: grpc.ServicerContext
+    ) -> node_pb2.OpenPortfolioReply:
+        caller = self._peers.identify(context, self._clock())
+        self._directory.authorize_peer(caller)
+        self._portfolio_hop().open(open_portfolio_from_pb(request), caller)
+        return node_pb2.OpenPortfolioReply()
+
+    @rpc_edge
+    def ContributePortfolio(  # noqa: N802 - gRPC method name
+        self, request: node_pb2.PortfolioChunkRequest, context: grpc.ServicerContext
+    ) -> node_pb2.PortfolioChunkReply:
+        caller = self._peers.identify(context, self._clock())
+        self._directory.authorize_peer(caller)
+        call = portfolio_chunk_from_pb(request)
+        final, outcomes = self._portfolio_hop().contribute(call, caller,
+                                                           self._caller_deadline(context))
+        return portfolio_reply_to_pb(final, outcomes)
+
+    def _portfolio_hop(self) -> PortfolioHop:
+        if self._portfolio is None:
+            raise PermissionDeniedError("this node does not take part in portfolio jobs")
+        return self._portfolio
+
+    def _caller_deadline(self, context: grpc.ServicerContext) -> int | None:
+        remaining = context.time_remaining()
+        return None if remaining is None else self._clock() + int(remaining * 1000)
 
     @rpc_edge
     def JoinTraining(  # noqa: N802 - gRPC method name

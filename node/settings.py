@@ -53,6 +53,15 @@ class NodeSettings(BaseSettings):
     #: 512 bytes each at 2048 bits); 0 computes every one during the evaluation.
     obfuscator_pool_size: int = Field(default=64, ge=0, le=100_000)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Subjects one portfolio re-scoring job may hold (``POST /v1/portfolio-evaluations``).
+    portfolio_max_subjects: int = Field(default=1_000_000, ge=1, le=10_000_000)
+    #: Body limit of that route alone (a million identifiers are about 25 MB of JSON).
+    portfolio_max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: Chunks of 4,096 subjects a portfolio job keeps on the route at once: the members work
+    #: on different chunks at the same time.
+    portfolio_chunks_in_flight: int = Field(default=3, ge=1, le=16)
+    #: Subjects per chunk (one CKKS ciphertext holds 4,096; smaller chunks only for tests).
+    portfolio_chunk_subjects: int = Field(default=4096, ge=1, le=4096)
     coordinator_timeout_ms: int = Field(default=3_000, ge=100)
     #: How often, at most, to ask the coordinator whether the product catalog changed (checked
     #: with each heartbeat; an unchanged catalog costs one small round trip).
@@ -111,6 +120,11 @@ class NodeSettings(BaseSettings):
         if self.feature_store_url is not None:
             return self.feature_store_url.get_secret_value()
         return str(self.feature_store_path)
+
+    @property
+    def portfolio_dir(self) -> Path:
+        """Portfolio jobs: their table and one directory of files per job."""
+        return self.data_dir / "portfolio"
 
     @property
     def snapshot_root(self) -> Path:

@@ -17,6 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from scoring.binning import Binning
 from scoring.reason_slots import ReasonSlot, default_slot, parse_slot
 from scoring.scorecard import ScoreScale
@@ -96,6 +99,26 @@ class ModelSlice:
             if slot is not None:
                 slots[slot] += part
         return total, slots
+
+    def partial_logits(self, columns: Mapping[str, npt.NDArray[np.float64]], rows: int
+                       ) -> npt.NDArray[np.float64]:
+        """:meth:`partial_logit` for ``rows`` subjects at once: ``columns`` maps a feature name
+        to its values (NaN = absent); a feature without a column is absent for everyone."""
+        total = np.zeros(rows, dtype=np.float64)
+        for f in self.features:
+            x = columns.get(f.name)
+            missing = np.ones(rows, dtype=bool) if x is None else ~np.isfinite(x)
+            if isinstance(f, BinnedFeature):
+                woe = np.asarray(f.woe, dtype=np.float64)
+                bins = np.full(rows, f.missing_bin, dtype=np.int64)
+                if x is not None:
+                    found = np.searchsorted(np.asarray(f.edges, dtype=np.float64), x,
+                                            side="left")
+                    bins = np.where(missing, bins, found)
+                total += f.weight * woe[bins]
+            elif x is not None:
+                total += np.where(missing, 0.0, f.weight * (np.nan_to_num(x) - f.mean) / f.scale)
+        return total
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
@@ -12,14 +13,15 @@ from fedcredit import __version__
 from fedcredit.errors import ErrorCode
 from fedcredit.http_errors import install_error_handlers
 from fedcredit.http_limits import BodySizeLimit
-from node.api import evaluations, inquiries
+from node.api import evaluations, inquiries, portfolio
 from node.api.deps import ApiContext, Context
 from node.api.schemas import HealthOut
 
 log = logging.getLogger(__name__)
 
 
-def create_app(context: ApiContext, max_request_bytes: int) -> FastAPI:
+def create_app(context: ApiContext, max_request_bytes: int,
+               path_limits: Mapping[str, int] | None = None) -> FastAPI:
     app = FastAPI(
         title="fedcredit node — lender API",
         version=__version__,
@@ -31,6 +33,7 @@ def create_app(context: ApiContext, max_request_bytes: int) -> FastAPI:
     app.state.context = context
     app.include_router(evaluations.router)
     app.include_router(inquiries.router)
+    app.include_router(portfolio.router)
 
     install_error_handlers(
         app, on_error=lambda code: context.metrics.errors.labels(code=code.value).inc())
@@ -54,6 +57,7 @@ def create_app(context: ApiContext, max_request_bytes: int) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         max_bytes=max_request_bytes,
+        path_limits=path_limits,
         on_reject=lambda: context.metrics.errors.labels(
             code=ErrorCode.MESSAGE_TOO_LARGE.value
         ).inc(),

@@ -14,6 +14,7 @@ from fedcredit.errors import AuthenticationError
 from node.api.metrics import ApiMetrics
 from node.api_keys import UNKNOWN_KEY_DETAIL, ApiKeyRecord, ApiKeyStore, ApiScope
 from node.evaluation import EvaluationService
+from node.portfolio import PortfolioService
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class ApiContext:
     """Everything the routes need, built by the node's wiring and put on ``app.state``."""
 
     evaluations: EvaluationService
+    portfolios: PortfolioService
     api_keys: ApiKeyStore
     metrics: ApiMetrics
     health: HealthProbe
@@ -70,6 +72,13 @@ def get_evaluations(context: Context) -> EvaluationService:
 
 
 Evaluations = Annotated[EvaluationService, Depends(get_evaluations)]
+
+
+def get_portfolios(context: Context) -> PortfolioService:
+    return context.portfolios
+
+
+Portfolios = Annotated[PortfolioService, Depends(get_portfolios)]
 CanCreateEvaluations = Annotated[ApiKeyRecord,
                                  Depends(RequireScope(ApiScope.EVALUATIONS_CREATE))]
 CanReadEvaluations = Annotated[ApiKeyRecord, Depends(RequireScope(ApiScope.EVALUATIONS_READ))]

@@ -295,3 +295,71 @@ class InquiryOut(BaseModel):
 
 class InquiryHistoryOut(BaseModel):
     inquiries: list[InquiryOut] = Field(description="Newest first.")
+
+
+class PortfolioSubjectsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id_type: IdentifierType = Field(description="Type of every identifier in the list.")
+    identifiers: list[str] = Field(
+        min_length=1,
+        description="Your customers' identifiers, one per booked loan (duplicates are scored "
+        "once). They never leave this node; results carry each one's row number instead.",
+    )
+
+
+class PortfolioCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{
+            "subjects": {"id_type": "cn_resident_id",
+                         "identifiers": ["11010519491231002X", "110105194912310037"]},
+            "consent": {"purpose": "account_review", "expires_at": "2030-01-01T00:00:00Z",
+                        "reference": "loan-book-review-2026-11",
+                        "relationship": "existing_customer"},
+        }]},
+    )
+    subjects: PortfolioSubjectsIn
+    consent: ConsentIn = Field(description="The consent your loan contracts give for account "
+                               "review; relationship must be existing_customer.")
+
+
+class JobErrorOut(BaseModel):
+    code: str
+    detail: str
+
+
+class PortfolioResultsOut(BaseModel):
+    parquet: str = Field(description="Download path of the results as Parquet.")
+    csv: str = Field(description="Download path of the results as CSV.")
+
+
+class PortfolioOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "job_id": "0b7d7c1e-2f55-4a8e-9d55-6f3c1e8a9b10", "state": "running",
+        "created_at": "2026-11-23T05:00:00Z", "updated_at": "2026-11-23T05:00:04Z",
+        "rows": 1000000, "subjects": 998512, "chunks": 244, "chunks_done": 120,
+        "progress": 0.49, "purpose": "account_review", "model_version": "v1",
+        "query_id": "5f0c2a8e-8f7e-4a53-9b8f-2d8c1f6f3b7a", "error": None,
+        "summary": {"not_a_customer": 1288}, "results": None}]})
+    job_id: str
+    state: str = Field(description="queued, running, succeeded, failed or cancelled.")
+    created_at: datetime
+    updated_at: datetime
+    rows: int = Field(description="Identifiers in the request.")
+    subjects: int = Field(description="Distinct subjects among them.")
+    chunks: int = Field(description="Chunks of 4,096 of your customers routed through the "
+                        "alliance (0 until the job has prepared them).")
+    chunks_done: int
+    progress: float = Field(ge=0, le=1)
+    purpose: str
+    model_version: str
+    query_id: str = Field(description="The job's plan in the audit ledger ('' until planned).")
+    error: JobErrorOut | None = None
+    summary: dict[str, object] = Field(description="Counts, coverage and timings so far.")
+    results: PortfolioResultsOut | None = Field(
+        default=None, description="Present once the job has succeeded.")
+
+
+class PortfolioListOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"jobs": []}]})
+    jobs: list[PortfolioOut]

@@ -27,11 +27,14 @@ import contextlib
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from fedcredit.clock import Clock
 from fedcredit.errors import (
@@ -40,7 +43,13 @@ from fedcredit.errors import (
     SnapshotError,
     SnapshotNotFoundError,
 )
-from node.ingest.snapshot import MANIFEST_NAME, SnapshotManifest, SubjectRecord, verify_snapshot
+from node.ingest.snapshot import (
+    EXPOSURE_COLUMNS,
+    MANIFEST_NAME,
+    SnapshotManifest,
+    SubjectRecord,
+    verify_snapshot,
+)
 from node.store.encoding import EncodedBatch, FeatureCodec, encoded_batches
 
 log = logging.getLogger(__name__)
@@ -107,6 +116,31 @@ class SnapshotEntry:
         )
 
 
+@dataclass(frozen=True)
+class SubjectBatch:
+    """What this member knows about many subjects at once (portfolio jobs), row i for the
+    i-th pseudonym asked: ``found`` (has a record), the exposure integers (0 without a
+    record) in :data:`EXPOSURE_COLUMNS` order, and one float column per feature (NaN absent)."""
+
+    found: np.ndarray[Any, np.dtype[np.bool_]]
+    exposures: np.ndarray[Any, np.dtype[np.int64]]
+    features: dict[str, np.ndarray[Any, np.dtype[np.float64]]]
+
+    @classmethod
+    def from_records(cls, records: Sequence[SubjectRecord | None]) -> SubjectBatch:
+        n = len(records)
+        found = np.array([r is not None for r in records], dtype=bool)
+        exposures = np.zeros((n, len(EXPOSURE_COLUMNS)), dtype=np.int64)
+        features: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
+        for i, record in enumerate(records):
+            if record is None:
+                continue
+            exposures[i] = [record.exposures.get(c, 0) for c in EXPOSURE_COLUMNS]
+            for name, value in record.features.items():
+                features.setdefault(name, np.full(n, np.nan))[i] = value
+        return cls(found, exposures, features)
+
+
 class FeatureStore(ABC):
     """What a node serves lookups from; the snapshot life cycle is shared by the backends."""
 
@@ -129,6 +163,11 @@ class FeatureStore(ABC):
     def lookup(self, pseudonym: bytes) -> SubjectRecord | None:
         """The subject's record in the active snapshot; ``None`` if it has none (or no snapshot
         is active)."""
+
+    def lookup_many(self, pseudonyms: Sequence[bytes]) -> SubjectBatch:
+        """:meth:`lookup` for many subjects (a portfolio chunk). Backends answer in one query
+        where they can; this default asks one by one."""
+        return SubjectBatch.from_records([self.lookup(p) for p in pseudonyms])
 
     @abstractmethod
     def count(self) -> int:

@@ -17,9 +17,12 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from fedcredit.clock import Clock, system_clock
 from fedcredit.errors import FeatureStoreUnavailableError, SnapshotError
@@ -32,6 +35,7 @@ from node.store.base import (
     Progress,
     SnapshotEntry,
     SnapshotState,
+    SubjectBatch,
     manifest_json,
 )
 from node.store.encoding import EncodedBatch
@@ -60,6 +64,10 @@ CREATE VIEW IF NOT EXISTS active_subjects AS SELECT
 WHERE 0;
 """
 _LOOKUP = f"SELECT snapshot_key, {_EXPOSURES}, features FROM active_subjects WHERE pseudonym = ?"
+_LOOKUP_MANY = (f"SELECT snapshot_key, pseudonym, {_EXPOSURES}, features FROM active_subjects "
+                "WHERE pseudonym IN ({})")
+#: Pseudonyms per IN list (SQLite allows 32,766 parameters since 3.32).
+_IN_LIMIT = 8192
 _COUNT = ("SELECT s.subjects FROM active_snapshot a "
           "JOIN snapshots s ON s.snapshot_key = a.snapshot_key")
 _ENTRIES = (
@@ -150,6 +158,37 @@ class SqliteFeatureStore(FeatureStore):
             exposures=dict(zip(EXPOSURE_COLUMNS, row[1:-1], strict=True)),
             features=self._codec(row[0]).decode(row[-1]),
         )
+
+    def lookup_many(self, pseudonyms: Sequence[bytes]) -> SubjectBatch:
+        """One query per chunk: the rows come back in any order and are placed by pseudonym;
+        each snapshot's feature blobs are decoded in one numpy view."""
+        n = len(pseudonyms)
+        position = {p: i for i, p in enumerate(pseudonyms)}
+        rows: list[Any] = []
+        try:
+            conn = self._readers.get()
+            for start in range(0, n, _IN_LIMIT):
+                part = pseudonyms[start:start + _IN_LIMIT]
+                rows.extend(conn.execute(
+                    _LOOKUP_MANY.format(", ".join("?" * len(part))), part).fetchall())
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from None
+        found = np.zeros(n, dtype=bool)
+        exposures = np.zeros((n, len(EXPOSURE_COLUMNS)), dtype=np.int64)
+        features: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
+        if not rows:
+            return SubjectBatch(found, exposures, features)
+        index = np.array([position[r[1]] for r in rows], dtype=np.int64)
+        found[index] = True
+        exposures[index] = np.array([r[2:-1] for r in rows], dtype=np.int64)
+        for key in {r[0] for r in rows}:  # one snapshot, unless it changed mid-query
+            names = self._codec(key).names
+            mine = [i for i, r in enumerate(rows) if r[0] == key]
+            values = np.frombuffer(b"".join(rows[i][-1] for i in mine), dtype="<f8").reshape(
+                len(mine), len(names))
+            for j, name in enumerate(names):
+                features.setdefault(name, np.full(n, np.nan))[index[mine]] = values[:, j]
+        return SubjectBatch(found, exposures, features)
 
     def count(self) -> int:
         try:

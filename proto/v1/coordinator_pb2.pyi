@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from proto.v1 import crypto_pb2 as _crypto_pb2
+from proto.v1 import plan_pb2 as _plan_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -293,22 +294,28 @@ class PlanRequest(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     CHAIN_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     purpose: _builtins.str
     chain: _builtins.bool
     """The requester's TREE plan for this evaluation failed at its root (nothing was
     aggregated): plan a CHAIN, which skips a failing member instead of losing the tree.
     """
+    @_builtins.property
+    def batch(self) -> _plan_pb2.BatchTerms:
+        """A portfolio re-scoring job: planned as a CHAIN with the portfolio lifetime."""
+
     def __init__(
         self,
         *,
         model_version: _builtins.str = ...,
         purpose: _builtins.str = ...,
         chain: _builtins.bool = ...,
+        batch: _plan_pb2.BatchTerms | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain", b"chain", "model_version", b"model_version", "purpose", b"purpose"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "chain", b"chain", "model_version", b"model_version", "purpose", b"purpose"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

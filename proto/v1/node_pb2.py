@@ -26,31 +26,41 @@ from proto.v1 import crypto_pb2 as proto_dot_v1_dot_crypto__pb2
 from proto.v1 import plan_pb2 as proto_dot_v1_dot_plan__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13proto/v1/node.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x15proto/v1/crypto.proto\x1a\x13proto/v1/plan.proto\"A\n\x13JoinTrainingRequest\x12\x14\n\x0csession_json\x18\x01 \x01(\t\x12\x14\n\x0c\x61rbiter_port\x18\x02 \x01(\r\"/\n\x11JoinTrainingReply\x12\x0c\n\x04port\x18\x01 \x01(\r\x12\x0c\n\x04rows\x18\x02 \x01(\r\"\xda\x01\n\x07\x43onsent\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x19\n\x11subject_pseudonym\x18\x02 \x01(\x0c\x12\x14\n\x0crequester_id\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x16\n\x0eissued_unix_ms\x18\x05 \x01(\x03\x12\x17\n\x0f\x65xpires_unix_ms\x18\x06 \x01(\x03\x12\x18\n\x10reference_digest\x18\x07 \x01(\x0c\x12\x30\n\x0crelationship\x18\x08 \x01(\x0e\x32\x1a.fedcredit.v1.Relationship\"C\n\rSignedConsent\x12\x0f\n\x07\x63onsent\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\\\n\nHopOutcome\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.fedcredit.v1.HopStatus\x12\x12\n\nerror_code\x18\x03 \x01(\t\"\xcb\x01\n\x11\x43ontributeRequest\x12&\n\x04plan\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.SignedPlan\x12\x19\n\x11subject_pseudonym\x18\x02 \x01(\x0c\x12,\n\x07\x63onsent\x18\x03 \x01(\x0b\x32\x1b.fedcredit.v1.SignedConsent\x12\x11\n\thop_index\x18\x04 \x01(\r\x12\x32\n\x0b\x61\x63\x63umulator\x18\x05 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"q\n\x0f\x43ontributeReply\x12\x32\n\x0b\x61\x63\x63umulator\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\x12*\n\x08outcomes\x18\x02 \x03(\x0b\x32\x18.fedcredit.v1.HopOutcome*l\n\x0cRelationship\x12\x1c\n\x18RELATIONSHIP_UNSPECIFIED\x10\x00\x12\x1a\n\x16RELATIONSHIP_APPLICANT\x10\x01\x12\"\n\x1eRELATIONSHIP_EXISTING_CUSTOMER\x10\x02*X\n\tHopStatus\x12\x1a\n\x16HOP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13HOP_STATUS_ANSWERED\x10\x01\x12\x16\n\x12HOP_STATUS_SKIPPED\x10\x02\x32\xa8\x01\n\x04Node\x12L\n\nContribute\x12\x1f.fedcredit.v1.ContributeRequest\x1a\x1d.fedcredit.v1.ContributeReply\x12R\n\x0cJoinTraining\x12!.fedcredit.v1.JoinTrainingRequest\x1a\x1f.fedcredit.v1.JoinTrainingReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13proto/v1/node.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x15proto/v1/crypto.proto\x1a\x13proto/v1/plan.proto\"\x93\x01\n\x14OpenPortfolioRequest\x12&\n\x04plan\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.SignedPlan\x12,\n\x07\x63onsent\x18\x02 \x01(\x0b\x32\x1b.fedcredit.v1.SignedConsent\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x11\n\thop_index\x18\x04 \x01(\r\"\x14\n\x12OpenPortfolioReply\"D\n\x0f\x42\x61tchCiphertext\x12\x10\n\x08subjects\x18\x01 \x01(\r\x12\x10\n\x08partials\x18\x02 \x01(\x0c\x12\r\n\x05lanes\x18\x03 \x03(\x0c\"\xc8\x01\n\x15PortfolioChunkRequest\x12&\n\x04plan\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.SignedPlan\x12\x11\n\thop_index\x18\x02 \x01(\r\x12\x13\n\x0b\x63hunk_index\x18\x03 \x01(\r\x12\x12\n\npseudonyms\x18\x04 \x01(\x0c\x12\x17\n\x0finclusion_proof\x18\x05 \x03(\x0c\x12\x32\n\x0b\x61\x63\x63umulator\x18\x06 \x01(\x0b\x32\x1d.fedcredit.v1.BatchCiphertext\"u\n\x13PortfolioChunkReply\x12\x32\n\x0b\x61\x63\x63umulator\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.BatchCiphertext\x12*\n\x08outcomes\x18\x02 \x03(\x0b\x32\x18.fedcredit.v1.HopOutcome\"A\n\x13JoinTrainingRequest\x12\x14\n\x0csession_json\x18\x01 \x01(\t\x12\x14\n\x0c\x61rbiter_port\x18\x02 \x01(\r\"/\n\x11JoinTrainingReply\x12\x0c\n\x04port\x18\x01 \x01(\r\x12\x0c\n\x04rows\x18\x02 \x01(\r\"\xda\x01\n\x07\x43onsent\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x19\n\x11subject_pseudonym\x18\x02 \x01(\x0c\x12\x14\n\x0crequester_id\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x16\n\x0eissued_unix_ms\x18\x05 \x01(\x03\x12\x17\n\x0f\x65xpires_unix_ms\x18\x06 \x01(\x03\x12\x18\n\x10reference_digest\x18\x07 \x01(\x0c\x12\x30\n\x0crelationship\x18\x08 \x01(\x0e\x32\x1a.fedcredit.v1.Relationship\"C\n\rSignedConsent\x12\x0f\n\x07\x63onsent\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\\\n\nHopOutcome\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.fedcredit.v1.HopStatus\x12\x12\n\nerror_code\x18\x03 \x01(\t\"\xcb\x01\n\x11\x43ontributeRequest\x12&\n\x04plan\x18\x01 \x01(\x0b\x32\x18.fedcredit.v1.SignedPlan\x12\x19\n\x11subject_pseudonym\x18\x02 \x01(\x0c\x12,\n\x07\x63onsent\x18\x03 \x01(\x0b\x32\x1b.fedcredit.v1.SignedConsent\x12\x11\n\thop_index\x18\x04 \x01(\r\x12\x32\n\x0b\x61\x63\x63umulator\x18\x05 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\"q\n\x0f\x43ontributeReply\x12\x32\n\x0b\x61\x63\x63umulator\x18\x01 \x01(\x0b\x32\x1d.fedcredit.v1.EncryptedVector\x12*\n\x08outcomes\x18\x02 \x03(\x0b\x32\x18.fedcredit.v1.HopOutcome*l\n\x0cRelationship\x12\x1c\n\x18RELATIONSHIP_UNSPECIFIED\x10\x00\x12\x1a\n\x16RELATIONSHIP_APPLICANT\x10\x01\x12\"\n\x1eRELATIONSHIP_EXISTING_CUSTOMER\x10\x02*X\n\tHopStatus\x12\x1a\n\x16HOP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13HOP_STATUS_ANSWERED\x10\x01\x12\x16\n\x12HOP_STATUS_SKIPPED\x10\x02\x32\xde\x02\n\x04Node\x12L\n\nContribute\x12\x1f.fedcredit.v1.ContributeRequest\x1a\x1d.fedcredit.v1.ContributeReply\x12R\n\x0cJoinTraining\x12!.fedcredit.v1.JoinTrainingRequest\x1a\x1f.fedcredit.v1.JoinTrainingReply\x12U\n\rOpenPortfolio\x12\".fedcredit.v1.OpenPortfolioRequest\x1a .fedcredit.v1.OpenPortfolioReply\x12]\n\x13\x43ontributePortfolio\x12#.fedcredit.v1.PortfolioChunkRequest\x1a!.fedcredit.v1.PortfolioChunkReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RELATIONSHIP']._serialized_start=902
-  _globals['_RELATIONSHIP']._serialized_end=1010
-  _globals['_HOPSTATUS']._serialized_start=1012
-  _globals['_HOPSTATUS']._serialized_end=1100
-  _globals['_JOINTRAININGREQUEST']._serialized_start=81
-  _globals['_JOINTRAININGREQUEST']._serialized_end=146
-  _globals['_JOINTRAININGREPLY']._serialized_start=148
-  _globals['_JOINTRAININGREPLY']._serialized_end=195
-  _globals['_CONSENT']._serialized_start=198
-  _globals['_CONSENT']._serialized_end=416
-  _globals['_SIGNEDCONSENT']._serialized_start=418
-  _globals['_SIGNEDCONSENT']._serialized_end=485
-  _globals['_HOPOUTCOME']._serialized_start=487
-  _globals['_HOPOUTCOME']._serialized_end=579
-  _globals['_CONTRIBUTEREQUEST']._serialized_start=582
-  _globals['_CONTRIBUTEREQUEST']._serialized_end=785
-  _globals['_CONTRIBUTEREPLY']._serialized_start=787
-  _globals['_CONTRIBUTEREPLY']._serialized_end=900
-  _globals['_NODE']._serialized_start=1103
-  _globals['_NODE']._serialized_end=1271
+  _globals['_RELATIONSHIP']._serialized_start=1466
+  _globals['_RELATIONSHIP']._serialized_end=1574
+  _globals['_HOPSTATUS']._serialized_start=1576
+  _globals['_HOPSTATUS']._serialized_end=1664
+  _globals['_OPENPORTFOLIOREQUEST']._serialized_start=82
+  _globals['_OPENPORTFOLIOREQUEST']._serialized_end=229
+  _globals['_OPENPORTFOLIOREPLY']._serialized_start=231
+  _globals['_OPENPORTFOLIOREPLY']._serialized_end=251
+  _globals['_BATCHCIPHERTEXT']._serialized_start=253
+  _globals['_BATCHCIPHERTEXT']._serialized_end=321
+  _globals['_PORTFOLIOCHUNKREQUEST']._serialized_start=324
+  _globals['_PORTFOLIOCHUNKREQUEST']._serialized_end=524
+  _globals['_PORTFOLIOCHUNKREPLY']._serialized_start=526
+  _globals['_PORTFOLIOCHUNKREPLY']._serialized_end=643
+  _globals['_JOINTRAININGREQUEST']._serialized_start=645
+  _globals['_JOINTRAININGREQUEST']._serialized_end=710
+  _globals['_JOINTRAININGREPLY']._serialized_start=712
+  _globals['_JOINTRAININGREPLY']._serialized_end=759
+  _globals['_CONSENT']._serialized_start=762
+  _globals['_CONSENT']._serialized_end=980
+  _globals['_SIGNEDCONSENT']._serialized_start=982
+  _globals['_SIGNEDCONSENT']._serialized_end=1049
+  _globals['_HOPOUTCOME']._serialized_start=1051
+  _globals['_HOPOUTCOME']._serialized_end=1143
+  _globals['_CONTRIBUTEREQUEST']._serialized_start=1146
+  _globals['_CONTRIBUTEREQUEST']._serialized_end=1349
+  _globals['_CONTRIBUTEREPLY']._serialized_start=1351
+  _globals['_CONTRIBUTEREPLY']._serialized_end=1464
+  _globals['_NODE']._serialized_start=1667
+  _globals['_NODE']._serialized_end=2017
 # @@protoc_insertion_point(module_scope)

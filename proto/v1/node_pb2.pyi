@@ -60,6 +60,152 @@ HOP_STATUS_SKIPPED: HopStatus.ValueType  # 2
 Global___HopStatus: _TypeAlias = HopStatus  # noqa: Y015
 
 @_typing.final
+class OpenPortfolioRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    CONSENT_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    HOP_INDEX_FIELD_NUMBER: _builtins.int
+    public_key: _builtins.bytes
+    """mpc.batch_he public key blob (CKKS + BFV contexts)"""
+    hop_index: _builtins.int
+    @_builtins.property
+    def plan(self) -> _plan_pb2.SignedPlan:
+        """a batch plan (Plan.batch set)"""
+
+    @_builtins.property
+    def consent(self) -> Global___SignedConsent:
+        """subject_pseudonym = Merkle root over the job's chunks"""
+
+    def __init__(
+        self,
+        *,
+        plan: _plan_pb2.SignedPlan | None = ...,
+        consent: Global___SignedConsent | None = ...,
+        public_key: _builtins.bytes = ...,
+        hop_index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent", "plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent", "hop_index", b"hop_index", "plan", b"plan", "public_key", b"public_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenPortfolioRequest: _TypeAlias = OpenPortfolioRequest  # noqa: Y015
+
+@_typing.final
+class OpenPortfolioReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenPortfolioReply: _TypeAlias = OpenPortfolioReply  # noqa: Y015
+
+@_typing.final
+class BatchCiphertext(_message.Message):
+    """Encrypted shares of one chunk: one CKKS vector of model partials, BFV vectors of the packed
+    integer exposures (mpc.batch_he).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECTS_FIELD_NUMBER: _builtins.int
+    PARTIALS_FIELD_NUMBER: _builtins.int
+    LANES_FIELD_NUMBER: _builtins.int
+    subjects: _builtins.int
+    partials: _builtins.bytes
+    @_builtins.property
+    def lanes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        subjects: _builtins.int = ...,
+        partials: _builtins.bytes = ...,
+        lanes: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lanes", b"lanes", "partials", b"partials", "subjects", b"subjects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCiphertext: _TypeAlias = BatchCiphertext  # noqa: Y015
+
+@_typing.final
+class PortfolioChunkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    HOP_INDEX_FIELD_NUMBER: _builtins.int
+    CHUNK_INDEX_FIELD_NUMBER: _builtins.int
+    PSEUDONYMS_FIELD_NUMBER: _builtins.int
+    INCLUSION_PROOF_FIELD_NUMBER: _builtins.int
+    ACCUMULATOR_FIELD_NUMBER: _builtins.int
+    hop_index: _builtins.int
+    chunk_index: _builtins.int
+    pseudonyms: _builtins.bytes
+    """the chunk's subject pseudonyms, 32 bytes each"""
+    @_builtins.property
+    def plan(self) -> _plan_pb2.SignedPlan: ...
+    @_builtins.property
+    def inclusion_proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """the chunk's leaf under the consent's Merkle root"""
+
+    @_builtins.property
+    def accumulator(self) -> Global___BatchCiphertext:
+        """absent for the first answering hop"""
+
+    def __init__(
+        self,
+        *,
+        plan: _plan_pb2.SignedPlan | None = ...,
+        hop_index: _builtins.int = ...,
+        chunk_index: _builtins.int = ...,
+        pseudonyms: _builtins.bytes = ...,
+        inclusion_proof: _abc.Iterable[_builtins.bytes] | None = ...,
+        accumulator: Global___BatchCiphertext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accumulator", b"accumulator", "plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accumulator", b"accumulator", "chunk_index", b"chunk_index", "hop_index", b"hop_index", "inclusion_proof", b"inclusion_proof", "plan", b"plan", "pseudonyms", b"pseudonyms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PortfolioChunkRequest: _TypeAlias = PortfolioChunkRequest  # noqa: Y015
+
+@_typing.final
+class PortfolioChunkReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCUMULATOR_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def accumulator(self) -> Global___BatchCiphertext: ...
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___HopOutcome]: ...
+    def __init__(
+        self,
+        *,
+        accumulator: Global___BatchCiphertext | None = ...,
+        outcomes: _abc.Iterable[Global___HopOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accumulator", b"accumulator"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accumulator", b"accumulator", "outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PortfolioChunkReply: _TypeAlias = PortfolioChunkReply  # noqa: Y015
+
+@_typing.final
 class JoinTrainingRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -44,6 +44,16 @@ class NodeStub:
                 request_serializer=proto_dot_v1_dot_node__pb2.JoinTrainingRequest.SerializeToString,
                 response_deserializer=proto_dot_v1_dot_node__pb2.JoinTrainingReply.FromString,
                 _registered_method=True)
+        self.OpenPortfolio = channel.unary_unary(
+                '/fedcredit.v1.Node/OpenPortfolio',
+                request_serializer=proto_dot_v1_dot_node__pb2.OpenPortfolioRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_node__pb2.OpenPortfolioReply.FromString,
+                _registered_method=True)
+        self.ContributePortfolio = channel.unary_unary(
+                '/fedcredit.v1.Node/ContributePortfolio',
+                request_serializer=proto_dot_v1_dot_node__pb2.PortfolioChunkRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_node__pb2.PortfolioChunkReply.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -68,6 +78,22 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenPortfolio(self, request, context):
+        """Portfolio re-scoring: the requester hands each hop of a batch plan its TenSEAL public key
+        (the plan commits to its digest) and the job's signed consent, once per job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ContributePortfolio(self, request, context):
+        """One chunk of a portfolio job, walked along the CHAIN like Contribute: add this member's
+        encrypted shares for the chunk's subjects and pass the accumulator on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +106,16 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.JoinTraining,
                     request_deserializer=proto_dot_v1_dot_node__pb2.JoinTrainingRequest.FromString,
                     response_serializer=proto_dot_v1_dot_node__pb2.JoinTrainingReply.SerializeToString,
+            ),
+            'OpenPortfolio': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenPortfolio,
+                    request_deserializer=proto_dot_v1_dot_node__pb2.OpenPortfolioRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_node__pb2.OpenPortfolioReply.SerializeToString,
+            ),
+            'ContributePortfolio': grpc.unary_unary_rpc_method_handler(
+                    servicer.ContributePortfolio,
+                    request_deserializer=proto_dot_v1_dot_node__pb2.PortfolioChunkRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_node__pb2.PortfolioChunkReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +172,60 @@ class Node:
             '/fedcredit.v1.Node/JoinTraining',
             proto_dot_v1_dot_node__pb2.JoinTrainingRequest.SerializeToString,
             proto_dot_v1_dot_node__pb2.JoinTrainingReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenPortfolio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Node/OpenPortfolio',
+            proto_dot_v1_dot_node__pb2.OpenPortfolioRequest.SerializeToString,
+            proto_dot_v1_dot_node__pb2.OpenPortfolioReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ContributePortfolio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Node/ContributePortfolio',
+            proto_dot_v1_dot_node__pb2.PortfolioChunkRequest.SerializeToString,
+            proto_dot_v1_dot_node__pb2.PortfolioChunkReply.FromString,
             options,
             channel_credentials,
             insecure,

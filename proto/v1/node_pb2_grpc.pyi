@@ -42,6 +42,14 @@ class NodeStub:
     starts a training server for the session and answers with that server's port. The session
     itself then runs over fedcredit.v1.Training.
     """
+    OpenPortfolio: _grpc.UnaryUnaryMultiCallable[_node_pb2.OpenPortfolioRequest, _node_pb2.OpenPortfolioReply]
+    """Portfolio re-scoring: the requester hands each hop of a batch plan its TenSEAL public key
+    (the plan commits to its digest) and the job's signed consent, once per job.
+    """
+    ContributePortfolio: _grpc.UnaryUnaryMultiCallable[_node_pb2.PortfolioChunkRequest, _node_pb2.PortfolioChunkReply]
+    """One chunk of a portfolio job, walked along the CHAIN like Contribute: add this member's
+    encrypted shares for the chunk's subjects and pass the accumulator on.
+    """
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -56,6 +64,14 @@ class NodeAsyncStub(NodeStub):
     loads its training table (features from its active snapshot; the guest also its labels),
     starts a training server for the session and answers with that server's port. The session
     itself then runs over fedcredit.v1.Training.
+    """
+    OpenPortfolio: _aio.UnaryUnaryMultiCallable[_node_pb2.OpenPortfolioRequest, _node_pb2.OpenPortfolioReply]  # type: ignore[assignment]
+    """Portfolio re-scoring: the requester hands each hop of a batch plan its TenSEAL public key
+    (the plan commits to its digest) and the job's signed consent, once per job.
+    """
+    ContributePortfolio: _aio.UnaryUnaryMultiCallable[_node_pb2.PortfolioChunkRequest, _node_pb2.PortfolioChunkReply]  # type: ignore[assignment]
+    """One chunk of a portfolio job, walked along the CHAIN like Contribute: add this member's
+    encrypted shares for the chunk's subjects and pass the accumulator on.
     """
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
@@ -80,6 +96,26 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         loads its training table (features from its active snapshot; the guest also its labels),
         starts a training server for the session and answers with that server's port. The session
         itself then runs over fedcredit.v1.Training.
+        """
+
+    @_abc_1.abstractmethod
+    def OpenPortfolio(
+        self,
+        request: _node_pb2.OpenPortfolioRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.OpenPortfolioReply, _abc.Awaitable[_node_pb2.OpenPortfolioReply]]:
+        """Portfolio re-scoring: the requester hands each hop of a batch plan its TenSEAL public key
+        (the plan commits to its digest) and the job's signed consent, once per job.
+        """
+
+    @_abc_1.abstractmethod
+    def ContributePortfolio(
+        self,
+        request: _node_pb2.PortfolioChunkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.PortfolioChunkReply, _abc.Awaitable[_node_pb2.PortfolioChunkReply]]:
+        """One chunk of a portfolio job, walked along the CHAIN like Contribute: add this member's
+        encrypted shares for the chunk's subjects and pass the accumulator on.
         """
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

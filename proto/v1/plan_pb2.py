@@ -25,21 +25,23 @@ _sym_db = _symbol_database.Default()
 from proto.v1 import crypto_pb2 as proto_dot_v1_dot_crypto__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13proto/v1/plan.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x15proto/v1/crypto.proto\"O\n\x03Hop\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12#\n\x08\x63hildren\x18\x03 \x03(\x0b\x32\x11.fedcredit.v1.Hop\"X\n\x0e\x46\x61llbackPolicy\x12\x18\n\x10skip_unreachable\x18\x01 \x01(\x08\x12\x16\n\x0ehop_timeout_ms\x18\x02 \x01(\r\x12\x14\n\x0cmin_answered\x18\x03 \x01(\r\"\xf7\x02\n\x04Plan\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x14\n\x0crequester_id\x18\x02 \x01(\t\x12\x36\n\rrequester_key\x18\x03 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKey\x12%\n\x04mode\x18\x04 \x01(\x0e\x32\x17.fedcredit.v1.RouteMode\x12 \n\x05route\x18\x05 \x03(\x0b\x32\x11.fedcredit.v1.Hop\x12\x16\n\x0eissued_unix_ms\x18\x06 \x01(\x03\x12\x17\n\x0f\x65xpires_unix_ms\x18\x07 \x01(\x03\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12.\n\x08\x66\x61llback\x18\t \x01(\x0b\x32\x1c.fedcredit.v1.FallbackPolicy\x12\x0f\n\x07purpose\x18\n \x01(\t\x12\x19\n\x11\x64irectory_version\x18\x0b \x01(\x04\x12\"\n\x1arequires_existing_customer\x18\x0c \x01(\x08\"=\n\nSignedPlan\x12\x0c\n\x04plan\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t*R\n\tRouteMode\x12\x1a\n\x16ROUTE_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10ROUTE_MODE_CHAIN\x10\x01\x12\x13\n\x0fROUTE_MODE_TREE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13proto/v1/plan.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x15proto/v1/crypto.proto\"O\n\x03Hop\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12#\n\x08\x63hildren\x18\x03 \x03(\x0b\x32\x11.fedcredit.v1.Hop\"X\n\x0e\x46\x61llbackPolicy\x12\x18\n\x10skip_unreachable\x18\x01 \x01(\x08\x12\x16\n\x0ehop_timeout_ms\x18\x02 \x01(\r\x12\x14\n\x0cmin_answered\x18\x03 \x01(\r\"\xa0\x03\n\x04Plan\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x14\n\x0crequester_id\x18\x02 \x01(\t\x12\x36\n\rrequester_key\x18\x03 \x01(\x0b\x32\x1f.fedcredit.v1.PaillierPublicKey\x12%\n\x04mode\x18\x04 \x01(\x0e\x32\x17.fedcredit.v1.RouteMode\x12 \n\x05route\x18\x05 \x03(\x0b\x32\x11.fedcredit.v1.Hop\x12\x16\n\x0eissued_unix_ms\x18\x06 \x01(\x03\x12\x17\n\x0f\x65xpires_unix_ms\x18\x07 \x01(\x03\x12\x15\n\rmodel_version\x18\x08 \x01(\t\x12.\n\x08\x66\x61llback\x18\t \x01(\x0b\x32\x1c.fedcredit.v1.FallbackPolicy\x12\x0f\n\x07purpose\x18\n \x01(\t\x12\x19\n\x11\x64irectory_version\x18\x0b \x01(\x04\x12\"\n\x1arequires_existing_customer\x18\x0c \x01(\x08\x12\'\n\x05\x62\x61tch\x18\r \x01(\x0b\x32\x18.fedcredit.v1.BatchTerms\"Z\n\nBatchTerms\x12\x10\n\x08subjects\x18\x01 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\r\x12\x12\n\nkey_sha256\x18\x03 \x01(\x0c\x12\x16\n\x0e\x63hunk_subjects\x18\x04 \x01(\r\"=\n\nSignedPlan\x12\x0c\n\x04plan\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t*R\n\tRouteMode\x12\x1a\n\x16ROUTE_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10ROUTE_MODE_CHAIN\x10\x01\x12\x13\n\x0fROUTE_MODE_TREE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.v1.plan_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTEMODE']._serialized_start=672
-  _globals['_ROUTEMODE']._serialized_end=754
+  _globals['_ROUTEMODE']._serialized_start=805
+  _globals['_ROUTEMODE']._serialized_end=887
   _globals['_HOP']._serialized_start=60
   _globals['_HOP']._serialized_end=139
   _globals['_FALLBACKPOLICY']._serialized_start=141
   _globals['_FALLBACKPOLICY']._serialized_end=229
   _globals['_PLAN']._serialized_start=232
-  _globals['_PLAN']._serialized_end=607
-  _globals['_SIGNEDPLAN']._serialized_start=609
-  _globals['_SIGNEDPLAN']._serialized_end=670
+  _globals['_PLAN']._serialized_end=648
+  _globals['_BATCHTERMS']._serialized_start=650
+  _globals['_BATCHTERMS']._serialized_end=740
+  _globals['_SIGNEDPLAN']._serialized_start=742
+  _globals['_SIGNEDPLAN']._serialized_end=803
 # @@protoc_insertion_point(module_scope)

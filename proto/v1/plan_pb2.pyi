@@ -120,6 +120,7 @@ class Plan(_message.Message):
     PURPOSE_FIELD_NUMBER: _builtins.int
     DIRECTORY_VERSION_FIELD_NUMBER: _builtins.int
     REQUIRES_EXISTING_CUSTOMER_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     requester_id: _builtins.str
     mode: Global___RouteMode.ValueType
@@ -141,6 +142,12 @@ class Plan(_message.Message):
     def route(self) -> _containers.RepeatedCompositeFieldContainer[Global___Hop]: ...
     @_builtins.property
     def fallback(self) -> Global___FallbackPolicy: ...
+    @_builtins.property
+    def batch(self) -> Global___BatchTerms:
+        """Set for a portfolio re-scoring job (fedcredit.v1.Node/ContributePortfolio), absent for a
+        joint evaluation: a node refuses a plan of the other kind.
+        """
+
     def __init__(
         self,
         *,
@@ -156,14 +163,49 @@ class Plan(_message.Message):
         purpose: _builtins.str = ...,
         directory_version: _builtins.int = ...,
         requires_existing_customer: _builtins.bool = ...,
+        batch: Global___BatchTerms | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["fallback", b"fallback", "requester_key", b"requester_key"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "fallback", b"fallback", "requester_key", b"requester_key"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["directory_version", b"directory_version", "expires_unix_ms", b"expires_unix_ms", "fallback", b"fallback", "issued_unix_ms", b"issued_unix_ms", "mode", b"mode", "model_version", b"model_version", "purpose", b"purpose", "query_id", b"query_id", "requester_id", b"requester_id", "requester_key", b"requester_key", "requires_existing_customer", b"requires_existing_customer", "route", b"route"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "directory_version", b"directory_version", "expires_unix_ms", b"expires_unix_ms", "fallback", b"fallback", "issued_unix_ms", b"issued_unix_ms", "mode", b"mode", "model_version", b"model_version", "purpose", b"purpose", "query_id", b"query_id", "requester_id", b"requester_id", "requester_key", b"requester_key", "requires_existing_customer", b"requires_existing_customer", "route", b"route"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Plan: _TypeAlias = Plan  # noqa: Y015
+
+@_typing.final
+class BatchTerms(_message.Message):
+    """What a portfolio plan covers: the requester commits to its TenSEAL public key and to the
+    number of subjects and chunks before any member computes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECTS_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
+    KEY_SHA256_FIELD_NUMBER: _builtins.int
+    CHUNK_SUBJECTS_FIELD_NUMBER: _builtins.int
+    subjects: _builtins.int
+    chunks: _builtins.int
+    key_sha256: _builtins.bytes
+    """SHA-256 of the requester's public key blob (mpc.batch_he)"""
+    chunk_subjects: _builtins.int
+    """subjects per chunk (the last one holds the rest), ≤ 4,096"""
+    def __init__(
+        self,
+        *,
+        subjects: _builtins.int = ...,
+        chunks: _builtins.int = ...,
+        key_sha256: _builtins.bytes = ...,
+        chunk_subjects: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_subjects", b"chunk_subjects", "chunks", b"chunks", "key_sha256", b"key_sha256", "subjects", b"subjects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchTerms: _TypeAlias = BatchTerms  # noqa: Y015
 
 @_typing.final
 class SignedPlan(_message.Message):

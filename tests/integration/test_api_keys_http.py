@@ -37,6 +37,7 @@ from node.api.metrics import ApiMetrics
 from node.api_keys import UNKNOWN_KEY_DETAIL, ApiKeyStore, ApiScope
 from node.api_keys_cli import api_keys_app
 from node.evaluation import EvaluationService
+from node.portfolio import PortfolioService
 from node.settings import NodeSettings
 
 pytestmark = pytest.mark.integration
@@ -94,6 +95,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     keys = ApiKeyStore(db_path, clock)
     context = ApiContext(
         evaluations=cast(EvaluationService, None),  # these routes never evaluate
+        portfolios=cast(PortfolioService, None),
         api_keys=keys,
         metrics=ApiMetrics(),
         health=HealthProbe(member_id="bank", registered=lambda: True, subjects=lambda: 0),

@@ -127,6 +127,14 @@ class Sloth(node_pb2_grpc.NodeServicer):
                      context: grpc.ServicerContext) -> node_pb2.JoinTrainingReply:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "not a training party")
 
+    def OpenPortfolio(self, request: node_pb2.OpenPortfolioRequest,  # noqa: N802
+                      context: grpc.ServicerContext) -> node_pb2.OpenPortfolioReply:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "no portfolio jobs here")
+
+    def ContributePortfolio(self, request: node_pb2.PortfolioChunkRequest,  # noqa: N802
+                            context: grpc.ServicerContext) -> node_pb2.PortfolioChunkReply:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "no portfolio jobs here")
+
 
 @pytest.fixture
 def sloth(fresh_alliance: InProcessAlliance, other_keypair: PaillierKeyPair) -> Iterator[int]:
