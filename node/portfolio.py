@@ -47,7 +47,6 @@ from fedcredit.errors import (
     ErrorCode,
     FedCreditError,
     InvalidRequestError,
-    MalformedIdentifierError,
     ModelUnavailableError,
 )
 from fedcredit.protocol import (
@@ -60,10 +59,10 @@ from fedcredit.protocol import (
     SignedConsent,
 )
 from fedcredit.tls import IdentityHolder
-from mpc.batch_he import CHUNK_SUBJECTS, BatchKeyPair, decrypt
+from mpc.batch_he import CHUNK_SUBJECTS, BatchKeyPair, BatchShare, decrypt
 from mpc.contribution import EXPOSURE_FIELDS
 from mpc.merkle import inclusion_proofs, root_from_leaves
-from mpc.pseudonym import IdentifierType, SubjectKey, ledger_subject_tag, pseudonymize
+from mpc.pseudonym import IdentifierType, SubjectKey, ledger_subject_tag, pseudonymize_many
 from node.audit_trail import AuditTrail
 from node.batch_share import batch_share
 from node.blacklist import SubjectFlags
@@ -135,6 +134,21 @@ class _Totals:
                    np.zeros(n, np.int64))
 
 
+class _Steps:
+    """Seconds per step of a job, for its summary (where the time goes)."""
+
+    def __init__(self, started: float) -> None:
+        self._last = self._started = started
+        self.seconds: dict[str, float] = {}
+
+    def mark(self, name: str) -> dict[str, float]:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 3)
+        self.seconds["worker_seconds"] = round(now - self._started, 3)
+        self._last = now
+        return self.seconds
+
+
 class PortfolioService:
     def __init__(
         self,
@@ -194,7 +208,9 @@ class PortfolioService:
                                code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
         if self._model_version:
             self._requester_slice(self._model_version)
-        pseudonyms = _pseudonyms(self._subject_key, request.id_type, request.identifiers)
+        pseudonyms = np.frombuffer(
+            pseudonymize_many(self._subject_key, request.id_type, request.identifiers),
+            dtype=np.dtype((np.void, PSEUDONYM_BYTES)))
         unique, inverse = np.unique(pseudonyms, return_inverse=True)
         now = self._clock()
         record = JobRecord(
@@ -286,11 +302,13 @@ class PortfolioService:
     def _execute(self, record: JobRecord, terms: ConsentTerms, unique: npt.NDArray[Any],
                  inverse: npt.NDArray[np.int64], cancel: threading.Event,
                  started: float) -> JobRecord:
+        steps = _Steps(started)
         # 1. Only subjects this member knows: it attests the relationship for each of them.
+        # Their records are read once, here; this member's own shares come from them below.
         keys = [bytes(p) for p in unique]
-        customers = np.concatenate([
-            self._store.lookup_many(keys[i:i + CHUNK_SUBJECTS]).found
-            for i in range(0, len(keys), CHUNK_SUBJECTS)])
+        blocks = [(keys[i:i + CHUNK_SUBJECTS], self._store.lookup_many(keys[i:i + CHUNK_SUBJECTS]))
+                  for i in range(0, len(keys), CHUNK_SUBJECTS)]
+        customers = np.concatenate([found.found for _, found in blocks])
         subjects = _Subjects(unique, inverse, customers)
         job_keys = [k for k, known in zip(keys, customers, strict=True) if known]
         if not job_keys:
@@ -303,6 +321,7 @@ class PortfolioService:
         root, proofs = root_from_leaves(leaves), inclusion_proofs(leaves)
         record = self._save(record, chunks=len(chunks), summary={
             "not_a_customer": int(np.count_nonzero(~customers))})
+        steps.mark("lookup_seconds")
 
         # 2.-3. Key, plan, consent (in the ledger first), open the job at every hop.
         keypair = BatchKeyPair.generate()
@@ -315,10 +334,21 @@ class PortfolioService:
         ) or plan.purpose is not terms.purpose:
             raise FedCreditError("the plan does not match the job", code=ErrorCode.PLAN_INVALID)
         model = self._requester_slice(plan.model_version)
+        steps.mark("key_and_plan_seconds")
+        now = self._clock()
+        own_partials = np.zeros(len(keys))
+        own_exposures = np.zeros((len(keys), len(EXPOSURE_FIELDS)), dtype=np.int64)
+        for start, (names, found) in zip(range(0, len(keys), CHUNK_SUBJECTS), blocks,
+                                         strict=True):
+            own, _ = batch_share(names, found, model, self._flags.flagged_among(names, now))
+            own_partials[start:start + len(names)] = own.partials
+            own_exposures[start:start + len(names)] = own.exposures
+        del blocks
+        steps.mark("own_shares_seconds")
         consent = self._consent(terms, plan, root, batch)
         record = self._save(record, query_id=plan.query_id, model_version=plan.model_version)
         opened = self._forwarder.open_portfolio(plan, signed, consent, keypair.public.wire)
-        planned = time.perf_counter()
+        steps.mark("consent_and_open_seconds")
 
         # 4. The chunks, a few in flight; results land in place by subject index.
         totals = _Totals.empty(len(unique))
@@ -330,7 +360,7 @@ class PortfolioService:
         def one(i: int) -> tuple[int, tuple[HopOutcome, ...]]:
             if cancel.is_set():
                 return i, ()
-            names = job_keys[i * size:(i + 1) * size]
+            at = index_of_job[i * size:(i + 1) * size]
             accumulator, outcomes = self._forwarder.forward_chunk(
                 plan, signed, keypair.public, i, chunks[i], proofs[i], 0, None,
                 plan.expires_unix_ms)
@@ -338,12 +368,9 @@ class PortfolioService:
             if accumulator is None or answered < plan.fallback.min_answered:
                 raise CoverageError(f"chunk {i}: {answered} member(s) answered; policy requires "
                                     f"{plan.fallback.min_answered}")
-            joint = decrypt(keypair, accumulator)
-            own, _ = batch_share(names, self._store.lookup_many(names), model,
-                                 self._flags.flagged_among(names, self._clock()))
-            total = joint + own
+            total = decrypt(keypair, accumulator) + BatchShare(own_partials[at],
+                                                               own_exposures[at])
             scored = assess_many(total.partials, model.intercept, model.scale)
-            at = index_of_job[i * size:i * size + len(names)]
             totals.logits[at] = scored.logits
             totals.probabilities[at] = scored.default_probabilities
             totals.scores[at] = scored.scores
@@ -365,7 +392,7 @@ class PortfolioService:
                 record = self._save(record, chunks_done=done)
         if cancel.is_set():
             return self._save(record, state=JobState.CANCELLED, error_detail="cancelled")
-        routed = time.perf_counter()
+        steps.mark("route_seconds")
 
         # 5. Results in the request's row order, then the completion in the ledger.
         path = self._jobs.directory(record.job_id) / RESULTS_PARQUET
@@ -385,9 +412,7 @@ class PortfolioService:
             "members_asked": len(plan.route),
             "members_answered_min": worst,
             "skipped": [{"member_id": m, "error_code": c} for m, c in sorted(skipped.items())],
-            "prepare_seconds": round(planned - started, 3),
-            "route_seconds": round(routed - planned, 3),
-            "total_seconds": round(time.perf_counter() - started, 3),
+            **steps.mark("results_seconds"),
         })
 
     def _consent(self, terms: ConsentTerms, plan: Plan, root: bytes, batch: BatchTerms
@@ -422,19 +447,6 @@ class PortfolioService:
         updated = replace(record, updated_ms=self._clock(), **changes)
         self._jobs.save(updated)
         return updated
-
-
-def _pseudonyms(key: SubjectKey, id_type: IdentifierType, identifiers: Sequence[str]
-                ) -> npt.NDArray[Any]:
-    """(rows,) void32: each identifier's pseudonym; a malformed one names its row."""
-    out = bytearray(PSEUDONYM_BYTES * len(identifiers))
-    for row, identifier in enumerate(identifiers):
-        try:
-            value = pseudonymize(key, id_type, identifier).value
-        except MalformedIdentifierError as exc:
-            raise MalformedIdentifierError(f"row {row}: {exc.detail}") from None
-        out[row * PSEUDONYM_BYTES:(row + 1) * PSEUDONYM_BYTES] = value
-    return np.frombuffer(bytes(out), dtype=np.dtype((np.void, PSEUDONYM_BYTES)))
 
 
 def _write_results(path: Path, subjects: _Subjects, totals: _Totals) -> None:

@@ -10,25 +10,32 @@ the coordinator never sees a subject pseudonym."""
 
 from __future__ import annotations
 
+import io
 import struct
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from fedcredit.demo.population import Population, generate, pooled_result, population_alliance
 from fedcredit.demo.runner import evaluation_body
 from fedcredit.launcher import LocalAlliance
 from fedcredit.transcript import read_transcript
-from mpc.contribution import FIXED_POINT_SCALE
+from mpc.batch_he import pack_lanes
+from mpc.contribution import EXPOSURE_FIELDS, FIXED_POINT_SCALE
 from mpc.pseudonym import SubjectKey, pseudonymize
+from node.ingest.snapshot import EXPOSURE_COLUMNS
 from tests.support.wire import Capture, RecordingProxy
 
 pytestmark = pytest.mark.e2e
 EVALUATIONS = 6
+PORTFOLIO_ROWS = 40
 
 
 # Needles of 4 bytes or fewer would match random ciphertext bytes by chance (about one in
@@ -129,13 +136,58 @@ def transcript(request: pytest.FixtureRequest,
                                                       population.id_type.value, index, rng))
             assert response.status_code == 201, response.text
             reports.append(response.json())
+        portfolio = run_portfolio(http, alliance, population) if request.param == "chain" else None
     for proxy in proxies.values():
         proxy.close()
     exit_codes = alliance.stop()  # already stopped by the with-block: reports the exit codes
     assert exit_codes == dict.fromkeys(["bank", "finco", "shop", "coordinator"], 0)
     key = SubjectKey.from_hex(alliance.subject_key_hex)
     received = {path.stem: list(read_transcript(path)) for path in transcripts.glob("*.bin")}
-    yield population, indices, reports, capture, key, alliance, received
+    yield population, indices, reports, capture, key, alliance, received, portfolio
+
+
+def run_portfolio(http: httpx.Client, alliance: LocalAlliance, population: Population
+                  ) -> tuple[list[int], list[dict]]:
+    """A portfolio job at the requester "bank": its customers among the first subjects."""
+    bank = next(i for i in population.institutions if i.profile.member_id == "bank")
+    rows = [int(i) for i in np.flatnonzero(bank.has_record[:PORTFOLIO_ROWS])]
+    expires = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    url = f"{alliance.http_url('bank')}/v1/portfolio-evaluations"
+    response = http.post(url, json={
+        "subjects": {"id_type": "cn_resident_id",
+                     "identifiers": [population.identifiers[i] for i in rows]},
+        "consent": {"purpose": "account_review", "expires_at": expires,
+                    "relationship": "existing_customer", "reference": "book-review"}})
+    assert response.status_code == 202, response.text
+    location = f"{alliance.http_url('bank')}{response.headers['Location']}"
+    deadline = time.monotonic() + 60
+    while (job := http.get(location).json())["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert job["state"] == "succeeded", job
+    results = pq.read_table(io.BytesIO(http.get(
+        f"{alliance.http_url('bank')}{job['results']['parquet']}").content)).to_pylist()
+    return rows, results
+
+
+def portfolio_secrets(population: Population, index: int, result: dict
+                      ) -> dict[str, list[bytes]]:
+    """What must never appear on the wire for one subject of the portfolio job: besides what
+    an evaluation must not leak, each member's packed BFV lanes in the clear."""
+    needles = secrets_of(population, index, result)
+    for inst in population.institutions:
+        if not inst.has_record[index]:
+            continue
+        exposures = np.zeros((1, len(EXPOSURE_FIELDS)), dtype=np.int64)
+        for j, name in enumerate(EXPOSURE_COLUMNS):
+            exposures[0, j] = inst.exposures[name][index]
+        exposures[0, EXPOSURE_FIELDS.index("has_record")] = 1
+        exposures[0, EXPOSURE_FIELDS.index("with_active_loans")] = int(
+            inst.exposures["active_loans"][index] > 0)
+        needles[f"{inst.profile.member_id} plaintext lanes"] = [
+            enc for lane in pack_lanes(exposures)[:, 0] if int(lane) >= 1 << 16
+            for enc in int_encodings(int(lane))]
+    return needles
 
 
 def party_view(received: dict[str, list[tuple[int, str, bytes]]], party: str | None = None
@@ -147,7 +199,7 @@ def party_view(received: dict[str, list[tuple[int, str, bytes]]], party: str | N
 
 def test_the_capture_saw_the_protocol(transcript: tuple) -> None:
     """Positive controls: the proxies sat on every link, the transcripts saw the messages."""
-    population, indices, reports, capture, key, alliance, received = transcript
+    population, indices, reports, capture, key, alliance, received, _ = transcript
     methods = {name: {m for _, m, _ in records} for name, records in received.items()}
     assert {"/fedcredit.v1.Coordinator/PlanEvaluation", "/fedcredit.v1.Coordinator/Announce",
             "/fedcredit.v1.Coordinator/RecordAudit"} <= methods["coordinator"]
@@ -161,7 +213,7 @@ def test_the_capture_saw_the_protocol(transcript: tuple) -> None:
 
 def test_every_link_is_tls(transcript: tuple) -> None:
     """On the wire nothing is readable: no method names, no pseudonyms, only TLS records."""
-    population, indices, _, capture, key, alliance, _ = transcript
+    population, indices, _, capture, key, alliance, _, _ = transcript
     for link in ("coordinator", *(s.member_id for s in alliance.nodes)):
         wire = capture.link(link)
         assert wire[:3] in (b"\x16\x03\x01", b"\x16\x03\x03"), link  # a TLS handshake first
@@ -173,7 +225,7 @@ def test_every_link_is_tls(transcript: tuple) -> None:
 @pytest.mark.parametrize("level", ["wire", "parties"])
 def test_no_raw_identifier_feature_or_plaintext_result_crosses(transcript: tuple,
                                                                level: str) -> None:
-    population, indices, reports, capture, _, _, received = transcript
+    population, indices, reports, capture, _, _, received, _ = transcript
     seen = capture.everything() if level == "wire" else party_view(received)
     assert len(seen) > 50_000
     print(f"{level}: {len(seen)} bytes")
@@ -187,7 +239,7 @@ def test_no_raw_identifier_feature_or_plaintext_result_crosses(transcript: tuple
 
 
 def test_the_coordinator_never_sees_a_pseudonym(transcript: tuple) -> None:
-    population, indices, _, _, key, _, received = transcript
+    population, indices, _, _, key, _, received, _ = transcript
     coordinator_bytes = party_view(received, "coordinator")
     assert len(coordinator_bytes) > 10_000
     for index in indices:
@@ -197,14 +249,14 @@ def test_the_coordinator_never_sees_a_pseudonym(transcript: tuple) -> None:
 
 
 def test_the_subject_key_never_crosses(transcript: tuple) -> None:
-    _, _, _, capture, key, _, received = transcript
+    _, _, _, capture, key, _, received, _ = transcript
     for seen in (capture.everything(), party_view(received)):
         assert key.secret not in seen and key.secret.hex().encode() not in seen
 
 
 def test_the_needles_would_catch_a_leak(transcript: tuple) -> None:
     """A test that would pass with the check deleted is no test: plant a leak and find it."""
-    population, indices, reports, _, _, _, _ = transcript
+    population, indices, reports, _, _, _, _, _ = transcript
     index, report = indices[0], reports[0]
     inst = next(i for i in population.institutions if i.has_record[index])
     value = float(next(iter(inst.features.values()))[index])
@@ -232,7 +284,34 @@ def test_the_needles_would_catch_a_leak(transcript: tuple) -> None:
 
 
 def test_logs_hold_no_raw_identifier(transcript: tuple) -> None:
-    population, indices, _, _, _, alliance, _ = transcript
+    population, indices, _, _, _, alliance, _, _ = transcript
     logs = b"".join(p.read_bytes() for p in Path(alliance.workdir, "logs").glob("*.log"))
     for index in indices:
         assert population.identifiers[index].encode() not in logs
+
+
+@pytest.mark.parametrize("level", ["wire", "parties"])
+def test_a_portfolio_job_leaks_nothing_either(transcript: tuple, level: str) -> None:
+    """A portfolio job (CKKS partials, packed BFV lanes, chunks of pseudonyms) shows no raw
+    identifier, feature value or plaintext share or total either; only its pseudonyms reach
+    the members, never the coordinator."""
+    population, _, _, capture, key, _, received, portfolio = transcript
+    if portfolio is None:
+        pytest.skip("the portfolio job runs once, with the chain alliance")
+    rows, results = portfolio
+    methods = {m for records in received.values() for _, m, _ in records}
+    assert {"/fedcredit.v1.Node/OpenPortfolio", "/fedcredit.v1.Node/ContributePortfolio"} <= (
+        methods)
+    assert all(r["status"] == "scored" and r["members_answered"] == 2 for r in results)
+    seen = capture.everything() if level == "wire" else party_view(received)
+    leaks = [f"portfolio subject #{index}: {what}"
+             for index, result in zip(rows, results, strict=True)
+             for what, needles in portfolio_secrets(population, index, result).items()
+             if any(needle in seen for needle in needles)]
+    assert leaks == []
+    coordinator_bytes = party_view(received, "coordinator")
+    for index in rows:
+        pseudonym = pseudonymize(key, "cn_resident_id", population.identifiers[index]).value
+        assert pseudonym not in coordinator_bytes
+        if level == "parties":
+            assert pseudonym in party_view(received, "finco")  # the members look it up
