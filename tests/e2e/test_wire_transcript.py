@@ -184,8 +184,11 @@ def portfolio_secrets(population: Population, index: int, result: dict
         exposures[0, EXPOSURE_FIELDS.index("has_record")] = 1
         exposures[0, EXPOSURE_FIELDS.index("with_active_loans")] = int(
             inst.exposures["active_loans"][index] > 0)
+        # A lane with a single bit field set (e.g. only has_record: exactly 2^40) is a bare
+        # power of two that ciphertext headers hold too; a lane with 3+ non-zero bytes is not.
         needles[f"{inst.profile.member_id} plaintext lanes"] = [
-            enc for lane in pack_lanes(exposures)[:, 0] if int(lane) >= 1 << 16
+            enc for lane in pack_lanes(exposures)[:, 0]
+            if sum(b != 0 for b in int(lane).to_bytes(8, "little")) >= 3
             for enc in int_encodings(int(lane))]
     return needles
 
