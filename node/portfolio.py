@@ -20,6 +20,7 @@ fails the jobs it interrupted (JOB_INTERRUPTED): their secret keys died with the
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import logging
 import threading
@@ -306,8 +307,11 @@ class PortfolioService:
         # 1. Only subjects this member knows: it attests the relationship for each of them.
         # Their records are read once, here; this member's own shares come from them below.
         keys = [bytes(p) for p in unique]
-        blocks = [(keys[i:i + CHUNK_SUBJECTS], self._store.lookup_many(keys[i:i + CHUNK_SUBJECTS]))
-                  for i in range(0, len(keys), CHUNK_SUBJECTS)]
+        names_of = [keys[i:i + CHUNK_SUBJECTS] for i in range(0, len(keys), CHUNK_SUBJECTS)]
+        # Two readers: the store's driver releases the GIL while it searches its index.
+        with ThreadPoolExecutor(2, thread_name_prefix="portfolio-read") as readers:
+            blocks = list(zip(names_of, readers.map(self._store.lookup_many, names_of),
+                              strict=True))
         customers = np.concatenate([found.found for _, found in blocks])
         subjects = _Subjects(unique, inverse, customers)
         job_keys = [k for k, known in zip(keys, customers, strict=True) if known]
@@ -449,12 +453,20 @@ class PortfolioService:
         return updated
 
 
+def _hex_column(data: bytes, rows: int) -> pa.Array:
+    """Fixed-width pseudonyms as a column of hex strings, built without a Python loop."""
+    width = 2 * PSEUDONYM_BYTES
+    offsets = np.arange(0, width * (rows + 1), width, dtype=np.int64)
+    return pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets.tobytes()),
+                                            pa.py_buffer(binascii.hexlify(data)))
+
+
 def _write_results(path: Path, subjects: _Subjects, totals: _Totals) -> None:
     inv = subjects.inverse
     scored = subjects.customers[inv]
     columns: dict[str, Any] = {
         "row": pa.array(np.arange(len(inv), dtype=np.int64)),
-        "subject_pseudonym": pa.array([bytes(p).hex() for p in subjects.unique[inv]]),
+        "subject_pseudonym": _hex_column(subjects.unique[inv].tobytes(), len(inv)),
         "status": pa.array(np.where(scored, "scored", "not_a_customer")),
         "score": pa.array(totals.scores[inv], mask=~scored),
         "default_probability": pa.array(totals.probabilities[inv], mask=~scored),

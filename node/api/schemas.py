@@ -298,7 +298,8 @@ class InquiryHistoryOut(BaseModel):
 
 
 class PortfolioSubjectsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "id_type": "cn_resident_id", "identifiers": ["11010519491231002X"]}]})
     id_type: IdentifierType = Field(description="Type of every identifier in the list.")
     identifiers: list[str] = Field(
         min_length=1,
@@ -324,11 +325,19 @@ class PortfolioCreate(BaseModel):
 
 
 class JobErrorOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "code": "INSUFFICIENT_COVERAGE",
+        "detail": "chunk 12: 1 member(s) answered; policy requires 2"}]})
     code: str
     detail: str
 
 
 class PortfolioResultsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "parquet": "/v1/portfolio-evaluations/0b7d7c1e-2f55-4a8e-9d55-6f3c1e8a9b10/results"
+                   "?format=parquet",
+        "csv": "/v1/portfolio-evaluations/0b7d7c1e-2f55-4a8e-9d55-6f3c1e8a9b10/results"
+               "?format=csv"}]})
     parquet: str = Field(description="Download path of the results as Parquet.")
     csv: str = Field(description="Download path of the results as CSV.")
 
