@@ -65,6 +65,18 @@ def contribution_for(record: SubjectRecord | None, model: ModelSlice,
     )
 
 
+def require_coverage(outcomes: tuple[HopOutcome, ...], minimum: int) -> None:
+    """Withhold a sum holding fewer than ``minimum`` members' shares: the hop that started it
+    calls this before its reply goes back to the key holder."""
+    answered = sum(1 for o in outcomes if o.answered)
+    if answered < minimum:
+        skipped = describe_skips(outcomes)
+        raise CoverageError(
+            f"{answered} member(s) answered, policy requires {minimum}; the sum was withheld"
+            + (f" (skipped: {skipped})" if skipped else "")
+        )
+
+
 class ContributionService:
     def __init__(
         self,
@@ -143,7 +155,7 @@ class ContributionService:
         if incoming is None:
             # This member started the sum, so its reply goes straight back to the requester:
             # never let a ciphertext holding fewer than min_answered shares reach the key holder.
-            self._require_coverage(outcomes, plan.fallback.min_answered)
+            require_coverage(outcomes, plan.fallback.min_answered)
         return RouteResult(later.accumulator, outcomes, later.key)
 
     def _contribute_in_tree(self, call: ContributeCall, plan: Plan, caller: CertifiedIdentity,
@@ -182,7 +194,7 @@ class ContributionService:
                 else HopOutcome(self._member_id, False, declined.code.value))
         outcomes = (mine, *below.outcomes)
         if position.parent is None:
-            self._require_coverage(outcomes, plan.fallback.min_answered)
+            require_coverage(outcomes, plan.fallback.min_answered)
         if below.accumulator is not None:
             self._record(call, plan, below.accumulator)
         return RouteResult(below.accumulator, outcomes, below.key)
@@ -240,12 +252,3 @@ class ContributionService:
         if caller_deadline_ms is None:
             return plan.expires_unix_ms
         return min(plan.expires_unix_ms, caller_deadline_ms)
-
-    def _require_coverage(self, outcomes: tuple[HopOutcome, ...], minimum: int) -> None:
-        answered = sum(1 for o in outcomes if o.answered)
-        if answered < minimum:
-            skipped = describe_skips(outcomes)
-            raise CoverageError(
-                f"{answered} member(s) answered, policy requires {minimum}; the sum was withheld"
-                + (f" (skipped: {skipped})" if skipped else "")
-            )

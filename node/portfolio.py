@@ -87,6 +87,8 @@ from scoring.model import ModelSlice
 log = logging.getLogger(__name__)
 
 PSEUDONYM_BYTES = 32
+#: Jobs one node runs at once (a million subjects take about 1 GB at the requester).
+MAX_RUNNING_JOBS = 2
 #: Result columns after ``row``, ``subject_pseudonym`` and ``status``.
 EXPOSURE_COLUMNS_OUT = {
     "outstanding_debt_cents": "outstanding_debt_cents",
@@ -218,13 +220,16 @@ class PortfolioService:
             job_id=str(uuid.uuid4()), state=JobState.QUEUED, created_ms=now, updated_ms=now,
             rows=rows, subjects=len(unique), chunks=0, chunks_done=0,
             purpose=terms.purpose.value, model_version=self._model_version)
-        self._jobs.create(record)
         cancel = threading.Event()
         thread = threading.Thread(
             target=self._run, args=(record, terms, unique, inverse.astype(np.int64).ravel(),
                                     cancel),
             name=f"portfolio-{record.job_id[:8]}", daemon=True)
         with self._lock:
+            if len(self._threads) >= MAX_RUNNING_JOBS:
+                raise ConflictError(f"{MAX_RUNNING_JOBS} portfolio jobs are running at this "
+                                    "node; start this one when one has ended")
+            self._jobs.create(record)
             self._cancel[record.job_id] = cancel
             self._threads[record.job_id] = thread
         thread.start()
@@ -239,19 +244,11 @@ class PortfolioService:
     def cancel(self, job_id: str) -> JobRecord:
         record = self._jobs.get(job_id)
         if record.state.finished:
-            raise ConflictError(f"the job has {record.state.value}: nothing to cancel")
+            raise ConflictError(f"the job has ended ({record.state.value}): nothing to cancel")
         with self._lock:
             event = self._cancel.get(job_id)
         if event is not None:
             event.set()
-        return self._jobs.get(job_id)
-
-    def wait(self, job_id: str, timeout_s: float | None = None) -> JobRecord:
-        """Block until the job's worker ends (tests, the CLI)."""
-        with self._lock:
-            thread = self._threads.get(job_id)
-        if thread is not None:
-            thread.join(timeout_s)
         return self._jobs.get(job_id)
 
     def results(self, job_id: str, fmt: str) -> str:
@@ -299,6 +296,7 @@ class PortfolioService:
         finally:
             with self._lock:
                 self._cancel.pop(record.job_id, None)
+                self._threads.pop(record.job_id, None)
 
     def _execute(self, record: JobRecord, terms: ConsentTerms, unique: npt.NDArray[Any],
                  inverse: npt.NDArray[np.int64], cancel: threading.Event,
@@ -308,10 +306,7 @@ class PortfolioService:
         # Their records are read once, here; this member's own shares come from them below.
         keys = [bytes(p) for p in unique]
         names_of = [keys[i:i + CHUNK_SUBJECTS] for i in range(0, len(keys), CHUNK_SUBJECTS)]
-        # Two readers: the store's driver releases the GIL while it searches its index.
-        with ThreadPoolExecutor(2, thread_name_prefix="portfolio-read") as readers:
-            blocks = list(zip(names_of, readers.map(self._store.lookup_many, names_of),
-                              strict=True))
+        blocks = [(names, self._store.lookup_many(names)) for names in names_of]
         customers = np.concatenate([found.found for _, found in blocks])
         subjects = _Subjects(unique, inverse, customers)
         job_keys = [k for k, known in zip(keys, customers, strict=True) if known]

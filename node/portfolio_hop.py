@@ -24,7 +24,6 @@ from fedcredit.clock import Clock
 from fedcredit.consents import verify_consent
 from fedcredit.errors import (
     ConsentError,
-    CoverageError,
     ErrorCode,
     FedCreditError,
     KeyMismatchError,
@@ -35,7 +34,6 @@ from fedcredit.protocol import (
     Plan,
     Purpose,
     SignedPlan,
-    describe_skips,
 )
 from fedcredit.serde import consent_from_bytes
 from mpc.batch_he import BatchCipher, BatchPublicKey, add, encrypt, to_wire
@@ -44,7 +42,7 @@ from mpc.pki import CertifiedIdentity
 from node.audit_trail import AuditTrail
 from node.batch_share import batch_share
 from node.blacklist import SubjectFlags
-from node.contribution import ContributionService
+from node.contribution import ContributionService, require_coverage
 from node.models import ModelCatalog
 from node.route import RouteForwarder
 from node.serde import OpenPortfolioCall, PortfolioChunkCall
@@ -187,14 +185,8 @@ class PortfolioHop:
             plan, call.plan, job.key, call.chunk_index, pseudonyms, call.proof,
             call.hop_index + 1, accumulator, deadline)
         outcomes = (HopOutcome(self._member_id, True), *later)
-        if incoming is None:
-            answered = sum(1 for o in outcomes if o.answered)
-            if answered < plan.fallback.min_answered:
-                skipped = describe_skips(outcomes)
-                raise CoverageError(
-                    f"{answered} member(s) answered, policy requires "
-                    f"{plan.fallback.min_answered}; the sum was withheld"
-                    + (f" (skipped: {skipped})" if skipped else ""))
+        if incoming is None:  # this hop started the sum: its reply goes to the key holder
+            require_coverage(outcomes, plan.fallback.min_answered)
         return final, outcomes
 
     def _job(self, query_id: str) -> _Job:

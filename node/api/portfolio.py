@@ -61,7 +61,7 @@ def _out(record: JobRecord) -> PortfolioOut:
         ErrorCode.UNKNOWN_API_KEY, ErrorCode.PERMISSION_DENIED, ErrorCode.INVALID_REQUEST,
         ErrorCode.MALFORMED_IDENTIFIER, ErrorCode.CONSENT_EXPIRED,
         ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED, ErrorCode.MESSAGE_TOO_LARGE,
-        ErrorCode.MODEL_VERSION_UNAVAILABLE, ErrorCode.INTERNAL,
+        ErrorCode.MODEL_VERSION_UNAVAILABLE, ErrorCode.RESOURCE_CONFLICT, ErrorCode.INTERNAL,
     ),
 )
 def create_portfolio(body: PortfolioCreate, response: Response, _: CanCreateEvaluations,

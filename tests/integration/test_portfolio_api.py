@@ -226,9 +226,14 @@ def test_a_cancelled_job_stops_before_its_next_chunk_and_has_no_results(
     base = f"{alliance.url('bank')}/v1/portfolio-evaluations"
     job_id = http.post(base, json=portfolio(ids)).json()["job_id"]
     assert started.wait(20)
-    cancelled = http.post(f"{base}/{job_id}/cancel")
-    assert cancelled.status_code == 200
+    second = http.post(base, json=portfolio(ids[:10]))
+    assert second.status_code == 202
+    third = http.post(base, json=portfolio(ids[:10]))  # two run at most
+    assert third.status_code == 409 and third.json()["error"]["code"] == "RESOURCE_CONFLICT"
+    for job_to_cancel in (job_id, second.json()["job_id"]):
+        assert http.post(f"{base}/{job_to_cancel}/cancel").status_code == 200
     release.set()
+    assert wait_done(http, f"{base}/{second.json()['job_id']}")["state"] == "cancelled"
     job = wait_done(http, f"{base}/{job_id}")
     assert job["state"] == "cancelled" and job["chunks_done"] < job["chunks"]
     assert job["results"] is None
@@ -236,7 +241,7 @@ def test_a_cancelled_job_stops_before_its_next_chunk_and_has_no_results(
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "RESOURCE_CONFLICT"
     listed = http.get(base, params={"limit": 5}).json()["jobs"]
-    assert listed[0]["job_id"] == job_id
+    assert {j["job_id"] for j in listed[:2]} == {job_id, second.json()["job_id"]}
 
 
 def test_the_ledger_holds_the_job_and_no_subject(
