@@ -11,6 +11,7 @@ applicant to other members.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from fedcredit.errors import ConsentError, ErrorCode, InvalidSignature
 from fedcredit.protocol import (
@@ -44,6 +45,18 @@ def consent_for(terms: ConsentTerms, plan: Plan, pseudonym: bytes, now_ms: int) 
         reference_digest=reference_digest(terms.reference),
         relationship=terms.relationship,
     )
+
+
+def consent_ledger_body(record: Consent, signed: SignedConsent) -> dict[str, Any]:
+    """What the ledger's consent entry holds: digests and terms, never the pseudonym."""
+    return {
+        "consent_sha256": hashlib.sha256(signed.body).hexdigest(),
+        "purpose": record.purpose.value,
+        "issued_ms": record.issued_unix_ms,
+        "expires_ms": record.expires_unix_ms,
+        "reference_sha256": record.reference_digest.hex(),
+        "relationship": record.relationship.value,
+    }
 
 
 def sign_consent(consent: Consent, signer: Signer) -> SignedConsent:

@@ -65,6 +65,18 @@ def contribution_for(record: SubjectRecord | None, model: ModelSlice,
     )
 
 
+def check_chain_caller(plan: Plan, hop_index: int, caller: str, accumulator: bool) -> None:
+    """A CHAIN hop is called by the requester or an earlier hop; the requester only ever starts
+    a sum and a hop only ever passes one on. A requester that handed a late hop a ciphertext of
+    its own making would get back one member's share."""
+    earlier = {plan.requester_id, *(h.member_id for h in plan.route[:hop_index])}
+    if caller not in earlier:
+        raise PermissionDeniedError("only the requester or an earlier hop may call this hop")
+    if (caller == plan.requester_id) != (not accumulator):
+        raise PermissionDeniedError(
+            "the requester starts the sum without an accumulator; a hop passes one on")
+
+
 def require_coverage(outcomes: tuple[HopOutcome, ...], minimum: int) -> None:
     """Withhold a sum holding fewer than ``minimum`` members' shares: the hop that started it
     calls this before its reply goes back to the key holder."""
@@ -134,14 +146,7 @@ class ContributionService:
         ):
             raise FedCreditError("this member is not the addressed hop",
                                  code=ErrorCode.NOT_ON_ROUTE)
-        earlier = {plan.requester_id, *(h.member_id for h in plan.route[: call.hop_index])}
-        if caller.party_id not in earlier:
-            raise PermissionDeniedError("only the requester or an earlier hop may call this hop")
-        # The requester only ever starts a sum; a hop only ever passes one on. A requester that
-        # handed a late hop a ciphertext of its own making would get back one member's share.
-        if (caller.party_id == plan.requester_id) != (call.accumulator is None):
-            raise PermissionDeniedError(
-                "the requester starts the sum without an accumulator; a hop passes one on")
+        check_chain_caller(plan, call.hop_index, caller.party_id, call.accumulator is not None)
         incoming, vector, _ = self._checked_share(call, plan, now, may_decline=False)
         assert vector is not None
         accumulator = accumulate(incoming, vector, plan.requester_key, obfuscate=self._obfuscate(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -10,7 +9,7 @@ from decimal import Decimal
 
 from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
-from fedcredit.consents import consent_for, sign_consent
+from fedcredit.consents import consent_for, consent_ledger_body, sign_consent
 from fedcredit.errors import (
     ConsentError,
     CoverageError,
@@ -244,14 +243,7 @@ class EvaluationService:
         self._audit.record(EntryDraft(
             kind=EntryKind.CONSENT, actor=self._member_id, query_id=plan.query_id,
             subject_tag=ledger_subject_tag(self._subject_key, pseudonym, plan.query_id),
-            body={
-                "consent_sha256": hashlib.sha256(consent.body).hexdigest(),
-                "purpose": record.purpose.value,
-                "issued_ms": record.issued_unix_ms,
-                "expires_ms": record.expires_unix_ms,
-                "reference_sha256": record.reference_digest.hex(),
-                "relationship": record.relationship.value,
-            }))
+            body=consent_ledger_body(record, consent)))
         return plan, signed, consent, model
     def _requester_slice(self, version: str) -> ModelSlice:
         model = self._models.get(version)

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
-from fedcredit.consents import consent_for, sign_consent
+from fedcredit.consents import consent_for, consent_ledger_body, sign_consent
 from fedcredit.errors import (
     ConflictError,
     ConsentError,
@@ -422,12 +422,7 @@ class PortfolioService:
             kind=EntryKind.CONSENT, actor=self._member_id, query_id=plan.query_id,
             subject_tag=ledger_subject_tag(self._subject_key, root, plan.query_id),
             body={
-                "consent_sha256": hashlib.sha256(consent.body).hexdigest(),
-                "purpose": record.purpose.value,
-                "issued_ms": record.issued_unix_ms,
-                "expires_ms": record.expires_unix_ms,
-                "reference_sha256": record.reference_digest.hex(),
-                "relationship": record.relationship.value,
+                **consent_ledger_body(record, consent),
                 "subjects": batch.subjects,
                 "chunks": batch.chunks,
                 "pseudonym_root": root.hex(),

@@ -42,7 +42,7 @@ from mpc.pki import CertifiedIdentity
 from node.audit_trail import AuditTrail
 from node.batch_share import batch_share
 from node.blacklist import SubjectFlags
-from node.contribution import ContributionService, require_coverage
+from node.contribution import ContributionService, check_chain_caller, require_coverage
 from node.models import ModelCatalog
 from node.route import RouteForwarder
 from node.serde import OpenPortfolioCall, PortfolioChunkCall
@@ -142,12 +142,7 @@ class PortfolioHop:
                                                             tuple[HopOutcome, ...]]:
         now = self._clock()
         plan = self._batch_plan(call.plan, call.hop_index, now)
-        earlier = {plan.requester_id, *(h.member_id for h in plan.route[: call.hop_index])}
-        if caller.party_id not in earlier:
-            raise PermissionDeniedError("only the requester or an earlier hop may call this hop")
-        if (caller.party_id == plan.requester_id) != (call.accumulator is None):
-            raise PermissionDeniedError(
-                "the requester starts the sum without an accumulator; a hop passes one on")
+        check_chain_caller(plan, call.hop_index, caller.party_id, call.accumulator is not None)
         self._directory.require_active(plan.requester_id)
         job = self._job(plan.query_id)
         terms = plan.batch

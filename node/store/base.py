@@ -127,6 +127,31 @@ class SubjectBatch:
     features: dict[str, np.ndarray[Any, np.dtype[np.float64]]]
 
     @classmethod
+    def from_rows(cls, pseudonyms: Sequence[bytes], rows: Sequence[Sequence[Any]],
+                  codec: Callable[[int], FeatureCodec]) -> SubjectBatch:
+        """From a store's ``(snapshot_key, pseudonym, *exposures, features)`` rows, in any
+        order: each placed by its pseudonym, each snapshot's feature blobs decoded in one numpy
+        view."""
+        n = len(pseudonyms)
+        found = np.zeros(n, dtype=bool)
+        exposures = np.zeros((n, len(EXPOSURE_COLUMNS)), dtype=np.int64)
+        features: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
+        if not rows:
+            return cls(found, exposures, features)
+        position = {bytes(p): i for i, p in enumerate(pseudonyms)}
+        index = np.array([position[bytes(r[1])] for r in rows], dtype=np.int64)
+        found[index] = True
+        exposures[index] = np.array([r[2:-1] for r in rows], dtype=np.int64)
+        for key in {r[0] for r in rows}:  # one snapshot, unless it changed mid-query
+            names = codec(key).names
+            mine = [i for i, r in enumerate(rows) if r[0] == key]
+            values = np.frombuffer(b"".join(rows[i][-1] for i in mine), dtype="<f8").reshape(
+                len(mine), len(names))
+            for j, name in enumerate(names):
+                features.setdefault(name, np.full(n, np.nan))[index[mine]] = values[:, j]
+        return cls(found, exposures, features)
+
+    @classmethod
     def from_records(cls, records: Sequence[SubjectRecord | None]) -> SubjectBatch:
         n = len(records)
         found = np.array([r is not None for r in records], dtype=bool)

@@ -25,7 +25,7 @@ import re
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +44,7 @@ from node.store.base import (
     Progress,
     SnapshotEntry,
     SnapshotState,
+    SubjectBatch,
     manifest_json,
 )
 from node.store.encoding import EncodedBatch
@@ -271,6 +272,13 @@ class PostgresFeatureStore(FeatureStore):
             exposures=dict(zip(EXPOSURE_COLUMNS, row[1:-1], strict=True)),
             features=self._codec(row[0]).decode(row[-1]),
         )
+
+    def lookup_many(self, pseudonyms: Sequence[bytes]) -> SubjectBatch:
+        """One query for a whole chunk (``= ANY`` over a bytea array)."""
+        rows = self._read(
+            f"SELECT snapshot_key, pseudonym, {_EXPOSURES}, features FROM {self._s}."
+            "active_subjects WHERE pseudonym = ANY(%s)", (list(pseudonyms),))
+        return SubjectBatch.from_rows(pseudonyms, rows, self._codec)
 
     def _lookup_row(self, session: _Session, pseudonym: bytes) -> tuple[Any, ...] | None:
         """The hot path, one libpq round trip on the session's own prepared statement with

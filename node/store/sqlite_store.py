@@ -22,8 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fedcredit.clock import Clock, system_clock
 from fedcredit.errors import FeatureStoreUnavailableError, SnapshotError
 from fedcredit.sqlite import SqliteDatabase
@@ -160,35 +158,17 @@ class SqliteFeatureStore(FeatureStore):
         )
 
     def lookup_many(self, pseudonyms: Sequence[bytes]) -> SubjectBatch:
-        """One query per chunk: the rows come back in any order and are placed by pseudonym;
-        each snapshot's feature blobs are decoded in one numpy view."""
-        n = len(pseudonyms)
-        position = {p: i for i, p in enumerate(pseudonyms)}
+        """One query per 8,192 subjects (SQLite's parameter limit allows 32,766)."""
         rows: list[Any] = []
         try:
             conn = self._readers.get()
-            for start in range(0, n, _IN_LIMIT):
+            for start in range(0, len(pseudonyms), _IN_LIMIT):
                 part = pseudonyms[start:start + _IN_LIMIT]
                 rows.extend(conn.execute(
                     _LOOKUP_MANY.format(", ".join("?" * len(part))), part).fetchall())
         except sqlite3.Error as exc:
             raise self._unavailable(exc) from None
-        found = np.zeros(n, dtype=bool)
-        exposures = np.zeros((n, len(EXPOSURE_COLUMNS)), dtype=np.int64)
-        features: dict[str, np.ndarray[Any, np.dtype[np.float64]]] = {}
-        if not rows:
-            return SubjectBatch(found, exposures, features)
-        index = np.array([position[r[1]] for r in rows], dtype=np.int64)
-        found[index] = True
-        exposures[index] = np.array([r[2:-1] for r in rows], dtype=np.int64)
-        for key in {r[0] for r in rows}:  # one snapshot, unless it changed mid-query
-            names = self._codec(key).names
-            mine = [i for i, r in enumerate(rows) if r[0] == key]
-            values = np.frombuffer(b"".join(rows[i][-1] for i in mine), dtype="<f8").reshape(
-                len(mine), len(names))
-            for j, name in enumerate(names):
-                features.setdefault(name, np.full(n, np.nan))[index[mine]] = values[:, j]
-        return SubjectBatch(found, exposures, features)
+        return SubjectBatch.from_rows(pseudonyms, rows, self._codec)
 
     def count(self) -> int:
         try:

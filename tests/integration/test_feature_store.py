@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import socket
 import sqlite3
@@ -112,6 +113,31 @@ def test_a_loaded_snapshot_serves_every_record_as_written(
     assert store.count() == 300
     other = opened()  # another connection sees the same active snapshot
     assert other.active() == info and other.lookup(rows[1][0]) == rows[1][1]
+
+
+def test_a_chunk_is_read_in_one_call_exactly_as_one_by_one(
+    opened: Opener, tmp_path: Path
+) -> None:
+    """lookup_many (portfolio jobs) answers row i for the i-th pseudonym asked, whatever order
+    the database returns, with absent features NaN and unknown subjects not found."""
+    rows = records(100, version=2)
+    store = opened()
+    store.load_snapshot(snapshot(tmp_path, rows))
+    asked = [pseudonym(i) for i in (57, 3, 1000, 0, 99, 42, 1001)]
+    batch = store.lookup_many(asked)
+    assert batch.found.tolist() == [True, True, False, True, True, True, False]
+    for i, key in enumerate(asked):
+        record = store.lookup(key)
+        if record is None:
+            assert batch.exposures[i].tolist() == [0] * len(EXPOSURE_COLUMNS)
+            assert all(math.isnan(batch.features[f][i]) for f in FEATURES)
+            continue
+        assert batch.exposures[i].tolist() == [record.exposures[c] for c in EXPOSURE_COLUMNS]
+        for name in FEATURES:
+            value = batch.features[name][i]
+            assert (math.isnan(value) and name not in record.features) or (
+                value == record.features[name])
+    assert not store.lookup_many([pseudonym(5000)]).found.any()
 
 
 def test_one_store_serves_many_threads_at_once(opened: Opener, tmp_path: Path) -> None:
