@@ -16,7 +16,6 @@ from fedcredit.errors import (
     ErrorCode,
     FedCreditError,
     KeyMismatchError,
-    ModelUnavailableError,
 )
 from fedcredit.protocol import (
     ConsentTerms,
@@ -118,7 +117,7 @@ class EvaluationService:
         terms = request.consent
         terms.check(self._clock(), self._allowed)
         if self._model_version:  # pinned: its slice is checked before anything leaves
-            self._requester_slice(self._model_version)
+            self._models.requester_slice(self._model_version)
         own_record = self._store.lookup(pseudonym.value)
         if terms.relationship is Relationship.EXISTING_CUSTOMER and own_record is None:
             # The consent will attest this relationship under our signature: check it first.
@@ -230,7 +229,7 @@ class EvaluationService:
             raise FedCreditError("the plan does not match the request", code=ErrorCode.PLAN_INVALID)
         # Unpinned, the version is the one the coordinator's registry has active for this
         # member: known only now, still before the consent is recorded or anything routed.
-        model = self._requester_slice(plan.model_version)
+        model = self._models.requester_slice(plan.model_version)
         if plan.requires_existing_customer and terms.relationship is not (
             Relationship.EXISTING_CUSTOMER
         ):
@@ -245,14 +244,6 @@ class EvaluationService:
             subject_tag=ledger_subject_tag(self._subject_key, pseudonym, plan.query_id),
             body=consent_ledger_body(record, consent)))
         return plan, signed, consent, model
-    def _requester_slice(self, version: str) -> ModelSlice:
-        model = self._models.get(version)
-        if not model.can_request:
-            raise ModelUnavailableError(
-                f"model {version} holds no intercept at this member: only the member that "
-                "trained it with its labels can request evaluations with it"
-            )
-        return model
 
     def get(self, query_id: str) -> EvaluationReport:
         return self._reports.get(query_id)

@@ -41,3 +41,14 @@ class ModelCatalog:
         with self._lock:
             self._cache[version] = model
         return model
+
+    def requester_slice(self, version: str) -> ModelSlice:
+        """The slice this member needs to request with ``version``: its own, with the
+        intercept (a trained host's slice has none: only the label holder requests)."""
+        model = self.get(version)
+        if not model.can_request:
+            raise ModelUnavailableError(
+                f"model {version} holds no intercept at this member: only the member that "
+                "trained it with its labels can request evaluations with it"
+            )
+        return model

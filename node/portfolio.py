@@ -48,7 +48,6 @@ from fedcredit.errors import (
     ErrorCode,
     FedCreditError,
     InvalidRequestError,
-    ModelUnavailableError,
 )
 from fedcredit.protocol import (
     BatchTerms,
@@ -82,7 +81,6 @@ from node.portfolio_jobs import (
 from node.route import RouteForwarder
 from node.store import FeatureStore
 from scoring.assessment import assess_many
-from scoring.model import ModelSlice
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +208,7 @@ class PortfolioService:
                                "consent must attest relationship existing_customer",
                                code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
         if self._model_version:
-            self._requester_slice(self._model_version)
+            self._models.requester_slice(self._model_version)
         pseudonyms = np.frombuffer(
             pseudonymize_many(self._subject_key, request.id_type, request.identifiers),
             dtype=np.dtype((np.void, PSEUDONYM_BYTES)))
@@ -262,8 +260,8 @@ class PortfolioService:
         if fmt == "parquet":
             return str(parquet)
         csv = directory / RESULTS_CSV
-        if not csv.exists():
-            partial = csv.with_suffix(".csv.partial")
+        if not csv.exists():  # concurrent first downloads each write their own, then swap in
+            partial = csv.with_suffix(f".{uuid.uuid4().hex}.partial")
             pa_csv.write_csv(pq.read_table(parquet), partial)
             partial.replace(csv)
         return str(csv)
@@ -286,12 +284,14 @@ class PortfolioService:
         try:
             record = self._execute(record, terms, unique, inverse, cancel, started)
         except FedCreditError as exc:
-            record = self._save(record, state=JobState.FAILED, error_code=exc.code,
-                                error_detail=exc.detail)
+            # From the stored record: it holds the progress (plan, chunks done) made so far.
+            record = self._save(self._jobs.get(record.job_id), state=JobState.FAILED,
+                                error_code=exc.code, error_detail=exc.detail)
             log.warning("portfolio job %s failed: %s", record.job_id, exc)
         except Exception as exc:  # the job must end in a state, whatever broke
             log.exception("portfolio job %s failed", record.job_id)
-            record = self._save(record, state=JobState.FAILED, error_code=ErrorCode.INTERNAL,
+            record = self._save(self._jobs.get(record.job_id), state=JobState.FAILED,
+                                error_code=ErrorCode.INTERNAL,
                                 error_detail=f"internal error ({type(exc).__name__})")
         finally:
             with self._lock:
@@ -332,7 +332,7 @@ class PortfolioService:
             self._model_version and plan.model_version != self._model_version
         ) or plan.purpose is not terms.purpose:
             raise FedCreditError("the plan does not match the job", code=ErrorCode.PLAN_INVALID)
-        model = self._requester_slice(plan.model_version)
+        model = self._models.requester_slice(plan.model_version)
         steps.mark("key_and_plan_seconds")
         now = self._clock()
         own_partials = np.zeros(len(keys))
@@ -379,16 +379,20 @@ class PortfolioService:
             return i, outcomes
 
         with ThreadPoolExecutor(self._in_flight, thread_name_prefix="portfolio-chunk") as pool:
-            for _, outcomes in pool.map(one, range(len(chunks))):
-                if cancel.is_set():
-                    break
-                done += 1
-                answered = sum(1 for o in outcomes if o.answered)
-                worst = min(worst, answered)
-                for o in outcomes:
-                    if not o.answered:
-                        skipped.setdefault(o.member_id, o.error_code)
-                record = self._save(record, chunks_done=done)
+            try:
+                for _, outcomes in pool.map(one, range(len(chunks))):
+                    if cancel.is_set():
+                        break
+                    done += 1
+                    answered = sum(1 for o in outcomes if o.answered)
+                    worst = min(worst, answered)
+                    for o in outcomes:
+                        if not o.answered:
+                            skipped.setdefault(o.member_id, o.error_code)
+                    record = self._save(record, chunks_done=done)
+            except BaseException:
+                cancel.set()  # a failed chunk fails the job: the queued chunks stay home
+                raise
         if cancel.is_set():
             return self._save(record, state=JobState.CANCELLED, error_detail="cancelled")
         steps.mark("route_seconds")
@@ -428,14 +432,6 @@ class PortfolioService:
                 "pseudonym_root": root.hex(),
             }))
         return consent
-
-    def _requester_slice(self, version: str) -> ModelSlice:
-        model = self._models.get(version)
-        if not model.can_request:
-            raise ModelUnavailableError(
-                f"model {version} holds no intercept at this member: only the member that "
-                "trained it with its labels can request evaluations with it")
-        return model
 
     def _save(self, record: JobRecord, **changes: Any) -> JobRecord:
         updated = replace(record, updated_ms=self._clock(), **changes)

@@ -244,6 +244,39 @@ def test_a_cancelled_job_stops_before_its_next_chunk_and_has_no_results(
     assert {j["job_id"] for j in listed[:2]} == {job_id, second.json()["job_id"]}
 
 
+def test_a_chunk_without_enough_shares_fails_the_job_and_keeps_its_progress(
+    alliance: InProcessAlliance, population: Population, http: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    forwarder = service(alliance)._forwarder
+    original = forwarder.forward_chunk
+    calls = 0
+
+    def short(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        accumulator, outcomes = original(*args, **kwargs)
+        if calls < 3:
+            return accumulator, outcomes
+        # As if every other member had been skipped: nothing to decrypt.
+        return None, tuple(dataclasses.replace(o, answered=False, error_code="NODE_UNAVAILABLE")
+                           for o in outcomes)
+
+    monkeypatch.setattr(forwarder, "forward_chunk", short)
+    monkeypatch.setattr(service(alliance), "_in_flight", 1)
+    ids = [population.identifiers[i] for i in bank_customers(population)[:300]]
+    base = f"{alliance.url('bank')}/v1/portfolio-evaluations"
+    job = wait_done(http, f"{alliance.url('bank')}"
+                          f"{http.post(base, json=portfolio(ids)).headers['Location']}")
+    assert job["state"] == "failed", job
+    assert job["error"]["code"] == "INSUFFICIENT_COVERAGE" and "chunk 2" in job["error"]["detail"]
+    assert job["query_id"] and job["chunks"] == 5 and job["chunks_done"] == 2
+    # One chunk in flight: the worker may have taken the next before the failure was seen,
+    # never the rest.
+    assert calls <= 4
+    assert http.get(f"{base}/{job['job_id']}/results").status_code == 409
+
+
 def test_the_ledger_holds_the_job_and_no_subject(
     alliance: InProcessAlliance, population: Population, http: httpx.Client,
 ) -> None:
