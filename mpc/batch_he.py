@@ -13,14 +13,15 @@ A portfolio job adds every member's share for each subject of a chunk, slot by s
   (:data:`LANES`), each field a fixed-width bit field sized for the total of ``MAX_MEMBERS``
   members at its per-member cap (:data:`FIELD_CAPS`): every lane's total stays below 2^58 <
   ``PLAIN_MODULUS / 2``, so a sum never wraps and unpacking is exact by construction (checked when
-  this module loads). A chunk of 4,096 subjects is one CKKS and two BFV ciphertexts, about
-  655 KB with its pseudonyms: under gRPC's 1 MiB message limit.
+  this module loads). A chunk of 4,096 subjects is one CKKS and two BFV ciphertexts (655 KB),
+  about 790 KB with its pseudonyms: under gRPC's 1 MiB message limit.
 
 Decrypted partials are rounded to :data:`PARTIAL_DECIMALS` decimals before they leave this
-module (the CKKS error is ~1e-8): what the key holder reports never carries the raw CKKS noise
-(the Li-Micciancio attack needs it). Encryption randomness comes from SEAL's own CSPRNG; it
-cannot be injected (tests inject values, not randomness). A context from a peer is accepted only
-with exactly these parameters (SEAL's parameter id, a hash of them, is compared).
+module (the CKKS error is about 1e-7 after a few additions): what the key holder reports never
+carries the raw CKKS noise (the Li-Micciancio attack needs it). Encryption randomness comes
+from SEAL's own CSPRNG; it cannot be injected (tests inject values, not randomness). A context
+from a peer is accepted only with exactly these parameters (SEAL's parameter id, a hash of
+them, is compared).
 """
 
 from __future__ import annotations
