@@ -26,6 +26,7 @@ them, is compared).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections.abc import Sequence
@@ -87,13 +88,21 @@ def _plain_modulus() -> int:
 
 
 PLAIN_MODULUS = _plain_modulus()
-_OFFSETS: dict[str, tuple[int, int]] = {}  # field -> (lane, bit offset)
-for _lane, _names in enumerate(LANES):
-    _offset = 0
-    for _name in _names:
-        _OFFSETS[_name] = (_lane, _offset)
-        _offset += _field_width(_name)
-    assert _offset <= LANE_BITS, f"lane {_lane} needs {_offset} bits"
+
+
+def _lane_offsets() -> dict[str, tuple[int, int]]:
+    """Each field's (lane, bit offset); every lane must fit LANE_BITS."""
+    offsets: dict[str, tuple[int, int]] = {}
+    for lane, names in enumerate(LANES):
+        offset = 0
+        for name in names:
+            offsets[name] = (lane, offset)
+            offset += _field_width(name)
+        assert offset <= LANE_BITS, f"lane {lane} needs {offset} bits"
+    return offsets
+
+
+_OFFSETS = _lane_offsets()
 assert set(_OFFSETS) == set(EXPOSURE_FIELDS) == set(FIELD_CAPS)
 assert 1 << LANE_BITS < PLAIN_MODULUS // 2
 assert (MAX_MEMBERS * MAX_ABS_PARTIAL) * 2.0**CKKS_SCALE_BITS < 2.0 ** (CKKS_COEFF_BITS[0] - 1)
@@ -172,13 +181,10 @@ def _parms_id(context: ts.Context) -> tuple[int, ...]:
     return tuple(context.seal_context().data.key_parms_id())
 
 
-_EXPECTED: dict[str, tuple[int, ...]] = {}
-
-
+@functools.cache
 def _expected(kind: str) -> tuple[int, ...]:
-    if kind not in _EXPECTED:  # parameter ids are a hash of the parameters: same everywhere
-        _EXPECTED[kind] = _parms_id(_ckks_context() if kind == "ckks" else _bfv_context())
-    return _EXPECTED[kind]
+    """SEAL's id of this module's parameters: a hash of them, the same everywhere."""
+    return _parms_id(_ckks_context() if kind == "ckks" else _bfv_context())
 
 
 def _public_bytes(context: ts.Context) -> bytes:

@@ -9,7 +9,7 @@ from fedcredit.errors import PermissionDeniedError
 from fedcredit.tls import PeerCertificates
 from fedcredit.training_spec import SessionSpec
 from fedcredit.transport import rpc_edge
-from mpc.pki import CertRole
+from mpc.pki import CertifiedIdentity, CertRole
 from node.contribution import ContributionService
 from node.directory import MemberDirectory
 from node.portfolio_hop import PortfolioHop
@@ -40,10 +40,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     def Contribute(  # noqa: N802 - gRPC method name
         self, request: node_pb2.ContributeRequest, context: grpc.ServicerContext
     ) -> node_pb2.ContributeReply:
-        # Who is calling, before anything else is even parsed: an active member, presenting
-        # a certificate the directory lists (not revoked, not superseded and expired).
-        caller = self._peers.identify(context, self._clock())
-        self._directory.authorize_peer(caller)
+        caller = self._member(context)
         call = contribute_request_from_pb(request)
         result = self._service.contribute(call, caller, self._caller_deadline(context))
         return contribute_reply_to_pb(result.accumulator, result.outcomes, result.key)
@@ -52,8 +49,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     def OpenPortfolio(  # noqa: N802 - gRPC method name
         self, request: node_pb2.OpenPortfolioRequest, context: grpc.ServicerContext
     ) -> node_pb2.OpenPortfolioReply:
-        caller = self._peers.identify(context, self._clock())
-        self._directory.authorize_peer(caller)
+        caller = self._member(context)
         self._portfolio_hop().open(open_portfolio_from_pb(request), caller)
         return node_pb2.OpenPortfolioReply()
 
@@ -61,12 +57,18 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     def ContributePortfolio(  # noqa: N802 - gRPC method name
         self, request: node_pb2.PortfolioChunkRequest, context: grpc.ServicerContext
     ) -> node_pb2.PortfolioChunkReply:
-        caller = self._peers.identify(context, self._clock())
-        self._directory.authorize_peer(caller)
+        caller = self._member(context)
         call = portfolio_chunk_from_pb(request)
         final, outcomes = self._portfolio_hop().contribute(call, caller,
                                                            self._caller_deadline(context))
         return portfolio_reply_to_pb(final, outcomes)
+
+    def _member(self, context: grpc.ServicerContext) -> CertifiedIdentity:
+        """Who is calling, before anything else is even parsed: an active member, presenting a
+        certificate the directory lists (not revoked, not superseded and expired)."""
+        caller = self._peers.identify(context, self._clock())
+        self._directory.authorize_peer(caller)
+        return caller
 
     def _portfolio_hop(self) -> PortfolioHop:
         if self._portfolio is None:
