@@ -63,6 +63,10 @@ class NodeSettings(BaseSettings):
     #: Subjects per chunk (one CKKS ciphertext holds 4,096; smaller chunks only for tests).
     portfolio_chunk_subjects: int = Field(default=4096, ge=1, le=4096)
     coordinator_timeout_ms: int = Field(default=3_000, ge=100)
+    #: The least time between two batches of this member's ledger entries (contribution
+    #: digests, completions) sent to the coordinator: the longest an entry waits in the
+    #: durable outbox when the coordinator is up. Longer: fewer, larger batches.
+    audit_flush_interval_ms: int = Field(default=200, ge=10, le=60_000)
     #: How often, at most, to ask the coordinator whether the product catalog changed (checked
     #: with each heartbeat; an unchanged catalog costs one small round trip).
     product_refresh_ms: int = Field(default=10_000, ge=100)
