@@ -5,7 +5,7 @@ done ahead of time (mpc.obfuscators), and the hop does one multiplication. The r
 pool for every active member's key in the directory (and for any key a plan brought), computing
 one obfuscator at a time so that serving threads are never held up for more than one
 exponentiation, resting as long as it worked (at most half a core), and sleeps while every
-pool is full. Pools live in memory only.
+pool is full (for ``idle_s``, or until a pool is down to half). Pools live in memory only.
 """
 
 from __future__ import annotations
@@ -43,9 +43,13 @@ class ObfuscatorPools:
         return pool
 
     def take(self, key: PaillierPublicKey) -> int:
-        """A fresh obfuscator for ``key`` (used once); the refiller makes up for it."""
-        value = self.for_key(key).take()
-        self._wake.set()
+        """A fresh obfuscator for ``key`` (used once); the refiller makes up for it — on its
+        next idle round, or at once when the pool is down to half (waking it on every take
+        cost the serving thread a thread switch per evaluation)."""
+        pool = self.for_key(key)
+        value = pool.take()
+        if 2 * len(pool) <= pool.capacity:
+            self._wake.set()
         return value
 
     def pools(self) -> list[ObfuscatorPool]:

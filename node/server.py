@@ -249,8 +249,8 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         app=app,
         membership=membership,
         closers=[portfolios.close, portfolio_jobs.close, obfuscators.stop, store.close,
-                 reports.close, flags.close, peers.close, coordinator.close, api_keys.close,
-                 audit.stop],
+                 reports.close, flags.close, forwarder.close, peers.close, coordinator.close,
+                 api_keys.close, audit.stop],
         http=HttpServer(app, settings.http_host, settings.http_port, "lender API"),
     )
 
