@@ -5,7 +5,9 @@ its signed consent (digest, purpose, validity, relationship, the subject tag) an
 completion; each hop the digest of the accumulator it passed on. The coordinator checks that
 the plan exists, that the caller had that role in it, that each body has exactly the fields of
 its kind, and that none of them can carry an identifier (digests are hex SHA-256, tags 32
-bytes). Everything in one submission commits under one signed tree head.
+bytes). Everything in one submission commits under one signed tree head. A joint evaluation's
+consent usually comes with its plan request instead (``PlanInquiry``,
+:meth:`AuditIntake.consent_with_plan`) and commits together with the plan entry.
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from typing import Any
 
 from coordinator.ledger import AuditLedger
 from fedcredit.audit import EntryDraft, EntryKind, Receipt
-from fedcredit.errors import InvalidRequestError, PermissionDeniedError, ResourceNotFoundError
-from fedcredit.protocol import Purpose, Relationship
+from fedcredit.errors import (
+    ConsentError,
+    ErrorCode,
+    InvalidRequestError,
+    PermissionDeniedError,
+    ResourceNotFoundError,
+)
+from fedcredit.protocol import Plan, Purpose, Relationship
 
 MAX_RECORDS = 256
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -119,6 +127,31 @@ class AuditIntake:
         drafts = [self._draft(caller, record) for record in records]
         return self.ledger.append_many(drafts, now_ms=now_ms)
 
+    def consent_with_plan(self, caller: str, record: SubmittedRecord, plan: Plan
+                          ) -> EntryDraft:
+        """The consent entry a requester sends with its plan request (``PlanInquiry``),
+        checked against the plan about to be recorded with it: same query id and purpose, a
+        relationship the alliance policy accepts for that purpose. (What the signed consent
+        itself says the hops check; here only its ledger entry is seen.)"""
+        if record.kind != EntryKind.CONSENT.value:
+            raise InvalidRequestError("the entry sent with a plan request is its consent")
+        if record.query_id != plan.query_id:
+            raise InvalidRequestError("the consent entry is for another query")
+        body = _body(record)
+        _check_body(EntryKind.CONSENT, body, (), caller)
+        if body["purpose"] != plan.purpose.value:
+            raise ConsentError("the consent's purpose differs from the requested purpose",
+                               code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
+        if plan.requires_existing_customer and (
+            body["relationship"] != Relationship.EXISTING_CUSTOMER.value
+        ):
+            raise ConsentError(
+                f"alliance policy allows {plan.purpose.value} only for an existing customer",
+                code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
+        return EntryDraft(kind=EntryKind.CONSENT, actor=caller, body=body,
+                          query_id=record.query_id, subject_tag=_subject_tag(
+                              EntryKind.CONSENT, record))
+
     def _draft(self, caller: str, record: SubmittedRecord) -> EntryDraft:
         try:
             kind = EntryKind(record.kind)
@@ -138,20 +171,28 @@ class AuditIntake:
                 raise PermissionDeniedError("only a member on the route records a contribution")
         elif caller != requester:
             raise PermissionDeniedError(f"only the requester records the {kind.value}")
-        try:
-            body = json.loads(record.body_json)
-        except ValueError:
-            raise InvalidRequestError("body_json is not JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidRequestError("body_json must be an object")
+        body = _body(record)
         batch = plan.body.get("batch")
         _check_body(kind, body, members, caller, batch if isinstance(batch, dict) else None)
-        tag = None
-        if kind is EntryKind.CONSENT:
-            if len(record.subject_tag) != 32:
-                raise InvalidRequestError("a consent entry carries a 32-byte subject tag")
-            tag = record.subject_tag
-        elif record.subject_tag:
-            raise InvalidRequestError("only consent entries carry a subject tag")
         return EntryDraft(kind=kind, actor=caller, body=body, query_id=record.query_id,
-                          subject_tag=tag)
+                          subject_tag=_subject_tag(kind, record))
+
+
+def _body(record: SubmittedRecord) -> dict[str, Any]:
+    try:
+        body = json.loads(record.body_json)
+    except ValueError:
+        raise InvalidRequestError("body_json is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("body_json must be an object")
+    return body
+
+
+def _subject_tag(kind: EntryKind, record: SubmittedRecord) -> bytes | None:
+    if kind is EntryKind.CONSENT:
+        if len(record.subject_tag) != 32:
+            raise InvalidRequestError("a consent entry carries a 32-byte subject tag")
+        return record.subject_tag
+    if record.subject_tag:
+        raise InvalidRequestError("only consent entries carry a subject tag")
+    return None

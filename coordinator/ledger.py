@@ -32,7 +32,7 @@ from fedcredit.audit import (
     Receipt,
     SignedTreeHead,
 )
-from fedcredit.errors import LedgerRangeError, LedgerTamperedError
+from fedcredit.errors import InvalidRequestError, LedgerRangeError, LedgerTamperedError
 from fedcredit.sqlite import SqliteDatabase
 from mpc.merkle import (
     Frontier,
@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
 CREATE INDEX IF NOT EXISTS ledger_entries_by_kind_time ON ledger_entries (kind, created_ms);
 CREATE INDEX IF NOT EXISTS ledger_entries_by_query ON ledger_entries (query_id)
     WHERE query_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS ledger_plans_by_query ON ledger_entries (query_id)
+    WHERE kind = 'plan';
 CREATE TABLE IF NOT EXISTS ledger_nodes (
     level INTEGER NOT NULL,
     position INTEGER NOT NULL,
@@ -241,9 +243,14 @@ class AuditLedger:
             raise LedgerTamperedError("the ledger's stored subtrees do not match its head")
         entries = [LedgerEntry.from_draft(d, size + i, created_ms) for i, d in enumerate(drafts)]
         frontier, created = frontier.extend(e.leaf_hash for e in entries)
-        conn.executemany(f"INSERT INTO ledger_entries ({ENTRY_COLUMNS}) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         [_entry_row(e, d.body_json) for e, d in zip(entries, drafts, strict=True)])
+        try:
+            conn.executemany(f"INSERT INTO ledger_entries ({ENTRY_COLUMNS}) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             [_entry_row(e, d.body_json)
+                              for e, d in zip(entries, drafts, strict=True)])
+        except sqlite3.IntegrityError:  # the only constraint an entry can break
+            raise InvalidRequestError("a plan with this query id is in the ledger already"
+                                      ) from None
         conn.executemany("INSERT INTO ledger_nodes (level, position, hash) VALUES (?, ?, ?)",
                          [tuple(n) for n in created if n.level > 0])
         head = SignedTreeHead.sign(frontier.size, frontier.root(), created_ms, self._signer)

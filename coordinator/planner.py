@@ -62,10 +62,12 @@ class RoutePlanner:
         purpose: Purpose,
         now_ms: int,
         batch: BatchTerms | None = None,
+        query_id: str | None = None,
     ) -> Plan:
         """A route for one evaluation, or — ``batch`` — for a portfolio job: always a CHAIN
         (each chunk is a long call; a CHAIN keeps one hop busy per chunk, so chunks in flight
-        pipeline through the members), living ``portfolio_plan_ttl_ms``."""
+        pipeline through the members), living ``portfolio_plan_ttl_ms``. ``query_id``: the
+        requester's proposal (checked by the caller), else a new random one."""
         if purpose not in policy.allowed_purposes:
             raise FedCreditError(
                 f"purpose {purpose.value} is not allowed by alliance policy",
@@ -106,7 +108,7 @@ class RoutePlanner:
         if batch is not None:
             ttl_ms = policy.portfolio_plan_ttl_ms
         return Plan(
-            query_id=self._new_query_id(),
+            query_id=query_id or self._new_query_id(),
             requester_id=requester.member_id,
             requester_key=requester.public_key,
             directory_version=directory_version,

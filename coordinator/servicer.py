@@ -7,6 +7,7 @@ member gets a typed refusal on its very next call.
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 import grpc
 
@@ -20,9 +21,9 @@ from coordinator.registry import MemberRegistry
 from coordinator.serde import directory_to_pb, product_catalog_to_pb, ticket_to_pb
 from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
-from fedcredit.errors import InvalidRequestError, PermissionDeniedError
+from fedcredit.errors import InvalidRequestError, ModelUnavailableError, PermissionDeniedError
 from fedcredit.plans import sign_plan
-from fedcredit.protocol import Purpose, tree_positions
+from fedcredit.protocol import Plan, Purpose, SignedPlan, tree_positions
 from fedcredit.serde import (
     batch_terms_from_pb,
     public_key_from_pb,
@@ -113,19 +114,55 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self, request: coordinator_pb2.PlanRequest, context: grpc.ServicerContext
     ) -> plan_pb2.SignedPlan:
         caller = self._member(context)
+        now = self._clock()
+        plan = self._plan(caller.party_id, request, now)
+        signed = sign_plan(plan, self._identity.current.signer)
+        # Durable before the plan is handed out: no evaluation runs without its ledger entry.
+        self._intake.ledger.append(plan_entry(plan, signed), now_ms=now)
+        return signed_plan_to_pb(signed)
+
+    @rpc_edge
+    def PlanInquiry(  # noqa: N802
+        self, request: coordinator_pb2.InquiryRequest, context: grpc.ServicerContext
+    ) -> coordinator_pb2.PlannedInquiry:
+        caller = self._member(context)
+        if request.plan.HasField("batch"):
+            raise InvalidRequestError("a portfolio job is planned with PlanEvaluation")
+        query_id = proposed_query_id(request.query_id)  # unused: the ledger's unique index
+        now = self._clock()
+        plan = self._plan(caller.party_id, request.plan, now, query_id=query_id,
+                          held_versions=frozenset(request.held_model_versions))
+        record = request.consent
+        consent = self._intake.consent_with_plan(caller.party_id, SubmittedRecord(
+            record.kind, record.query_id, record.subject_tag, record.body_json), plan)
+        signed = sign_plan(plan, self._identity.current.signer)
+        # Plan and consent in one commit, durable before the plan is handed out.
+        _, receipt = self._intake.ledger.append_many([plan_entry(plan, signed), consent],
+                                                     now_ms=now)
+        return coordinator_pb2.PlannedInquiry(plan=signed_plan_to_pb(signed),
+                                              consent_receipt=receipt_to_pb(receipt))
+
+    def _plan(self, requester_id: str, request: coordinator_pb2.PlanRequest, now: int, *,
+              query_id: str | None = None, held_versions: frozenset[str] | None = None) -> Plan:
         purpose = Purpose.parse(request.purpose)
         # Empty: the requester's active model in the registry. The plan names the version, so
         # every hop scores with the same one.
-        model_version = self._models.resolve(caller.party_id, request.model_version)
-        now = self._clock()
+        model_version = self._models.resolve(requester_id, request.model_version)
+        if held_versions is not None and not request.model_version and (
+            model_version not in held_versions
+        ):
+            raise ModelUnavailableError(
+                f"the active model version {model_version} is not installed at the requester, "
+                "or has no intercept there (only the member that trained it with its labels "
+                "requests with it)")
         _, policy = self._policies.current()
         if request.chain:  # the requester's TREE root failed: a CHAIN skips failing members
             policy = policy.model_copy(update={"route_mode": "chain"})
         directory = self._registry.directory(now)
-        requester = next((m for m in directory.members if m.member_id == caller.party_id), None)
+        requester = next((m for m in directory.members if m.member_id == requester_id), None)
         if requester is None:
-            requester = self._registry.get(caller.party_id, now)
-        plan = self._planner.plan(
+            requester = self._registry.get(requester_id, now)
+        return self._planner.plan(
             requester,
             directory.members,
             policy=policy,
@@ -134,27 +171,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             purpose=purpose,
             now_ms=now,
             batch=batch_terms_from_pb(request.batch) if request.HasField("batch") else None,
+            query_id=query_id,
         )
-        signed = sign_plan(plan, self._identity.current.signer)
-        # Durable before the plan is handed out: no evaluation runs without its ledger entry.
-        self._intake.ledger.append(EntryDraft(
-            kind=EntryKind.PLAN, actor=caller.party_id, query_id=plan.query_id, body={
-                "query_id": plan.query_id,
-                "requester_id": plan.requester_id,
-                # Every member in hop-index order (a TREE's preorder); "mode" tells the shape.
-                "route": [p.hop.member_id for p in tree_positions(plan.route)],
-                "mode": plan.mode.value,
-                "purpose": plan.purpose.value,
-                "model_version": plan.model_version,
-                "issued_ms": plan.issued_unix_ms,
-                "expires_ms": plan.expires_unix_ms,
-                "directory_version": plan.directory_version,
-                "plan_sha256": hashlib.sha256(signed.body).hexdigest(),
-                **({} if plan.batch is None else {"batch": {
-                    "subjects": plan.batch.subjects, "chunks": plan.batch.chunks,
-                    "key_sha256": plan.batch.key_sha256.hex()}}),
-            }), now_ms=now)
-        return signed_plan_to_pb(signed)
 
     @rpc_edge
     def RenewCertificate(  # noqa: N802
@@ -266,3 +284,35 @@ class EnrollmentServicer(coordinator_pb2_grpc.EnrollmentServicer):
         if not request.request_id or len(request.request_id) > 64:
             raise InvalidRequestError("request_id is required")
         return ticket_to_pb(self._admission.get(request.request_id), self._identity.current.ca_pem)
+
+
+def plan_entry(plan: Plan, signed: SignedPlan) -> EntryDraft:
+    """The ledger's PLAN entry: who asked, the route, the terms, the signed plan's digest."""
+    return EntryDraft(
+        kind=EntryKind.PLAN, actor=plan.requester_id, query_id=plan.query_id, body={
+            "query_id": plan.query_id,
+            "requester_id": plan.requester_id,
+            # Every member in hop-index order (a TREE's preorder); "mode" tells the shape.
+            "route": [p.hop.member_id for p in tree_positions(plan.route)],
+            "mode": plan.mode.value,
+            "purpose": plan.purpose.value,
+            "model_version": plan.model_version,
+            "issued_ms": plan.issued_unix_ms,
+            "expires_ms": plan.expires_unix_ms,
+            "directory_version": plan.directory_version,
+            "plan_sha256": hashlib.sha256(signed.body).hexdigest(),
+            **({} if plan.batch is None else {"batch": {
+                "subjects": plan.batch.subjects, "chunks": plan.batch.chunks,
+                "key_sha256": plan.batch.key_sha256.hex()}}),
+        })
+
+
+def proposed_query_id(value: str) -> str:
+    """A requester's proposed query id: the canonical text of a random (version 4) UUID."""
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise InvalidRequestError("the query id must be a random UUID") from None
+    if parsed.version != 4 or str(parsed) != value:
+        raise InvalidRequestError("the query id must be a random UUID in canonical form")
+    return value

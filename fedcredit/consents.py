@@ -35,10 +35,17 @@ def reference_digest(reference: str) -> bytes:
 
 
 def consent_for(terms: ConsentTerms, plan: Plan, pseudonym: bytes, now_ms: int) -> Consent:
+    return consent_for_query(terms, plan.query_id, plan.requester_id, pseudonym, now_ms)
+
+
+def consent_for_query(terms: ConsentTerms, query_id: str, requester_id: str, pseudonym: bytes,
+                      now_ms: int) -> Consent:
+    """The consent for a query id the requester proposes (signed before it asks for the plan,
+    which must then carry that query id)."""
     return Consent(
-        query_id=plan.query_id,
+        query_id=query_id,
         subject_pseudonym=pseudonym,
-        requester_id=plan.requester_id,
+        requester_id=requester_id,
         purpose=terms.purpose,
         issued_unix_ms=now_ms,
         expires_unix_ms=terms.expires_unix_ms,

@@ -1,12 +1,13 @@
 """This member's part of the alliance audit ledger: what it records, and the receipts it keeps.
 
-The requester records an inquiry's consent *before* anything is routed (no inquiry without
-its ledger entry), synchronously. Contribution digests and completions go through a durable
-local outbox, flushed in batches by a background thread, so a hop's latency never waits on
-the coordinator and a coordinator outage loses nothing. The flusher sends at most one batch
-per flush interval: under load the entries of many evaluations share one round trip, one
-commit and one signed tree head at the coordinator (one per entry cost the coordinator more
-CPU than planning). Every receipt the coordinator returns
+The requester's consent to an inquiry is in the ledger *before* anything is routed (no inquiry
+without its ledger entry): sent with the plan request and committed with the plan, or
+recorded synchronously here (:meth:`AuditTrail.record`). Contribution digests and completions
+go through a durable local outbox, flushed in batches by a background thread, so a hop's
+latency never waits on the coordinator and a coordinator outage loses nothing. The flusher
+sends at most one batch per flush interval: under load the entries of many evaluations share
+one round trip, one commit and one signed tree head at the coordinator (one per entry cost
+the coordinator more CPU than planning). Every receipt the coordinator returns
 is checked (its signed tree head, and the entry's inclusion in it) and kept; :meth:`check`
 later asks the coordinator for proofs that the current log still contains every kept entry
 and grew consistently from every kept head — what catches an operator rewriting history.
@@ -159,9 +160,14 @@ class AuditTrail:
     def record(self, draft: EntryDraft) -> Receipt:
         """Record now (durable at the coordinator before this returns) and keep the receipt."""
         receipts = self._client.record_audit([draft])
-        self._accept([draft], receipts)
-        self._store([draft], receipts)
+        self.keep(draft, receipts[0])
         return receipts[0]
+
+    def keep(self, draft: EntryDraft, receipt: Receipt) -> None:
+        """Check and keep the receipt of an entry recorded some other way (the consent that
+        went with a plan request)."""
+        self._accept([draft], [receipt])
+        self._store([draft], [receipt])
 
     def enqueue(self, draft: EntryDraft) -> None:
         """Record soon: durable here now, at the coordinator with the next flush."""

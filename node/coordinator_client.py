@@ -144,6 +144,19 @@ class CoordinatorClient:
             batch=None if batch is None else batch_terms_to_pb(batch)))
         return signed_plan_from_pb(reply)
 
+    def plan_inquiry(self, model_version: str, purpose: Purpose, consent: EntryDraft, *,
+                     chain: bool = False, held_versions: Sequence[str] = ()
+                     ) -> tuple[SignedPlan, Receipt]:
+        """A signed plan for ``consent.query_id`` (proposed by this requester) and the receipt
+        of its consent entry, recorded in one commit with the plan."""
+        reply: coordinator_pb2.PlannedInquiry = self._call(
+            "PlanInquiry", coordinator_pb2.InquiryRequest(
+                plan=coordinator_pb2.PlanRequest(model_version=model_version,
+                                                 purpose=purpose.value, chain=chain),
+                query_id=consent.query_id or "", consent=_audit_record(consent),
+                held_model_versions=list(held_versions)))
+        return signed_plan_from_pb(reply.plan), receipt_from_pb(reply.consent_receipt)
+
     def renew(self, csr_pem: bytes) -> bytes:
         reply: coordinator_pb2.RenewReply = self._call(
             "RenewCertificate", coordinator_pb2.RenewRequest(csr_pem=csr_pem))
@@ -161,11 +174,7 @@ class CoordinatorClient:
 
     # -- the audit ledger ----------------------------------------------------------------------
     def record_audit(self, drafts: Sequence[EntryDraft]) -> list[Receipt]:
-        request = coordinator_pb2.AuditSubmission(records=[
-            coordinator_pb2.AuditRecord(kind=d.kind.value, query_id=d.query_id or "",
-                                        subject_tag=d.subject_tag or b"",
-                                        body_json=d.body_json.decode())
-            for d in drafts])
+        request = coordinator_pb2.AuditSubmission(records=[_audit_record(d) for d in drafts])
         reply: coordinator_pb2.AuditReceipts = self._call("RecordAudit", request)
         return [receipt_from_pb(r) for r in reply.receipts]
 
@@ -189,3 +198,9 @@ class CoordinatorClient:
         reply: coordinator_pb2.ConsentEntries = self._call(
             "GetConsentEntries", coordinator_pb2.ConsentEntriesRequest(indices=list(indices)))
         return list(reply.entries)
+
+
+def _audit_record(draft: EntryDraft) -> coordinator_pb2.AuditRecord:
+    return coordinator_pb2.AuditRecord(kind=draft.kind.value, query_id=draft.query_id or "",
+                                       subject_tag=draft.subject_tag or b"",
+                                       body_json=draft.body_json.decode())

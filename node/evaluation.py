@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
 from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.clock import Clock
-from fedcredit.consents import consent_for, consent_ledger_body, sign_consent
+from fedcredit.consents import consent_for_query, consent_ledger_body, sign_consent
 from fedcredit.errors import (
     ConsentError,
     CoverageError,
@@ -214,35 +215,44 @@ class EvaluationService:
 
     def _planned(self, terms: ConsentTerms, pseudonym: bytes, *, chain: bool
                  ) -> tuple[Plan, SignedPlan, SignedConsent, ModelSlice]:
-        """A verified plan for this request, and the consent signed for it and recorded in the
-        ledger (durably, before anything is routed)."""
-        signed = self._coordinator.plan(self._model_version, terms.purpose, chain=chain)
+        """A verified plan for this request and the consent signed for it, both in the ledger
+        (durably, in one commit at the coordinator) before anything is routed.
+
+        The consent names a query id this node proposes, so it can be signed first and travel
+        with the plan request; the coordinator refuses, before recording anything, a purpose
+        or relationship its policy does not allow and — unpinned — an active model version this
+        node holds no slice of."""
+        query_id = str(uuid.uuid4())
+        record = consent_for_query(terms, query_id, self._member_id, pseudonym, self._clock())
+        consent = sign_consent(record, self._identity.current.signer)
+        draft = EntryDraft(
+            kind=EntryKind.CONSENT, actor=self._member_id, query_id=query_id,
+            subject_tag=ledger_subject_tag(self._subject_key, pseudonym, query_id),
+            body=consent_ledger_body(record, consent))
+        signed, receipt = self._coordinator.plan_inquiry(
+            self._model_version, terms.purpose, draft, chain=chain,
+            held_versions=() if self._model_version else self._models.requester_versions())
+        # No inquiry without its ledger entry: the receipt proves the consent is recorded.
+        self._audit.keep(draft, receipt)
         plan = self._contributions.verified_plan(signed, self._clock())
         if plan.requester_key.fingerprint() != self._keypair.public.fingerprint():
             raise KeyMismatchError("the plan names a different key for this requester")
         if (
-            plan.requester_id != self._member_id
+            plan.query_id != query_id
+            or plan.requester_id != self._member_id
             or (self._model_version and plan.model_version != self._model_version)
             or plan.purpose is not terms.purpose
             or (chain and plan.mode is not RouteMode.CHAIN)
+            or plan.batch is not None
         ):
             raise FedCreditError("the plan does not match the request", code=ErrorCode.PLAN_INVALID)
-        # Unpinned, the version is the one the coordinator's registry has active for this
-        # member: known only now, still before the consent is recorded or anything routed.
         model = self._models.requester_slice(plan.model_version)
         if plan.requires_existing_customer and terms.relationship is not (
             Relationship.EXISTING_CUSTOMER
-        ):
+        ):  # the coordinator refused this already; a plan that says otherwise is not followed
             raise ConsentError(
                 f"alliance policy allows {plan.purpose.value} only for an existing customer",
                 code=ErrorCode.CONSENT_PURPOSE_NOT_ALLOWED)
-        record = consent_for(terms, plan, pseudonym, self._clock())
-        consent = sign_consent(record, self._identity.current.signer)
-        # No inquiry without its ledger entry: recorded (durably) before anything is routed.
-        self._audit.record(EntryDraft(
-            kind=EntryKind.CONSENT, actor=self._member_id, query_id=plan.query_id,
-            subject_tag=ledger_subject_tag(self._subject_key, pseudonym, plan.query_id),
-            body=consent_ledger_body(record, consent)))
         return plan, signed, consent, model
 
     def get(self, query_id: str) -> EvaluationReport:

@@ -42,6 +42,17 @@ class ModelCatalog:
             self._cache[version] = model
         return model
 
+    def requester_versions(self) -> list[str]:
+        """The versions this member holds a requesting slice of (what it can plan with)."""
+        held = []
+        for path in sorted(self._dir.glob("*.json")):
+            try:
+                self.requester_slice(path.stem)
+            except ModelUnavailableError:
+                continue
+            held.append(path.stem)
+        return held
+
     def requester_slice(self, version: str) -> ModelSlice:
         """The slice this member needs to request with ``version``: its own, with the
         intercept (a trained host's slice has none: only the label holder requests)."""

@@ -322,6 +322,72 @@ class PlanRequest(_message.Message):
 Global___PlanRequest: _TypeAlias = PlanRequest  # noqa: Y015
 
 @_typing.final
+class InquiryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    QUERY_ID_FIELD_NUMBER: _builtins.int
+    CONSENT_FIELD_NUMBER: _builtins.int
+    HELD_MODEL_VERSIONS_FIELD_NUMBER: _builtins.int
+    query_id: _builtins.str
+    """Proposed by the requester: a random (version 4) UUID no plan has used yet."""
+    @_builtins.property
+    def plan(self) -> Global___PlanRequest:
+        """without batch terms: one applicant"""
+
+    @_builtins.property
+    def consent(self) -> Global___AuditRecord:
+        """The consent entry for query_id, as RecordAudit takes it (kind "consent", subject tag)."""
+
+    @_builtins.property
+    def held_model_versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Unpinned model (plan.model_version empty): the versions the requester holds a requesting
+        slice of. The active version must be one of them, or nothing is recorded.
+        """
+
+    def __init__(
+        self,
+        *,
+        plan: Global___PlanRequest | None = ...,
+        query_id: _builtins.str = ...,
+        consent: Global___AuditRecord | None = ...,
+        held_model_versions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent", "plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent", "held_model_versions", b"held_model_versions", "plan", b"plan", "query_id", b"query_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InquiryRequest: _TypeAlias = InquiryRequest  # noqa: Y015
+
+@_typing.final
+class PlannedInquiry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_FIELD_NUMBER: _builtins.int
+    CONSENT_RECEIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def plan(self) -> _plan_pb2.SignedPlan: ...
+    @_builtins.property
+    def consent_receipt(self) -> Global___AuditReceipt:
+        """the consent entry's receipt, under the plan's commit"""
+
+    def __init__(
+        self,
+        *,
+        plan: _plan_pb2.SignedPlan | None = ...,
+        consent_receipt: Global___AuditReceipt | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consent_receipt", b"consent_receipt", "plan", b"plan"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_receipt", b"consent_receipt", "plan", b"plan"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlannedInquiry: _TypeAlias = PlannedInquiry  # noqa: Y015
+
+@_typing.final
 class RenewRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -57,6 +57,11 @@ class CoordinatorStub:
                 request_serializer=proto_dot_v1_dot_coordinator__pb2.PlanRequest.SerializeToString,
                 response_deserializer=proto_dot_v1_dot_plan__pb2.SignedPlan.FromString,
                 _registered_method=True)
+        self.PlanInquiry = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/PlanInquiry',
+                request_serializer=proto_dot_v1_dot_coordinator__pb2.InquiryRequest.SerializeToString,
+                response_deserializer=proto_dot_v1_dot_coordinator__pb2.PlannedInquiry.FromString,
+                _registered_method=True)
         self.RenewCertificate = channel.unary_unary(
                 '/fedcredit.v1.Coordinator/RenewCertificate',
                 request_serializer=proto_dot_v1_dot_coordinator__pb2.RenewRequest.SerializeToString,
@@ -127,7 +132,17 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PlanEvaluation(self, request, context):
-        """A signed, short-lived route for one joint evaluation.
+        """A signed, short-lived route for one joint evaluation (or a portfolio job).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanInquiry(self, request, context):
+        """A joint evaluation's plan together with the applicant's consent to it: the requester
+        proposes the query id and signs the consent first; the coordinator checks both and
+        records the plan and the consent entries in one commit (durable before the reply), so
+        an inquiry costs one round trip to the coordinator, not two.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -214,6 +229,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.PlanEvaluation,
                     request_deserializer=proto_dot_v1_dot_coordinator__pb2.PlanRequest.FromString,
                     response_serializer=proto_dot_v1_dot_plan__pb2.SignedPlan.SerializeToString,
+            ),
+            'PlanInquiry': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanInquiry,
+                    request_deserializer=proto_dot_v1_dot_coordinator__pb2.InquiryRequest.FromString,
+                    response_serializer=proto_dot_v1_dot_coordinator__pb2.PlannedInquiry.SerializeToString,
             ),
             'RenewCertificate': grpc.unary_unary_rpc_method_handler(
                     servicer.RenewCertificate,
@@ -366,6 +386,33 @@ class Coordinator:
             '/fedcredit.v1.Coordinator/PlanEvaluation',
             proto_dot_v1_dot_coordinator__pb2.PlanRequest.SerializeToString,
             proto_dot_v1_dot_plan__pb2.SignedPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanInquiry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Coordinator/PlanInquiry',
+            proto_dot_v1_dot_coordinator__pb2.InquiryRequest.SerializeToString,
+            proto_dot_v1_dot_coordinator__pb2.PlannedInquiry.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,7 +45,13 @@ class CoordinatorStub:
     GetDirectory: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.DirectoryRequest, _coordinator_pb2.Directory]
     """The member directory: endpoints, Paillier keys, membership, certificates, latency."""
     PlanEvaluation: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.PlanRequest, _plan_pb2.SignedPlan]
-    """A signed, short-lived route for one joint evaluation."""
+    """A signed, short-lived route for one joint evaluation (or a portfolio job)."""
+    PlanInquiry: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.InquiryRequest, _coordinator_pb2.PlannedInquiry]
+    """A joint evaluation's plan together with the applicant's consent to it: the requester
+    proposes the query id and signs the consent first; the coordinator checks both and
+    records the plan and the consent entries in one commit (durable before the reply), so
+    an inquiry costs one round trip to the coordinator, not two.
+    """
     RenewCertificate: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.RenewRequest, _coordinator_pb2.RenewReply]
     """A new certificate for a new key, before the current one expires (no downtime)."""
     ListJoinRequests: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListJoinRequestsRequest, _coordinator_pb2.ListJoinRequestsReply]
@@ -86,7 +92,13 @@ class CoordinatorAsyncStub(CoordinatorStub):
     GetDirectory: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.DirectoryRequest, _coordinator_pb2.Directory]  # type: ignore[assignment]
     """The member directory: endpoints, Paillier keys, membership, certificates, latency."""
     PlanEvaluation: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.PlanRequest, _plan_pb2.SignedPlan]  # type: ignore[assignment]
-    """A signed, short-lived route for one joint evaluation."""
+    """A signed, short-lived route for one joint evaluation (or a portfolio job)."""
+    PlanInquiry: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.InquiryRequest, _coordinator_pb2.PlannedInquiry]  # type: ignore[assignment]
+    """A joint evaluation's plan together with the applicant's consent to it: the requester
+    proposes the query id and signs the consent first; the coordinator checks both and
+    records the plan and the consent entries in one commit (durable before the reply), so
+    an inquiry costs one round trip to the coordinator, not two.
+    """
     RenewCertificate: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.RenewRequest, _coordinator_pb2.RenewReply]  # type: ignore[assignment]
     """A new certificate for a new key, before the current one expires (no downtime)."""
     ListJoinRequests: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListJoinRequestsRequest, _coordinator_pb2.ListJoinRequestsReply]  # type: ignore[assignment]
@@ -148,7 +160,19 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.PlanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_plan_pb2.SignedPlan, _abc.Awaitable[_plan_pb2.SignedPlan]]:
-        """A signed, short-lived route for one joint evaluation."""
+        """A signed, short-lived route for one joint evaluation (or a portfolio job)."""
+
+    @_abc_1.abstractmethod
+    def PlanInquiry(
+        self,
+        request: _coordinator_pb2.InquiryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.PlannedInquiry, _abc.Awaitable[_coordinator_pb2.PlannedInquiry]]:
+        """A joint evaluation's plan together with the applicant's consent to it: the requester
+        proposes the query id and signs the consent first; the coordinator checks both and
+        records the plan and the consent entries in one commit (durable before the reply), so
+        an inquiry costs one round trip to the coordinator, not two.
+        """
 
     @_abc_1.abstractmethod
     def RenewCertificate(

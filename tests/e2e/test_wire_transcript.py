@@ -231,7 +231,8 @@ def test_the_capture_saw_the_protocol(transcript: tuple) -> None:
     """Positive controls: the proxies sat on every link, the transcripts saw the messages."""
     population, indices, reports, capture, key, alliance, received, _ = transcript
     methods = {name: {m for _, m, _ in records} for name, records in received.items()}
-    assert {"/fedcredit.v1.Coordinator/PlanEvaluation", "/fedcredit.v1.Coordinator/Announce",
+    assert {"/fedcredit.v1.Coordinator/PlanInquiry", "/fedcredit.v1.Coordinator/PlanEvaluation",
+            "/fedcredit.v1.Coordinator/Announce",
             "/fedcredit.v1.Coordinator/RecordAudit"} <= methods["coordinator"]
     for spec in alliance.nodes:
         assert "/fedcredit.v1.Node/Contribute" in methods[spec.member_id]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,16 +11,18 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fedcredit.audit import EntryDraft, EntryKind, verify_receipt
+from fedcredit.consents import consent_for_query, consent_ledger_body, sign_consent
 from fedcredit.demo.population import Population, pooled_result
 from fedcredit.errors import KeyTooShortError
 from fedcredit.plans import sign_plan
-from fedcredit.protocol import ConsentTerms, Purpose
+from fedcredit.protocol import ConsentTerms, Purpose, Relationship
 from fedcredit.serde import accumulator_to_pb, plan_to_bytes, signed_plan_to_pb
 from fedcredit.tls import target_name_option
 from mpc.contribution import ENCODING_VERSION, ContributionVector
 from mpc.paillier import PaillierKeyPair
 from mpc.pki import CertRole
-from mpc.pseudonym import SubjectKey, pseudonymize
+from mpc.pseudonym import SubjectKey, ledger_subject_tag, pseudonymize
 from mpc.secure_sum import decrypt_total, encrypt_contribution
 from mpc.signing import PLAN_CONTEXT, Signer
 from node.serde import contribute_reply_from_pb
@@ -315,3 +319,104 @@ def test_a_hop_that_starts_the_sum_never_returns_a_single_share(
         reply = node_pb2_grpc.NodeStub(channel).Contribute(
             make_request(alliance, plan, pseudonym, hop_index=1), timeout=10)
     assert [o.member_id for o in reply.outcomes] == ["shop", "telco"]
+
+
+def inquiry(alliance: InProcessAlliance, subject_key: SubjectKey, pseudonym: bytes, *,
+            purpose: Purpose = Purpose.ORIGINATION, relationship: str = "applicant",
+            query_id: str | None = None, **changes: Any
+            ) -> tuple[coordinator_pb2.InquiryRequest, EntryDraft]:
+    """bank's plan request with its consent entry, as a requester sends it; ``changes``
+    override the request's fields (the consent record's: ``consent_<field>``)."""
+    query_id = query_id or str(uuid.uuid4())
+    terms = ConsentTerms(purpose, now_ms() + 60_000, "loan-7", Relationship(relationship))
+    record = consent_for_query(terms, query_id, "bank", pseudonym, now_ms())
+    consent = sign_consent(record, member_identity(alliance, "bank").current.signer)
+    draft = EntryDraft(kind=EntryKind.CONSENT, actor="bank", query_id=query_id,
+                       subject_tag=ledger_subject_tag(subject_key, pseudonym, query_id),
+                       body=consent_ledger_body(record, consent))
+    record_fields: dict[str, Any] = {
+        "kind": "consent", "query_id": query_id, "subject_tag": draft.subject_tag,
+        "body_json": draft.body_json.decode()}
+    request_fields: dict[str, Any] = {
+        "plan": coordinator_pb2.PlanRequest(model_version="v1", purpose=purpose.value),
+        "query_id": query_id}
+    for key, value in changes.items():
+        if key.startswith("consent_"):
+            record_fields[key.removeprefix("consent_")] = value
+        else:
+            request_fields[key] = value
+    request = coordinator_pb2.InquiryRequest(
+        consent=coordinator_pb2.AuditRecord(**record_fields), **request_fields)
+    return request, draft
+
+
+def test_an_inquiry_plan_and_its_consent_commit_together(
+    alliance: InProcessAlliance, coordinator: coordinator_pb2_grpc.CoordinatorStub,
+    subject_key: SubjectKey, pseudonym: bytes,
+) -> None:
+    request, draft = inquiry(alliance, subject_key, pseudonym)
+    reply = coordinator.PlanInquiry(request, timeout=10)
+    from fedcredit.plans import verify_plan
+    from fedcredit.serde import receipt_from_pb, signed_plan_from_pb
+
+    verifier = alliance.coordinator.core.identity.current.certified.verifier
+    plan = verify_plan(signed_plan_from_pb(reply.plan), verifier, now_ms())
+    assert plan.query_id == request.query_id and plan.requester_id == "bank"
+    receipt = receipt_from_pb(reply.consent_receipt)
+    verify_receipt(receipt, draft, verifier)
+    ledger = alliance.coordinator.core.ledger
+    planned, consented = ledger.entry(receipt.index - 1), ledger.entry(receipt.index)
+    assert (planned.kind, planned.query_id) == (EntryKind.PLAN, plan.query_id)
+    assert (consented.kind, consented.subject_tag) == (EntryKind.CONSENT, draft.subject_tag)
+    assert planned.created_ms == consented.created_ms  # one commit, one tree head
+    assert ledger.tree_head(receipt.tree_head.size).size == receipt.index + 1
+
+    # The query id is spent: the same one again is refused, and nothing more recorded.
+    size = ledger.size()
+    again, _ = inquiry(alliance, subject_key, pseudonym, query_id=request.query_id)
+    expect(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", coordinator.PlanInquiry, again)
+    assert ledger.size() == size
+
+
+def test_a_bad_inquiry_is_refused_before_anything_is_recorded(
+    alliance: InProcessAlliance, coordinator: coordinator_pb2_grpc.CoordinatorStub,
+    subject_key: SubjectKey, pseudonym: bytes,
+) -> None:
+    ledger = alliance.coordinator.core.ledger
+    size = ledger.size()
+    _, good = inquiry(alliance, subject_key, pseudonym)
+    body = json.loads(good.body_json)
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    denied = grpc.StatusCode.PERMISSION_DENIED
+    cases: list[tuple[grpc.StatusCode, str, dict[str, Any]]] = [
+        (invalid, "INVALID_REQUEST", {"query_id": "not-a-uuid"}),
+        (invalid, "INVALID_REQUEST", {"query_id": str(uuid.uuid1())}),  # not random
+        (invalid, "INVALID_REQUEST", {"query_id": str(uuid.uuid4()).upper()}),
+        (invalid, "INVALID_REQUEST", {"consent_query_id": str(uuid.uuid4())}),
+        (invalid, "INVALID_REQUEST", {"consent_kind": "completion"}),
+        (invalid, "INVALID_REQUEST", {"consent_subject_tag": b"\x01" * 31}),
+        (invalid, "INVALID_REQUEST", {"consent_body_json": "[1, 2]"}),
+        (invalid, "INVALID_REQUEST", {"consent_body_json": json.dumps({**body, "name": "x"})}),
+        (invalid, "INVALID_REQUEST", {"plan": coordinator_pb2.PlanRequest(
+            model_version="v1", purpose="origination",
+            batch=plan_pb2.BatchTerms(subjects=10, chunks=1, chunk_subjects=10,
+                                      key_sha256=b"\x00" * 32))}),
+        # The consent says one purpose, the plan request another.
+        (denied, "CONSENT_PURPOSE_NOT_ALLOWED", {"consent_body_json": json.dumps(
+            {**body, "purpose": "account_review"})}),
+        # A purpose the alliance policy does not allow at all.
+        (denied, "CONSENT_PURPOSE_NOT_ALLOWED", {"plan": coordinator_pb2.PlanRequest(
+            model_version="v1", purpose="marketing")}),
+    ]
+    for code, fedcredit_code, changes in cases:
+        request, _ = inquiry(alliance, subject_key, pseudonym, **changes)
+        expect(code, fedcredit_code, coordinator.PlanInquiry, request)
+    # Account review is for existing customers only: an applicant's consent is refused.
+    review, _ = inquiry(alliance, subject_key, pseudonym, purpose=Purpose.ACCOUNT_REVIEW)
+    expect(denied, "CONSENT_PURPOSE_NOT_ALLOWED", coordinator.PlanInquiry, review)
+    # Unpinned: no model promoted for bank, so nothing to plan with.
+    unpinned, _ = inquiry(alliance, subject_key, pseudonym, plan=coordinator_pb2.PlanRequest(
+        model_version="", purpose="origination"))
+    expect(grpc.StatusCode.FAILED_PRECONDITION, "MODEL_VERSION_UNAVAILABLE",
+           coordinator.PlanInquiry, unpinned)
+    assert ledger.size() == size
