@@ -195,7 +195,9 @@ class MemberRegistry:
             return int(conn.execute("SELECT version FROM directory_state").fetchone()[0])
 
     def heartbeat(self, member_id: str, applied_version: int, now_ms: int) -> int:
-        with self.db.transaction() as conn:
+        # Liveness: a crash may lose it (the next heartbeat restores it), so no fsync, which
+        # would hold the database lock that plans commit under.
+        with self.db.transaction(durable=False) as conn:
             changed = conn.execute(
                 "UPDATE members SET last_heartbeat_ms=?, applied_version=? WHERE member_id=?",
                 (now_ms, applied_version, member_id),
@@ -209,6 +211,7 @@ class MemberRegistry:
             """UPDATE members SET latency_ms = CASE WHEN latency_ms = 0 THEN ?
                ELSE ? * ? + (1 - ?) * latency_ms END WHERE member_id=?""",
             (rtt_ms, LATENCY_EWMA_ALPHA, rtt_ms, LATENCY_EWMA_ALPHA, member_id),
+            durable=False,  # a measurement: the next probe makes up for a lost one
         )
 
     # -- reads -------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The coordinator's registry and a node's feature and report stores are small and local;
 SQLite in WAL mode lets readers proceed while a writer commits, and ``synchronous=FULL``
-makes a commit durable before the caller is told it happened.
+makes a commit durable before the caller is told it happened (unless the caller says the
+state may be lost in a crash: ``durable=False``).
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ class SqliteDatabase:
             self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             return True
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement (committed on return); the number of rows it changed."""
+    def execute(self, sql: str, params: Sequence[Any] = (), *, durable: bool = True) -> int:
+        """Run one statement (committed on return); the number of rows it changed.
+        ``durable=False``: see :meth:`transaction`."""
+        if not durable:
+            with self.transaction(durable=False) as conn:
+                return conn.execute(sql, params).rowcount
         with self._lock:
             return self._conn.execute(sql, params).rowcount
 
@@ -51,16 +56,28 @@ class SqliteDatabase:
             return list(self._conn.execute(sql, params).fetchall())
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All statements inside commit together, or none do."""
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """All statements inside commit together, or none do.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL`` for this
+        commit: in WAL mode still atomic and consistent, and durable with the next durable
+        commit, which syncs the log): for state a crash may lose, such as liveness — a
+        heartbeat then holds the database lock for microseconds, not an fsync.
+        """
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._conn.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
         with self._lock:
