@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,14 @@ class EvaluationReport:
     lending: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The report as JSON-ready dicts and lists (what ``dataclasses.asdict`` gives, without
+        its deep copy of the lending document, which cost more than the rest of the report:
+        the document is shared, read-only)."""
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["exposures"] = asdict(self.exposures)
+        doc["coverage"] = asdict(self.coverage)
+        doc["timings"] = asdict(self.timings)
+        return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> EvaluationReport:

@@ -39,7 +39,9 @@ class ApiContext:
     clock: Clock = system_clock
 
 
-def get_context(request: Request) -> ApiContext:
+# Attribute lookups only: ``async def`` runs them on the event loop (a plain ``def`` dependency
+# is a round trip through the thread pool, per request and per dependency).
+async def get_context(request: Request) -> ApiContext:
     context: ApiContext = request.app.state.context
     return context
 
@@ -67,14 +69,14 @@ class RequireScope:
         return context.api_keys.authenticate(token, self.scope, context.clock())
 
 
-def get_evaluations(context: Context) -> EvaluationService:
+async def get_evaluations(context: Context) -> EvaluationService:
     return context.evaluations
 
 
 Evaluations = Annotated[EvaluationService, Depends(get_evaluations)]
 
 
-def get_portfolios(context: Context) -> PortfolioService:
+async def get_portfolios(context: Context) -> PortfolioService:
     return context.portfolios
 
 

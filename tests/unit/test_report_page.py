@@ -191,3 +191,12 @@ def test_the_gauge_needle_points_at_the_score(score: int, angle: float) -> None:
     assert measured == pytest.approx(angle, abs=0.1)
     assert math.dist((g["cx"], g["cy"]), (g["marker_x"], g["marker_y"])) == pytest.approx(
         g["r"], abs=0.01)
+
+
+def test_a_report_dict_is_what_asdict_gives_and_round_trips() -> None:
+    import dataclasses
+
+    doc = report()
+    stored = EvaluationReport.from_dict(copy.deepcopy(doc))
+    assert stored.to_dict() == dataclasses.asdict(stored)
+    assert EvaluationReport.from_dict(stored.to_dict()) == stored
