@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,9 +118,33 @@ def _check_body(kind: EntryKind, body: dict[str, Any], route: Sequence[str],
             raise InvalidRequestError("skipped lists route members and error codes")
 
 
+#: Plans whose bodies the intake keeps at hand: every member of a route records against the
+#: same plan, within seconds of each other.
+PLAN_CACHE = 4096
+
+
 class AuditIntake:
     def __init__(self, ledger: AuditLedger) -> None:
         self.ledger = ledger
+        self._plans: OrderedDict[str, Mapping[str, Any]] = OrderedDict()
+        self._plans_lock = threading.Lock()
+
+    def _plan_body(self, query_id: str) -> Mapping[str, Any] | None:
+        """The body of the plan recorded for ``query_id`` (ledger entries never change, so a
+        found one is cached; an absent one is looked up again next time)."""
+        with self._plans_lock:
+            body = self._plans.get(query_id)
+            if body is not None:
+                self._plans.move_to_end(query_id)
+                return body
+        entry = self.ledger.first_of(EntryKind.PLAN, query_id) if query_id else None
+        if entry is None:
+            return None
+        with self._plans_lock:
+            self._plans[query_id] = entry.body
+            while len(self._plans) > PLAN_CACHE:
+                self._plans.popitem(last=False)
+        return entry.body
 
     def record(self, caller: str, records: Sequence[SubmittedRecord],
                now_ms: int) -> list[Receipt]:
@@ -159,11 +185,11 @@ class AuditIntake:
             raise InvalidRequestError(f"unknown entry kind {record.kind!r}") from None
         if kind not in _FIELDS:
             raise PermissionDeniedError(f"members cannot record {kind.value} entries")
-        plan = self.ledger.first_of(EntryKind.PLAN, record.query_id) if record.query_id else None
+        plan = self._plan_body(record.query_id)
         if plan is None:
             raise ResourceNotFoundError("no plan with this query id is in the ledger")
-        requester = plan.body.get("requester_id")
-        route = plan.body.get("route")
+        requester = plan.get("requester_id")
+        route = plan.get("route")
         assert isinstance(route, list)
         members = [str(m) for m in route]
         if kind is EntryKind.CONTRIBUTION:
@@ -172,7 +198,7 @@ class AuditIntake:
         elif caller != requester:
             raise PermissionDeniedError(f"only the requester records the {kind.value}")
         body = _body(record)
-        batch = plan.body.get("batch")
+        batch = plan.get("batch")
         _check_body(kind, body, members, caller, batch if isinstance(batch, dict) else None)
         return EntryDraft(kind=kind, actor=caller, body=body, query_id=record.query_id,
                           subject_tag=_subject_tag(kind, record))
