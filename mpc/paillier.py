@@ -12,6 +12,7 @@ import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import gmpy2
 import phe
@@ -24,6 +25,9 @@ DEFAULT_KEY_BITS = 2048
 
 #: Draws the Paillier randomness r for a modulus n. Must return an r in [1, n) coprime to n.
 Randomness = Callable[[int], int]
+#: Runs a computation beside the caller (another thread): takes the work, returns a function
+#: that waits for its result. What lets the two CRT halves of a decryption run at once.
+Beside = Callable[[Callable[[], Any]], Callable[[], Any]]
 
 
 def system_randomness(n: int) -> int:
@@ -161,19 +165,28 @@ class PaillierKeyPair:
         public = PaillierPublicKey.from_modulus(n, hs=djn_base(p, q), min_bits=min_bits)
         return cls(public=public, _private=phe.PaillierPrivateKey(public._phe, p, q))
 
-    def raw_decrypt(self, c: int) -> int:
+    def raw_decrypt(self, c: int, beside: Beside | None = None) -> int:
         """Decrypt to the residue in [0, n). Opaque failure on anything out of range.
 
         CRT decryption as python-paillier does it (its precomputed hp, hq, p⁻¹), with the two
         half-size exponentiations releasing the GIL, so concurrent requests decrypt on every
-        core."""
+        core. With ``beside``, the q half runs there while this thread does the p half: half
+        the latency on an idle machine, the same CPU."""
         if not 0 < c < self.public.nsquare:
             raise DecryptionError()
         priv = self._private
-        try:
+
+        def half(prime: int, square: int) -> Any:
             with gmpy2.context(allow_release_gil=True):
-                xp = gmpy2.powmod(c, priv.p - 1, priv.psquare)
-                xq = gmpy2.powmod(c, priv.q - 1, priv.qsquare)
+                return gmpy2.powmod(c, prime - 1, square)
+
+        try:
+            if beside is None:
+                xp, xq = half(priv.p, priv.psquare), half(priv.q, priv.qsquare)
+            else:
+                pending = beside(lambda: half(priv.q, priv.qsquare))
+                xp = half(priv.p, priv.psquare)
+                xq = pending()
             mp = (xp - 1) // priv.p * priv.hp % priv.p
             mq = (xq - 1) // priv.q * priv.hq % priv.q
             return int(mp + (mq - mp) * priv.p_inverse % priv.q * priv.p)

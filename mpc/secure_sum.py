@@ -31,7 +31,13 @@ from mpc.contribution import (
     to_signed,
     unpack,
 )
-from mpc.paillier import PaillierKeyPair, PaillierPublicKey, Randomness, system_randomness
+from mpc.paillier import (
+    Beside,
+    PaillierKeyPair,
+    PaillierPublicKey,
+    Randomness,
+    system_randomness,
+)
 
 #: Ciphertexts per accumulator on the wire.
 CIPHERTEXTS = 1
@@ -134,14 +140,16 @@ def rerandomize(
 
 
 def decrypt_total(
-    accumulator: EncryptedContribution, keypair: PaillierKeyPair
+    accumulator: EncryptedContribution, keypair: PaillierKeyPair, beside: Beside | None = None
 ) -> ContributionVector:
-    """Decrypt the final accumulator. Any failure is one opaque :class:`DecryptionError`."""
+    """Decrypt the final accumulator (``beside``: where the second CRT half may run,
+    :meth:`mpc.paillier.PaillierKeyPair.raw_decrypt`). Any failure is one opaque
+    :class:`DecryptionError`."""
     if accumulator.key_fingerprint != keypair.public.fingerprint():
         raise DecryptionError()
     n = keypair.public.n
     try:
         (ciphertext,) = accumulator.ciphertexts
-        return unpack(to_signed(keypair.raw_decrypt(ciphertext), n))
+        return unpack(to_signed(keypair.raw_decrypt(ciphertext, beside), n))
     except ValueError as exc:
         raise DecryptionError() from exc

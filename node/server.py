@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,6 +185,8 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     audit.start()
     obfuscators.start()
     policy = lending_policy_from(settings.lending_policy)
+    # The second CRT half of each decryption runs here, beside the request's thread.
+    decrypt_pool = ThreadPoolExecutor(2, thread_name_prefix="decrypt")
     evaluations = EvaluationService(
         member_id=settings.member_id,
         subject_key=subject_key,
@@ -201,6 +204,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         clock=clock,
         policy=policy,
         products=products,
+        decrypt_beside=lambda work: decrypt_pool.submit(work).result,
     )
     portfolio_jobs = JobStore(settings.portfolio_dir)
     portfolios = PortfolioService(
@@ -250,7 +254,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         membership=membership,
         closers=[portfolios.close, portfolio_jobs.close, obfuscators.stop, store.close,
                  reports.close, flags.close, forwarder.close, peers.close, coordinator.close,
-                 api_keys.close, audit.stop],
+                 api_keys.close, audit.stop, decrypt_pool.shutdown],
         http=HttpServer(app, settings.http_host, settings.http_port, "lender API"),
     )
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from fedcredit.errors import DecryptionError, KeyTooShortError
@@ -52,6 +55,34 @@ def test_decrypting_out_of_range_is_opaque(keypair: PaillierKeyPair, bad: int | 
     with pytest.raises(DecryptionError) as info:
         keypair.raw_decrypt(int(value))
     assert str(info.value) == "decryption failed"
+
+
+def test_the_second_crt_half_may_run_beside_and_failures_stay_opaque(
+        keypair: PaillierKeyPair) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = keypair.public
+    values = [0, 1, 42, key.n - 5, key.n // 2]
+    with ThreadPoolExecutor(1) as pool:
+        ran = []
+
+        def beside(work: Callable[[], Any]) -> Callable[[], Any]:
+            ran.append(work)
+            return pool.submit(work).result
+
+        for value in values:
+            c = key.raw_encrypt(value)
+            assert keypair.raw_decrypt(c, beside) == keypair.raw_decrypt(c) == value
+        assert len(ran) == len(values)
+
+        def failing(work: Callable[[], Any]) -> Callable[[], Any]:
+            def result() -> int:
+                raise ArithmeticError("the helper thread failed")
+            return result
+
+        with pytest.raises(DecryptionError) as info:
+            keypair.raw_decrypt(key.raw_encrypt(7), failing)
+        assert str(info.value) == "decryption failed"
 
 
 def test_private_key_export_round_trip(keypair: PaillierKeyPair) -> None:
