@@ -22,7 +22,9 @@ measures two in-process baselines on the same subjects:
   ``decrypt``). Same 2048-bit key, same members, same vectors; the two are interleaved.
 
 The JSON holds ``p50_ms``, ``p99_ms``, ``throughput_per_s`` and ``errors`` at the top level, plus
-counts, server-side timings, the machine, the date, the baselines and their ratios.
+counts, server-side timings, each process's CPU milliseconds per evaluation
+(``cpu_ms_per_evaluation``: coordinator, each node, the bench client), the machine, the date,
+the baselines and their ratios.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import numpy as np
 from baselines import crypto_baselines, pooled_plaintext_ms
 from machine import (
     CpuSnapshot,
+    cpu_ms_per_unit,
     cpu_usage,
     load_average,
     machine_info,
@@ -127,7 +130,7 @@ def one_evaluation(
 def run_load(
     alliance: LocalAlliance, population: Population, seconds: float, concurrency: int,
     warmup: int, seed: int, check: bool, console: Console,
-) -> tuple[list[Sample], float, dict[str, float] | None]:
+) -> tuple[list[Sample], float, dict[str, float] | None, dict[str, float] | None]:
     members = [n.member_id for n in alliance.nodes]
     headers = {"X-API-Key": alliance.api_key}
     turn = itertools.count()
@@ -150,9 +153,11 @@ def run_load(
                 console.print(f"[yellow]warm-up request failed: {sample.error}[/]")
 
     state = LoadState()
-    pids = [os.getpid(), *(p.popen.pid for p in alliance.node_procs.values())]
+    names = {os.getpid(): "bench client",
+             **{p.popen.pid: p.name for p in alliance.node_procs.values()}}
     if alliance.coordinator is not None:
-        pids.append(alliance.coordinator.popen.pid)
+        names[alliance.coordinator.popen.pid] = "coordinator"
+    pids = list(names)
 
     def worker(worker_id: int, deadline: float) -> None:
         rng = np.random.default_rng([seed, worker_id])
@@ -190,8 +195,11 @@ def run_load(
             f.result()
         elapsed = time.perf_counter() - started
         progress.update(task, completed=seconds)
-    cpu = cpu_usage(cpu_before, CpuSnapshot.take(pids), elapsed, usable_cores())
-    return state.samples, elapsed, cpu
+    cpu_after = CpuSnapshot.take(pids)
+    cpu = cpu_usage(cpu_before, cpu_after, elapsed, usable_cores())
+    per_eval = cpu_ms_per_unit(cpu_before, cpu_after, names,
+                               sum(1 for s in state.samples if s.ok))
+    return state.samples, elapsed, cpu, per_eval
 
 
 # -- baselines -------------------------------------------------------------------------------
@@ -256,6 +264,14 @@ def render(console: Console, result: dict[str, Any]) -> None:
         table.add_row("CPU cores busy: ours / other processes",
                       f"{cpu['alliance_and_bench_cores']:.2f} / "
                       f"{cpu['other_processes_cores']:.2f} of {cpu['cores']}")
+    per_eval = result.get("cpu_ms_per_evaluation")
+    if per_eval:
+        nodes = [v for k, v in per_eval.items() if k not in ("coordinator", "bench client")]
+        alliance_ms = sum(nodes) + per_eval.get("coordinator", 0.0)
+        table.add_row("CPU per evaluation: alliance (coordinator + nodes) / bench client",
+                      f"{alliance_ms:.1f} ms ({per_eval.get('coordinator', 0.0):.1f} + "
+                      f"{len(nodes)} x {sum(nodes) / max(1, len(nodes)):.1f}) / "
+                      f"{per_eval.get('bench client', 0.0):.1f} ms")
     rss = {k: v for k, v in (result.get("peak_rss_mib") or {}).items() if v is not None}
     if rss:
         table.add_row("peak RSS per process",
@@ -355,8 +371,9 @@ def main(argv: list[str] | None = None) -> int:
             with console.status(f"starting the coordinator and {args.nodes} nodes…"):
                 alliance.start()
             result["loadavg_before"] = load_average()
-            samples, elapsed, cpu = run_load(alliance, population, args.seconds, args.concurrency,
-                                        args.warmup, args.seed, not args.no_check, console)
+            samples, elapsed, cpu, per_eval = run_load(
+                alliance, population, args.seconds, args.concurrency, args.warmup, args.seed,
+                not args.no_check, console)
             result["peak_rss_mib"] = {
                 proc.name: peak_rss_mib(proc.popen.pid)
                 for proc in [*alliance.node_procs.values(), alliance.coordinator]
@@ -368,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         result["loadavg_after"] = load_average()
         result.update(summarize(samples, elapsed))
         result["cpu_during_load"] = cpu
+        # Per successful evaluation, each process (the nodes also serve as each other's hops).
+        result["cpu_ms_per_evaluation"] = per_eval
 
         if args.baseline_evals:
             rng = np.random.default_rng(args.seed + 200)

@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 import venv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,8 @@ class CpuSnapshot:
 
     machine_busy_s: float
     ours_s: float
+    #: Each process's own CPU time, by pid.
+    per_pid_s: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def take(cls, pids: list[int]) -> CpuSnapshot | None:
@@ -75,13 +77,23 @@ class CpuSnapshot:
             values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
             idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
             busy = sum(values[:8]) - idle  # user..steal; guest time is already in user
-            ours = 0
+            per_pid = {}
             for pid in pids:
                 fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                ours += int(fields_[11]) + int(fields_[12])  # utime + stime
+                per_pid[pid] = (int(fields_[11]) + int(fields_[12])) / tick  # utime + stime
         except (OSError, ValueError, IndexError):
             return None
-        return cls(machine_busy_s=busy / tick, ours_s=ours / tick)
+        return cls(machine_busy_s=busy / tick, ours_s=sum(per_pid.values()),
+                   per_pid_s=per_pid)
+
+
+def cpu_ms_per_unit(before: CpuSnapshot | None, after: CpuSnapshot | None,
+                    names: dict[int, str], units: int) -> dict[str, float] | None:
+    """CPU milliseconds each named process spent per unit of work (e.g. per evaluation)."""
+    if before is None or after is None or units <= 0:
+        return None
+    return {name: round((after.per_pid_s.get(pid, 0.0) - before.per_pid_s.get(pid, 0.0))
+                        * 1000 / units, 2) for pid, name in names.items()}
 
 
 def cpu_usage(
