@@ -128,7 +128,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         caller = self._member(context)
         if request.plan.HasField("batch"):
             raise InvalidRequestError("a portfolio job is planned with PlanEvaluation")
-        query_id = proposed_query_id(request.query_id)  # unused: the ledger's unique index
+        # Once only: the ledger keeps plans unique by query id (a second one is refused there).
+        query_id = proposed_query_id(request.query_id)
         now = self._clock()
         plan = self._plan(caller.party_id, request.plan, now, query_id=query_id,
                           held_versions=frozenset(request.held_model_versions))

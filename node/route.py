@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -110,8 +111,9 @@ class RouteResult:
 
 
 #: Threads that call a TREE hop's children (blocking calls: a gRPC future would start a
-#: channel-polling thread per child per evaluation, a visible cost in the profile).
-FAN_OUT_THREADS = 32
+#: channel-polling thread per child per evaluation, a visible cost in the profile). Started on
+#: demand; a call that waits for a thread still ends by its own deadline.
+FAN_OUT_THREADS = 128
 
 
 class RouteForwarder:
@@ -285,8 +287,9 @@ class RouteForwarder:
             request = contribute_request_to_pb(signed, pseudonym, consent, index, None,
                                                plan.requester_key)
             stub = self._peers.stub(position.hop.member_id, position.hop.endpoint)
-            calls.append((position, self._fan_out.submit(stub.Contribute, request,
-                                                         timeout=budget_ms / 1000), None))
+            calls.append((position, self._fan_out.submit(
+                _call_by, stub.Contribute, request, time.monotonic() + budget_ms / 1000),
+                None))
         total = own
         outcomes: list[HopOutcome] = []
         for position, future, refused in calls:
@@ -314,3 +317,8 @@ class RouteForwarder:
                         position.hop.member_id, error.code)
             outcomes.extend(HopOutcome(m, False, error.code.value) for m in position.members)
         return RouteResult(total, tuple(outcomes), plan.requester_key)
+
+
+def _call_by(method: Callable[..., R], request: object, deadline: float) -> R:
+    """``method(request)`` with whatever time is left until ``deadline`` (monotonic)."""
+    return method(request, timeout=max(0.001, deadline - time.monotonic()))
