@@ -105,6 +105,16 @@ class InProcessAlliance:
         count: int = self.nodes[member_id].app.state.context.evaluations._reports.count()
         return count
 
+    def drain_audit_outboxes(self, timeout_s: float = 10) -> None:
+        """Until every node's audit outbox is empty: entries of earlier evaluations (sent in
+        batches, up to a flush interval later) are in the ledger, and no more are on the way
+        unless something new happens."""
+        deadline = time.monotonic() + timeout_s
+        while any(node.app.state.context.evaluations._audit.pending()
+                  for node in self.nodes.values()):
+            assert time.monotonic() < deadline, "audit outboxes did not drain"
+            time.sleep(0.02)
+
     def wait_warm(self, timeout_s: float = 30) -> None:
         """Until every node's obfuscator pools are full: the refillers' start-up work (a DJN
         table per key, then the pools) is done, so it does not compete with the first
