@@ -54,19 +54,12 @@ def trail(alliance: InProcessAlliance, member: str) -> AuditTrail:
     return audit
 
 
-def flushed(alliance: InProcessAlliance) -> None:
-    deadline = time.monotonic() + 10
-    while any(trail(alliance, m).pending() for m in alliance.nodes):
-        assert time.monotonic() < deadline, "outboxes did not drain"
-        time.sleep(0.05)
-
-
 def test_an_evaluation_leaves_its_whole_trail_and_nothing_identifying(
     audited: InProcessAlliance, population: Population, subject_key: SubjectKey
 ) -> None:
     index = indices_with_records(population, 3)[0]
     report = evaluate(audited, "bank", index, population)
-    flushed(audited)
+    audited.drain_audit_outboxes()
     ledger = audited.coordinator.core.ledger
     entries = ledger.entries(0, ledger.size(), query_id=str(report["query_id"]))
     kinds = [(e.kind, e.actor) for e in entries]
@@ -94,7 +87,7 @@ def test_receipts_check_out_and_catch_a_rewritten_log(
     audited: InProcessAlliance, population: Population
 ) -> None:
     evaluate(audited, "shop", indices_with_records(population, 2)[1], population)
-    flushed(audited)
+    audited.drain_audit_outboxes()
     for member in audited.nodes:
         receipts = trail(audited, member).receipts()
         assert receipts, member
@@ -163,7 +156,7 @@ def test_members_can_only_record_their_own_part(
     audited: InProcessAlliance, population: Population
 ) -> None:
     report = evaluate(audited, "bank", indices_with_records(population, 3)[4], population)
-    flushed(audited)
+    audited.drain_audit_outboxes()
     query = str(report["query_id"])
     digest = "ab" * 32
     plan = audited.coordinator.core.ledger.first_of(EntryKind.PLAN, query)
@@ -199,7 +192,7 @@ def test_the_outbox_keeps_entries_through_a_coordinator_outage(
     alliance = start_alliance(tmp_path_factory.mktemp("outage"), population, subject_key)
     try:
         report = evaluate(alliance, "bank", indices_with_records(population, 3)[0], population)
-        flushed(alliance)
+        alliance.drain_audit_outboxes()
         port = alliance.coordinator.port
         alliance.coordinator.stop(0)
         bank = trail(alliance, "bank")
@@ -213,7 +206,7 @@ def test_the_outbox_keeps_entries_through_a_coordinator_outage(
         alliance.coordinator = start_coordinator(alliance.coordinator_settings.model_copy(
             update={"bind": f"127.0.0.1:{port}"}))
         alliance.wait_active({"bank"}, heard_since_ms=restarted)
-        flushed(alliance)
+        alliance.drain_audit_outboxes()
         ledger = alliance.coordinator.core.ledger
         completions = ledger.entries(0, ledger.size(), kinds=[EntryKind.COMPLETION],
                                      query_id=str(report["query_id"]))
