@@ -185,8 +185,6 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     audit.start()
     obfuscators.start()
     policy = lending_policy_from(settings.lending_policy)
-    # The second CRT half of each decryption runs here, beside the request's thread.
-    decrypt_pool = ThreadPoolExecutor(2, thread_name_prefix="decrypt")
     evaluations = EvaluationService(
         member_id=settings.member_id,
         subject_key=subject_key,
@@ -204,7 +202,6 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         clock=clock,
         policy=policy,
         products=products,
-        decrypt_beside=lambda work: decrypt_pool.submit(work).result,
     )
     portfolio_jobs = JobStore(settings.portfolio_dir)
     portfolios = PortfolioService(
@@ -227,6 +224,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         chunk_subjects=settings.portfolio_chunk_subjects,
     )
     api_keys = ApiKeyStore(settings.api_key_store_path, clock)
+    api_workers = ThreadPoolExecutor(settings.api_workers, thread_name_prefix="lender-api")
     if not api_keys.list():
         log.warning("node %s: no lender API keys yet; create one with `fedcredit node api-keys "
                     "create`", settings.member_id)
@@ -242,6 +240,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
             catalog_version=lambda: products.version,
         ),
         clock=clock,
+        blocking=api_workers,
     )
     app = create_app(context, settings.max_request_bytes,
                      {PORTFOLIO_PATH: settings.portfolio_max_request_bytes})
@@ -254,7 +253,7 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
         membership=membership,
         closers=[portfolios.close, portfolio_jobs.close, obfuscators.stop, store.close,
                  reports.close, flags.close, forwarder.close, peers.close, coordinator.close,
-                 api_keys.close, audit.stop, decrypt_pool.shutdown],
+                 api_keys.close, audit.stop, api_workers.shutdown],
         http=HttpServer(app, settings.http_host, settings.http_port, "lender API"),
     )
 

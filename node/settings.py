@@ -53,6 +53,9 @@ class NodeSettings(BaseSettings):
     #: 512 bytes each at 2048 bits); 0 computes every one during the evaluation.
     obfuscator_pool_size: int = Field(default=64, ge=0, le=100_000)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Threads that run the lender API's evaluations and key checks (an evaluation holds one
+    #: while its route runs); requests beyond them wait their turn.
+    api_workers: int = Field(default=40, ge=1, le=1_000)
     #: Subjects one portfolio re-scoring job may hold (``POST /v1/portfolio-evaluations``).
     portfolio_max_subjects: int = Field(default=1_000_000, ge=1, le=10_000_000)
     #: Body limit of that route alone (a million identifiers are about 25 MB of JSON).

@@ -10,7 +10,13 @@ from fastapi.responses import HTMLResponse
 
 from fedcredit.errors import ErrorCode
 from fedcredit.protocol import ConsentTerms
-from node.api.deps import CanCreateEvaluations, CanReadEvaluations, Context, Evaluations
+from node.api.deps import (
+    CanCreateEvaluations,
+    CanReadEvaluations,
+    Context,
+    Evaluations,
+    run_blocking,
+)
 from node.api.errors import error_responses
 from node.api.schemas import EvaluationCreate, EvaluationOut
 from node.evaluation import EvaluationRequest
@@ -79,18 +85,20 @@ def _to_response(report: EvaluationReport) -> EvaluationOut:
         ErrorCode.INTERNAL,
     ),
 )
-def create_evaluation(
+async def create_evaluation(
     body: EvaluationCreate,
-    response: Response,
     _: CanCreateEvaluations,
     evaluations: Evaluations,
     context: Context,
-) -> EvaluationOut:
+) -> Response:
     started = time.perf_counter()
-    report = evaluations.evaluate(_to_request(body))
+    report = await run_blocking(context, evaluations.evaluate, _to_request(body))
     context.metrics.evaluation_seconds.observe(time.perf_counter() - started)
-    response.headers["Location"] = f"/v1/evaluations/{report.query_id}"
-    return _to_response(report)
+    # Serialized here, once: FastAPI would dump the model and validate it again first (the
+    # response model still documents the body).
+    return Response(_to_response(report).model_dump_json(), status_code=status.HTTP_201_CREATED,
+                    media_type="application/json",
+                    headers={"Location": f"/v1/evaluations/{report.query_id}"})
 
 
 @router.get(
