@@ -1,4 +1,4 @@
-"""The contribution vector and its integer encoding (encoding version 3).
+"""The contribution vector and its integer encoding (encoding version 4).
 
 Every member adds one :class:`ContributionVector` to a joint evaluation. All fields are
 additive, so the sum over members is meaningful: the joint model logit (minus the intercept),
@@ -12,9 +12,11 @@ Each field becomes a signed integer (:func:`encode`):
 * integer fields (:data:`EXPOSURE_FIELDS`) — exact non-negative integers (money in minor
   units, i.e. cents; counts; 0/1 flags whose sum counts members).
 
-Encoding v3 packs all of them into **one** Paillier plaintext (:data:`PACKING`, see
-:mod:`mpc.packing`): 72-bit slots for the fixed-point fields, 75-bit slots for the integers,
-1,035 bits in all, below n/2 for any n of 2048 bits or more. A member's share is bounded when
+Encoding v4 packs all of them into **one** Paillier plaintext (:data:`PACKING`, see
+:mod:`mpc.packing`): 68-bit slots for the fixed-point fields, 71-bit slots for the integers,
+979 bits in all. That is below half of the larger prime of any modulus of 2048 bits or more,
+so the requester decrypts with one CRT half (:data:`mpc.paillier.SMALL_PLAINTEXT_BITS`): half
+the work of a full decryption. A member's share is bounded when
 it is encoded (:data:`MAX_ABS_PARTIAL`, :data:`MAX_EXPOSURE`), so the total of up to
 :data:`MAX_MEMBERS` members stays inside every slot: an overflow is impossible by construction
 (checked when this module loads, and property-tested at the bounds). Decoded totals are checked
@@ -25,7 +27,8 @@ one adverse-reason group (payment history, amounts owed, credit history, new cre
 features of no group (age, income, …) count in ``model_partial`` only. ``flagged`` is 1 when the
 member holds an unexpired blacklist flag on the subject, ``with_active_loans`` 1 when the
 subject has an active loan there: their totals count members, never name them.
-Versions 1 and 2 (one ciphertext per field) are refused: every member of an alliance runs one
+Versions 1 and 2 (one ciphertext per field) and 3 (the same packing for up to 2^20 members,
+1,035 bits, which needed a full decryption) are refused: every member of an alliance runs one
 encoding.
 """
 
@@ -36,12 +39,15 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from mpc.packing import SlotLayout
+from mpc.paillier import SMALL_PLAINTEXT_BITS
 
-ENCODING_VERSION = 3
+ENCODING_VERSION = 4
 FIXED_POINT_SCALE = 10**9
 MAX_ABS_PARTIAL = 1e6
 MAX_EXPOSURE = 2**53
-MAX_MEMBERS = 2**20
+#: Members one evaluation's sum may have, requester included (an alliance of more members
+#: would need wider slots: a new encoding version).
+MAX_MEMBERS = 2**16
 #: The adverse-reason slots, in encoding order (scoring.reason_slots names their groups).
 REASON_SLOT_FIELDS: tuple[str, ...] = (
     "reason_payment_history",
@@ -92,10 +98,10 @@ FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ContributionVector))
 FIXED_FIELDS: tuple[str, ...] = ("model_partial", *REASON_SLOT_FIELDS)
 EXPOSURE_FIELDS: tuple[str, ...] = FIELDS[len(FIXED_FIELDS):]
 assert FIELDS[: len(FIXED_FIELDS)] == FIXED_FIELDS
-#: Slot widths in FIELDS order: a fixed-point total is below 10^15 · 2^20 < 2^70, an integer
-#: total below 2^53 · 2^20 = 2^73; one bit more for the sign, one more of margin.
-FIXED_SLOT_BITS = 72
-EXPOSURE_SLOT_BITS = 75
+#: Slot widths in FIELDS order: a fixed-point total is below 10^15 · 2^16 < 2^66, an integer
+#: total below 2^53 · 2^16 = 2^69; one bit more for the sign, one more of margin.
+FIXED_SLOT_BITS = 68
+EXPOSURE_SLOT_BITS = 71
 PACKING = SlotLayout((FIXED_SLOT_BITS,) * len(FIXED_FIELDS)
                      + (EXPOSURE_SLOT_BITS,) * len(EXPOSURE_FIELDS))
 #: The smallest Paillier modulus the packing fits (keys are never shorter: see paillier.py).
@@ -104,6 +110,8 @@ MIN_MODULUS_BITS = 2048
 MAX_FIXED_SHARE = int(MAX_ABS_PARTIAL) * FIXED_POINT_SCALE
 PACKING.check_capacity([MAX_FIXED_SHARE] * len(FIXED_FIELDS)
                        + [MAX_EXPOSURE - 1] * len(EXPOSURE_FIELDS), MAX_MEMBERS, MIN_MODULUS_BITS)
+# The packed total is below 2^(bits - 1) in absolute value: half a decryption recovers it.
+assert PACKING.bits - 1 <= SMALL_PLAINTEXT_BITS, "the packing outgrew half a decryption"
 
 
 def encode(vector: ContributionVector) -> tuple[int, ...]:

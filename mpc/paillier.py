@@ -25,9 +25,10 @@ DEFAULT_KEY_BITS = 2048
 
 #: Draws the Paillier randomness r for a modulus n. Must return an r in [1, n) coprime to n.
 Randomness = Callable[[int], int]
-#: Runs a computation beside the caller (another thread): takes the work, returns a function
-#: that waits for its result. What lets the two CRT halves of a decryption run at once.
-Beside = Callable[[Callable[[], Any]], Callable[[], Any]]
+#: Plaintexts :meth:`PaillierKeyPair.raw_decrypt_signed_small` recovers: absolute value below
+#: 2^SMALL_PLAINTEXT_BITS. The larger prime of a modulus of at least 2048 bits exceeds 2^1023,
+#: so such a plaintext is below half of it.
+SMALL_PLAINTEXT_BITS = MIN_KEY_BITS // 2 - 2
 
 
 def system_randomness(n: int) -> int:
@@ -143,6 +144,14 @@ def djn_base(p: int, q: int) -> int:
     return (hp + pp * ((hq - hp) * int(gmpy2.invert(pp, qq)) % qq)) % (n * n)
 
 
+def _crt_half(c: int, prime: int, square: int, h: int) -> Any:
+    """The plaintext modulo one prime: L(c^(prime-1) mod prime²) · h mod prime, the
+    exponentiation releasing the GIL."""
+    with gmpy2.context(allow_release_gil=True):
+        x = gmpy2.powmod(c, prime - 1, square)
+    return (x - 1) // prime * h % prime
+
+
 @dataclass(frozen=True)
 class PaillierKeyPair:
     """A requester's long-term key pair. The private half never leaves its node."""
@@ -165,31 +174,36 @@ class PaillierKeyPair:
         public = PaillierPublicKey.from_modulus(n, hs=djn_base(p, q), min_bits=min_bits)
         return cls(public=public, _private=phe.PaillierPrivateKey(public._phe, p, q))
 
-    def raw_decrypt(self, c: int, beside: Beside | None = None) -> int:
+    def raw_decrypt(self, c: int) -> int:
         """Decrypt to the residue in [0, n). Opaque failure on anything out of range.
 
         CRT decryption as python-paillier does it (its precomputed hp, hq, p⁻¹), with the two
         half-size exponentiations releasing the GIL, so concurrent requests decrypt on every
-        core. With ``beside``, the q half runs there while this thread does the p half: half
-        the latency on an idle machine, the same CPU."""
+        core."""
         if not 0 < c < self.public.nsquare:
             raise DecryptionError()
         priv = self._private
-
-        def half(prime: int, square: int) -> Any:
-            with gmpy2.context(allow_release_gil=True):
-                return gmpy2.powmod(c, prime - 1, square)
-
         try:
-            if beside is None:
-                xp, xq = half(priv.p, priv.psquare), half(priv.q, priv.qsquare)
-            else:
-                pending = beside(lambda: half(priv.q, priv.qsquare))
-                xp = half(priv.p, priv.psquare)
-                xq = pending()
-            mp = (xp - 1) // priv.p * priv.hp % priv.p
-            mq = (xq - 1) // priv.q * priv.hq % priv.q
+            mp = _crt_half(c, priv.p, priv.psquare, priv.hp)
+            mq = _crt_half(c, priv.q, priv.qsquare, priv.hq)
             return int(mp + (mq - mp) * priv.p_inverse % priv.q * priv.p)
+        except Exception as exc:  # none may leak detail
+            raise DecryptionError() from exc
+
+    def raw_decrypt_signed_small(self, c: int) -> int:
+        """Decrypt a plaintext the caller knows, by construction, to be a signed integer of
+        absolute value below 2^:data:`SMALL_PLAINTEXT_BITS`: half a decryption.
+
+        Such a plaintext m is determined by m mod q for the larger prime q (q > 2^1023 for any
+        modulus of 2048 bits or more), so the p half of the CRT is skipped. A plaintext outside
+        the bound comes back wrong, never as an error that depends on it: callers check the
+        value against their encoding's bounds. Failures are opaque."""
+        if not 0 < c < self.public.nsquare:
+            raise DecryptionError()
+        priv = self._private  # python-paillier keeps p < q
+        try:
+            mq = int(_crt_half(c, priv.q, priv.qsquare, priv.hq))
+            return mq - priv.q if mq > priv.q // 2 else mq
         except Exception as exc:  # none may leak detail
             raise DecryptionError() from exc
 

@@ -7,9 +7,9 @@ contribution is encrypted with fresh randomness r and multiplied in, so the outp
 new r^n factor and cannot be linked to the input accumulator (re-randomization). A member with
 no record adds an encryption of zero, which looks exactly like any other contribution.
 
-The whole vector travels as one ciphertext (encoding v3: every field in its own slot of one
+The whole vector travels as one ciphertext (encoding v4: every field in its own slot of one
 plaintext, :data:`mpc.contribution.PACKING`), so a hop does one encryption and one
-multiplication, and the requester one decryption, whatever the number of fields.
+multiplication, and the requester half a decryption, whatever the number of fields.
 """
 
 from __future__ import annotations
@@ -28,11 +28,9 @@ from mpc.contribution import (
     MIN_MODULUS_BITS,
     ContributionVector,
     pack,
-    to_signed,
     unpack,
 )
 from mpc.paillier import (
-    Beside,
     PaillierKeyPair,
     PaillierPublicKey,
     Randomness,
@@ -139,17 +137,16 @@ def rerandomize(
     )
 
 
-def decrypt_total(
-    accumulator: EncryptedContribution, keypair: PaillierKeyPair, beside: Beside | None = None
-) -> ContributionVector:
-    """Decrypt the final accumulator (``beside``: where the second CRT half may run,
-    :meth:`mpc.paillier.PaillierKeyPair.raw_decrypt`). Any failure is one opaque
-    :class:`DecryptionError`."""
+def decrypt_total(accumulator: EncryptedContribution, keypair: PaillierKeyPair
+                  ) -> ContributionVector:
+    """Decrypt the final accumulator. The packed total is below 2^(PACKING.bits - 1) in
+    absolute value by construction (mpc.contribution), far inside the bound of half a
+    decryption (:meth:`mpc.paillier.PaillierKeyPair.raw_decrypt_signed_small`), which is all
+    it takes. Any failure is one opaque :class:`DecryptionError`."""
     if accumulator.key_fingerprint != keypair.public.fingerprint():
         raise DecryptionError()
-    n = keypair.public.n
     try:
         (ciphertext,) = accumulator.ciphertexts
-        return unpack(to_signed(keypair.raw_decrypt(ciphertext, beside), n))
+        return unpack(keypair.raw_decrypt_signed_small(ciphertext))
     except ValueError as exc:
         raise DecryptionError() from exc

@@ -31,7 +31,7 @@ from fedcredit.protocol import (
 )
 from fedcredit.tls import IdentityHolder
 from mpc.contribution import ContributionVector
-from mpc.paillier import Beside, PaillierKeyPair
+from mpc.paillier import PaillierKeyPair
 from mpc.pseudonym import IdentifierType, SubjectKey, ledger_subject_tag, pseudonymize
 from mpc.secure_sum import decrypt_total
 from node.audit_trail import AuditTrail, Inquiry
@@ -89,7 +89,6 @@ class EvaluationService:
         clock: Clock,
         policy: LendingPolicy | None = None,
         products: CatalogCopy | None = None,
-        decrypt_beside: Beside | None = None,
     ) -> None:
         self._member_id = member_id
         self._subject_key = subject_key
@@ -108,8 +107,6 @@ class EvaluationService:
         self._policy = policy or default_policy()
         #: The alliance's loan products (this node's copy); none: no product is matched.
         self._products = products
-        #: Where the second CRT half of a decryption runs (None: after the first, here).
-        self._beside = decrypt_beside
 
     def evaluate(self, request: EvaluationRequest) -> EvaluationReport:
         started = time.perf_counter()
@@ -157,7 +154,7 @@ class EvaluationService:
             )
         routed = time.perf_counter()
 
-        total = decrypt_total(result.accumulator, self._keypair, self._beside) + own
+        total = decrypt_total(result.accumulator, self._keypair) + own
         assessment = assess(total, model.intercept, model.scale)
         lending = lend(
             _facts(assessment.score, total, request.annual_income), self._policy,

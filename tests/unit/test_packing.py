@@ -22,6 +22,7 @@ from mpc.contribution import (
     unpack,
 )
 from mpc.packing import SlotLayout
+from mpc.paillier import SMALL_PLAINTEXT_BITS
 
 pytestmark = pytest.mark.unit
 
@@ -73,8 +74,9 @@ def test_capacity_is_checked_against_members_and_modulus() -> None:
         layout.check_capacity([1, 1], members=1, modulus_bits=21)
 
 
-def test_the_contribution_packing_fits_a_2048_bit_key_with_margin() -> None:
-    assert PACKING.bits == 1035 < MIN_MODULUS_BITS - 1
+def test_the_contribution_packing_fits_half_a_decryption_with_margin() -> None:
+    # |total| < 2^(bits - 1) <= 2^SMALL_PLAINTEXT_BITS: the larger prime alone recovers it.
+    assert PACKING.bits == 979 <= SMALL_PLAINTEXT_BITS + 1 < MIN_MODULUS_BITS // 2
     PACKING.check_capacity([MAX_FIXED_SHARE] * len(FIXED_FIELDS)
                            + [MAX_EXPOSURE - 1] * len(EXPOSURE_FIELDS),
                            MAX_MEMBERS, MIN_MODULUS_BITS)
@@ -94,7 +96,7 @@ def test_the_largest_alliance_at_the_bounds_cannot_overflow(
     one packing) unpacks to exactly ``members`` times each field, and stays below n/2."""
     vector = ContributionVector(**fields)  # type: ignore[arg-type]
     total = pack(vector) * members
-    assert abs(total) < 2 ** (MIN_MODULUS_BITS - 2)
+    assert abs(total) < 2**SMALL_PLAINTEXT_BITS
     summed = unpack(total)
     for name, value in zip((*FIXED_FIELDS, *EXPOSURE_FIELDS), encode(vector), strict=True):
         got = getattr(summed, name)

@@ -11,6 +11,10 @@ from mpc.contribution import (
     FIELDS,
     FIXED_FIELDS,
     FIXED_POINT_SCALE,
+    MAX_ABS_PARTIAL,
+    MAX_EXPOSURE,
+    MAX_FIXED_SHARE,
+    MAX_MEMBERS,
     ContributionVector,
     decode,
     encode,
@@ -87,9 +91,9 @@ def test_known_answer_vector_with_fixed_randomness(keypair: PaillierKeyPair) -> 
     key = keypair.public
     v = ContributionVector(model_partial=-0.25, outstanding_debt_cents=1234, has_record=1)
     enc = encrypt_contribution(v, key, randomness=lambda _n: 3)
-    # One plaintext: -0.25·10^9 in slot 0, 1234 cents in slot 5 (after five 72-bit slots),
-    # has_record in slot 11 (five 72-bit and six 75-bit slots below it); modulo n.
-    packed = -250_000_000 + (1234 << (5 * 72)) + (1 << (5 * 72 + 6 * 75))
+    # One plaintext: -0.25·10^9 in slot 0, 1234 cents in slot 5 (after five 68-bit slots),
+    # has_record in slot 11 (five 68-bit and six 71-bit slots below it); modulo n.
+    packed = -250_000_000 + (1234 << (5 * 68)) + (1 << (5 * 68 + 6 * 71))
     n2 = key.nsquare
     assert enc.ciphertexts == ((1 + key.n * (packed % key.n)) * pow(3, key.n, n2) % n2,)
     assert decrypt_total(enc, keypair) == v
@@ -167,9 +171,29 @@ def test_totals_may_exceed_one_members_bound(keypair: PaillierKeyPair) -> None:
     assert total.model_partial == pytest.approx(1.8e6)
 
 
+@pytest.mark.parametrize("sign", [1, -1])
+def test_the_largest_alliance_at_the_bounds_decrypts_exactly(keypair: PaillierKeyPair,
+                                                              sign: int) -> None:
+    """MAX_MEMBERS members, every field at its per-member bound, summed under encryption
+    (one share raised to the member count: the same plaintext as that many additions):
+    half a decryption still returns every field exactly."""
+    key = keypair.public
+    share = ContributionVector(**dict.fromkeys(FIXED_FIELDS, sign * MAX_ABS_PARTIAL),  # type: ignore[arg-type]
+                               **dict.fromkeys(EXPOSURE_FIELDS, MAX_EXPOSURE - 1))
+    one = encrypt_contribution(share, key)
+    (c,) = one.ciphertexts
+    summed = EncryptedContribution(one.key_fingerprint, (pow(c, MAX_MEMBERS, key.nsquare),))
+    total = decrypt_total(summed, keypair)
+    for name in FIXED_FIELDS:
+        assert round(getattr(total, name) * FIXED_POINT_SCALE) == (
+            sign * MAX_FIXED_SHARE * MAX_MEMBERS)
+    for name in EXPOSURE_FIELDS:
+        assert getattr(total, name) == (MAX_EXPOSURE - 1) * MAX_MEMBERS
+
+
 def test_field_order_is_stable() -> None:
     # The wire encoding depends on this order; changing it is a protocol version bump.
-    assert ENCODING_VERSION == 3
+    assert ENCODING_VERSION == 4
     assert FIELDS == (
         "model_partial", "reason_payment_history", "reason_amounts_owed",
         "reason_credit_history", "reason_new_credit", "outstanding_debt_cents", "active_loans",
