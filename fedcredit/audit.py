@@ -331,21 +331,35 @@ def verify_receipt(receipt: Receipt, entry: EntryDraft | LedgerEntry | bytes,
     receipt), an entry it was served, its canonical bytes, or a bare leaf hash. Bytes of
     exactly 32 are a leaf hash: no canonical entry is that short.
     """
-    if isinstance(entry, EntryDraft):
-        expected = leaf_hash(entry.canonical_bytes(receipt.index, receipt.created_ms))
-    elif isinstance(entry, LedgerEntry):
-        expected = leaf_hash(entry.canonical_bytes())
-    else:
-        expected = entry if len(entry) == HASH_SIZE else leaf_hash(entry)
-    head = receipt.tree_head
-    try:
-        verify_tree_head(head, verifier)
-    except InvalidSignature:
-        raise LedgerTamperedError("ledger receipt failed verification") from None
-    if not (hmac.compare_digest(expected, receipt.leaf_hash)
-            and verify_inclusion(expected, receipt.index, head.size, receipt.inclusion,
-                                 head.root)):
-        raise LedgerTamperedError("ledger receipt failed verification")
+    verify_receipts([(receipt, entry)], lambda _key_id: verifier)
+
+
+def verify_receipts(
+    pairs: Iterable[tuple[Receipt, EntryDraft | LedgerEntry | bytes]],
+    verifier_for: Callable[[str], Verifier],
+) -> None:
+    """:func:`verify_receipt` for many receipts, each distinct signed tree head checked once:
+    the receipts of one batch, committed together, share one head (one signature check per
+    batch instead of one per entry). ``verifier_for`` gives the ledger key of a key id."""
+    verified: set[SignedTreeHead] = set()
+    for receipt, entry in pairs:
+        if isinstance(entry, EntryDraft):
+            expected = leaf_hash(entry.canonical_bytes(receipt.index, receipt.created_ms))
+        elif isinstance(entry, LedgerEntry):
+            expected = leaf_hash(entry.canonical_bytes())
+        else:
+            expected = entry if len(entry) == HASH_SIZE else leaf_hash(entry)
+        head = receipt.tree_head
+        if head not in verified:
+            try:
+                verify_tree_head(head, verifier_for(head.key_id))
+            except InvalidSignature:
+                raise LedgerTamperedError("ledger receipt failed verification") from None
+            verified.add(head)
+        if not (hmac.compare_digest(expected, receipt.leaf_hash)
+                and verify_inclusion(expected, receipt.index, head.size, receipt.inclusion,
+                                     head.root)):
+            raise LedgerTamperedError("ledger receipt failed verification")
 
 
 @dataclass(frozen=True)

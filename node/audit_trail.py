@@ -33,7 +33,7 @@ from fedcredit.audit import (
     Receipt,
     ReceiptAudit,
     check_receipts,
-    verify_receipt,
+    verify_receipts,
 )
 from fedcredit.clock import Clock
 from fedcredit.errors import FedCreditError, LedgerRangeError
@@ -143,9 +143,7 @@ class AuditTrail:
     def _accept(self, drafts: Sequence[EntryDraft], receipts: Sequence[Receipt]) -> None:
         if len(receipts) != len(drafts):
             raise FedCreditError("the coordinator returned the wrong number of receipts")
-        for draft, receipt in zip(drafts, receipts, strict=True):
-            verifier = self._directory.tree_head_verifier(receipt.tree_head.key_id)
-            verify_receipt(receipt, draft, verifier)
+        verify_receipts(zip(receipts, drafts, strict=True), self._directory.tree_head_verifier)
 
     def _store(self, drafts: Sequence[EntryDraft], receipts: Sequence[Receipt],
                outbox_ids: Sequence[int] = ()) -> None:

@@ -78,7 +78,8 @@ class PeerChannels:
     def __init__(self, identity: IdentityHolder) -> None:
         self._identity = identity
         self._generation = identity.generation
-        self._channels: dict[tuple[str, str], grpc.Channel] = {}
+        #: Each channel with its stub (a stub is a handful of method objects: made once).
+        self._channels: dict[tuple[str, str], tuple[grpc.Channel, node_pb2_grpc.NodeStub]] = {}
         self._lock = threading.Lock()
 
     def stub(self, member_id: str, endpoint: str) -> node_pb2_grpc.NodeStub:
@@ -89,16 +90,17 @@ class PeerChannels:
                 # happens every few weeks).
                 self._channels.clear()
                 self._generation = self._identity.generation
-            channel = self._channels.get((member_id, endpoint))
-            if channel is None:
-                channel = self._channels[(member_id, endpoint)] = create_channel(
-                    endpoint, self._identity.channel_credentials(),
-                    target_name_option(member_id, CertRole.MEMBER))
-        return node_pb2_grpc.NodeStub(channel)
+            pair = self._channels.get((member_id, endpoint))
+            if pair is None:
+                channel = create_channel(endpoint, self._identity.channel_credentials(),
+                                         target_name_option(member_id, CertRole.MEMBER))
+                pair = self._channels[(member_id, endpoint)] = (channel,
+                                                                node_pb2_grpc.NodeStub(channel))
+        return pair[1]
 
     def close(self) -> None:
         with self._lock:
-            for channel in self._channels.values():
+            for channel, _ in self._channels.values():
                 channel.close()
             self._channels.clear()
 

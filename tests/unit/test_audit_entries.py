@@ -24,6 +24,7 @@ from fedcredit.audit import (
     entry_bytes,
     tree_head_message,
     verify_receipt,
+    verify_receipts,
     verify_tree_head,
 )
 from fedcredit.errors import (
@@ -34,7 +35,7 @@ from fedcredit.errors import (
     LedgerTamperedError,
 )
 from mpc.merkle import Frontier, consistency_path, inclusion_path
-from mpc.signing import TREE_HEAD_CONTEXT, Signer
+from mpc.signing import TREE_HEAD_CONTEXT, Signer, Verifier
 
 pytestmark = pytest.mark.unit
 
@@ -250,6 +251,36 @@ def test_a_receipt_for_something_else_is_refused(signer: Signer) -> None:
         verify_receipt(receipt, items[3], Signer.generate().verifier)
     with pytest.raises(LedgerTamperedError):  # canonical bytes of another entry
         verify_receipt(receipt, items[3].canonical_bytes(3, 8), signer.verifier)
+
+
+def test_a_batch_under_one_head_checks_its_signature_once_and_every_proof(
+        signer: Signer) -> None:
+    log = MemoryLog(signer)
+    items = drafts(5)
+    for draft in items:
+        log.append(draft, 50)
+    head = log.heads[len(items)]
+    batch = [(Receipt(i, 50, log.leaves[i], head, log.inclusion_proof(i, len(items)).hashes), d)
+             for i, d in enumerate(items)]
+    asked: list[str] = []
+
+    def verifier_for(key_id: str) -> Verifier:
+        asked.append(key_id)
+        return signer.verifier
+
+    verify_receipts(batch, verifier_for)
+    assert asked == [signer.key_id]  # one head, one signature check
+    # A bad proof anywhere in the batch still fails it, as does a forged head.
+    for k in range(len(batch)):
+        forged = list(batch)
+        receipt, draft = forged[k]
+        forged[k] = (replace(receipt, inclusion=receipt.inclusion[:-1]), draft)
+        with pytest.raises(LedgerTamperedError):
+            verify_receipts(forged, verifier_for)
+    forged = [*batch[:3], (replace(batch[3][0], tree_head=replace(head, timestamp_ms=1)),
+                           batch[3][1])]
+    with pytest.raises(LedgerTamperedError):
+        verify_receipts(forged, verifier_for)
 
 
 def test_receipts_hold_while_the_log_only_grows(signer: Signer) -> None:
