@@ -5,9 +5,13 @@
 Starts a coordinator and ``--nodes`` member nodes as separate processes on loopback (the same
 :class:`~fedcredit.launcher.LocalAlliance` the demo and the end-to-end tests use), warms up,
 then for ``--seconds`` keeps ``--concurrency`` lender clients busy posting
-``POST /v1/evaluations``, rotating the requester across members. Reports p50/p99 latency,
-throughput (successful evaluations per second) and errors (non-201 responses and exceptions).
-Every successful report is also checked against the pooled plaintext computation.
+``POST /v1/evaluations``, rotating the requester across members (closed loop: the most the
+alliance serves). With ``--rate R`` the load is open instead: requests are due at a steady R
+per second whatever the answers, on up to ``--concurrency`` clients, and each latency counts
+from the moment its request was due — a request that waits for a free client waits on the
+clock (no coordinated omission). Reports p50/p99 latency, throughput (successful evaluations
+per second) and errors (non-201 responses and exceptions). Every successful report is also
+checked against the pooled plaintext computation.
 
 After the alliance is stopped (so the baselines do not compete with idle servers), the same run
 measures two in-process baselines on the same subjects:
@@ -30,6 +34,7 @@ the baselines and their ratios.
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import os
@@ -83,6 +88,8 @@ class Sample:
     error: str | None = None
     exact: bool | None = None
     timings: dict[str, float] | None = None
+    #: When the request was sent (or due, in the open loop), on time.perf_counter()'s clock.
+    sent_at: float = 0.0
 
 
 @dataclass
@@ -104,15 +111,17 @@ class LoadState:
 
 def one_evaluation(
     client: httpx.Client, alliance: LocalAlliance, population: Population, requester: str,
-    index: int, rng: np.random.Generator, check: bool,
+    index: int, rng: np.random.Generator, check: bool, due: float | None = None,
 ) -> Sample:
+    """One POST; its latency from ``due`` (the open loop's schedule) when given, else from
+    the moment it is sent."""
     body = evaluation_body(population.identifiers[index], population.id_type.value, index, rng)
-    started = time.perf_counter()
+    started = time.perf_counter() if due is None else due
     try:
         response = client.post(f"{alliance.http_url(requester)}/v1/evaluations", json=body)
     except Exception as exc:  # every failure is an error sample
         latency = (time.perf_counter() - started) * 1000
-        return Sample(requester, latency, False, error=type(exc).__name__)
+        return Sample(requester, latency, False, error=type(exc).__name__, sent_at=started)
     latency = (time.perf_counter() - started) * 1000
     if response.status_code != 201:
         code = ""
@@ -121,15 +130,17 @@ def one_evaluation(
         except Exception:  # the error body is best effort
             pass
         error = f"HTTP {response.status_code} {code}".strip()
-        return Sample(requester, latency, False, error=error)
+        return Sample(requester, latency, False, error=error, sent_at=started)
     report = response.json()
     exact = matches_expected(pooled_result(population, index), report) if check else None
-    return Sample(requester, latency, True, exact=exact, timings=report.get("timings"))
+    return Sample(requester, latency, True, exact=exact, timings=report.get("timings"),
+                  sent_at=started)
 
 
 def run_load(
     alliance: LocalAlliance, population: Population, seconds: float, concurrency: int,
-    warmup: int, seed: int, check: bool, console: Console,
+    warmup: int, seed: int, check: bool, console: Console, rate: float | None = None,
+    warmup_seconds: float = 0.0,
 ) -> tuple[list[Sample], float, dict[str, float] | None, dict[str, float] | None]:
     members = [n.member_id for n in alliance.nodes]
     headers = {"X-API-Key": alliance.api_key}
@@ -152,49 +163,76 @@ def run_load(
             if not sample.ok:
                 console.print(f"[yellow]warm-up request failed: {sample.error}[/]")
 
+    def drive(state: LoadState, seconds: float, phase_seed: int, check: bool,
+              progress: Progress | None) -> float:
+        """``seconds`` of the load (closed loop, or the open loop's schedule) into ``state``;
+        the elapsed time, requests in flight at the deadline included."""
+        slots = itertools.count()
+        slot_lock = threading.Lock()
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        def worker(worker_id: int) -> None:
+            rng = np.random.default_rng([phase_seed, worker_id])
+            with httpx.Client(timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
+                while not state.stop.is_set() and time.perf_counter() < deadline:
+                    due = None
+                    if rate is not None:  # request k is due at started + k / rate
+                        with slot_lock:
+                            due = started + next(slots) / rate
+                        if due >= deadline or state.stop.wait(
+                                max(0.0, due - time.perf_counter())):
+                            return
+                    index = int(rng.integers(len(population.identifiers)))
+                    state.add(one_evaluation(client, alliance, population, next_requester(),
+                                             index, rng, check, due))
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            task = None if progress is None else progress.add_task(
+                "load", total=seconds, ok=0, errors=0, p50="-")
+            futures = [pool.submit(worker, w) for w in range(concurrency)]
+            try:
+                while not all(f.done() for f in futures):
+                    time.sleep(0.25)
+                    if progress is not None and task is not None:
+                        ok, errors, p50 = state.snapshot()
+                        progress.update(
+                            task, completed=min(seconds, time.perf_counter() - started), ok=ok,
+                            errors=errors, p50="-" if p50 is None else f"{p50:.0f} ms",
+                        )
+            finally:
+                state.stop.set()
+            for f in futures:
+                f.result()
+            if progress is not None and task is not None:
+                progress.update(task, completed=seconds)
+        return time.perf_counter() - started
+
+    if warmup_seconds > 0:
+        # The same load, untimed: what a node builds on first use under load (a requester's
+        # fixed-base table and obfuscator pool, channels to the hops of each tree, threads) is
+        # a start-up cost, not the sustained rate's.
+        warm = LoadState()
+        with console.status(f"warming up under the same load for {warmup_seconds:g} s…"):
+            drive(warm, warmup_seconds, seed + 300, False, None)
+        failed = sum(1 for s in warm.samples if not s.ok)
+        if failed:
+            console.print(f"[yellow]{failed} of {len(warm.samples)} warm-up requests failed[/]")
+
     state = LoadState()
     names = {os.getpid(): "bench client",
              **{p.popen.pid: p.name for p in alliance.node_procs.values()}}
     if alliance.coordinator is not None:
         names[alliance.coordinator.popen.pid] = "coordinator"
     pids = list(names)
-
-    def worker(worker_id: int, deadline: float) -> None:
-        rng = np.random.default_rng([seed, worker_id])
-        with httpx.Client(timeout=REQUEST_TIMEOUT_S, headers=headers) as client:
-            while not state.stop.is_set() and time.perf_counter() < deadline:
-                index = int(rng.integers(len(population.identifiers)))
-                state.add(one_evaluation(client, alliance, population, next_requester(), index,
-                                         rng, check))
-
     progress = Progress(
         TextColumn("[bold]load[/]"), BarColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[ok]} ok · {task.fields[errors]} errors · p50 {task.fields[p50]}"),
         console=console, transient=False,
     )
     cpu_before = CpuSnapshot.take(pids)
-    started = time.perf_counter()
-    deadline = started + seconds
-    with progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
-        task = progress.add_task("load", total=seconds, ok=0, errors=0, p50="-")
-        futures = [pool.submit(worker, w, deadline) for w in range(concurrency)]
-        try:
-            while not all(f.done() for f in futures):
-                time.sleep(0.25)
-                ok, errors, p50 = state.snapshot()
-                progress.update(
-                    task, completed=min(seconds, time.perf_counter() - started), ok=ok,
-                    errors=errors, p50="-" if p50 is None else f"{p50:.0f} ms",
-                )
-        except KeyboardInterrupt:
-            state.stop.set()
-            raise
-        finally:
-            state.stop.set()
-        for f in futures:
-            f.result()
-        elapsed = time.perf_counter() - started
-        progress.update(task, completed=seconds)
+    with progress:
+        elapsed = drive(state, seconds, seed, check, progress)
     cpu_after = CpuSnapshot.take(pids)
     cpu = cpu_usage(cpu_before, cpu_after, elapsed, usable_cores())
     per_eval = cpu_ms_per_unit(cpu_before, cpu_after, names,
@@ -204,6 +242,22 @@ def run_load(
 
 # -- baselines -------------------------------------------------------------------------------
 # -- report ----------------------------------------------------------------------------------
+def write_samples(path: Path, samples: list[Sample]) -> None:
+    """One row per timed request, in the order sent; ``sent_s`` counts from the first."""
+    ordered = sorted(samples, key=lambda s: s.sent_at)
+    origin = ordered[0].sent_at if ordered else 0.0
+    keys = ("plan_ms", "route_ms", "decrypt_ms", "total_ms")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(("sent_s", "requester", "ok", "latency_ms", *keys, "error"))
+        for sample in ordered:
+            timings = sample.timings or {}
+            out.writerow((f"{sample.sent_at - origin:.4f}", sample.requester, int(sample.ok),
+                          f"{sample.latency_ms:.3f}", *(timings.get(k, "") for k in keys),
+                          sample.error or ""))
+
+
 def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
@@ -241,8 +295,10 @@ def fmt(value: float | None, unit: str = "", digits: int = 1) -> str:
 
 
 def render(console: Console, result: dict[str, Any]) -> None:
+    load = (f"open loop at {result['rate']:g}/s on up to {result['concurrency']} clients"
+            if result.get("rate") else f"concurrency {result['concurrency']}")
     title = (f"Joint evaluations via REST — {result['nodes']} nodes, {result['route_mode']} "
-             f"routes, concurrency {result['concurrency']}, {result['seconds']:g} s")
+             f"routes, {load}, {result['seconds']:g} s")
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -322,10 +378,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=3, help=f"members, 3..{MAX_NODES}")
     parser.add_argument("--seconds", type=float, default=30.0, help="timed load duration")
-    parser.add_argument("--concurrency", type=int, default=1, help="parallel lender clients")
+    parser.add_argument("--concurrency", type=int, default=1,
+                        help="parallel lender clients (with --rate: the most in flight)")
+    parser.add_argument("--rate", type=float,
+                        help="open loop: evaluations due per second, whatever the answers "
+                             "(latency counted from each one's due time)")
     parser.add_argument("--route-mode", choices=("auto", "chain", "tree"), default="auto",
                         help="the alliance policy's route shape (auto: TREE from 4 members)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed requests first")
+    parser.add_argument("--warmup-seconds", type=float, default=0.0,
+                        help="then this long under the timed phase's own load, untimed")
     parser.add_argument("--subjects", type=int, default=3000, help="synthetic population")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--baseline-evals", type=int, default=30,
@@ -334,11 +396,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="do not compare each report with the pooled plaintext result")
     parser.add_argument("--workdir", type=Path, help="keep data and logs here")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--samples", type=Path,
+                        help="write every timed request here as CSV (when it was sent, its "
+                             "latency, the server's timings): for plotting and for stalls")
     args = parser.parse_args(argv)
     if not 3 <= args.nodes <= MAX_NODES:
         parser.error(f"--nodes must be between 3 and {MAX_NODES}")
     if args.seconds <= 0 or args.concurrency < 1 or args.warmup < 0 or args.baseline_evals < 0:
         parser.error("--seconds and --concurrency must be positive, counts non-negative")
+    if args.warmup_seconds < 0:
+        parser.error("--warmup-seconds must not be negative")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
     return args
 
 
@@ -353,9 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "nodes": args.nodes,
         "concurrency": args.concurrency,
+        "rate": args.rate,
         "route_mode": args.route_mode,
         "seconds": args.seconds,
         "warmup": args.warmup,
+        "warmup_seconds": args.warmup_seconds,
         "subjects": args.subjects,
         "seed": args.seed,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -373,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             result["loadavg_before"] = load_average()
             samples, elapsed, cpu, per_eval = run_load(
                 alliance, population, args.seconds, args.concurrency, args.warmup, args.seed,
-                not args.no_check, console)
+                not args.no_check, console, args.rate, args.warmup_seconds)
             result["peak_rss_mib"] = {
                 proc.name: peak_rss_mib(proc.popen.pid)
                 for proc in [*alliance.node_procs.values(), alliance.coordinator]
@@ -384,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
                 alliance.stop()
         result["loadavg_after"] = load_average()
         result.update(summarize(samples, elapsed))
+        if args.samples is not None:
+            write_samples(args.samples, samples)
         result["cpu_during_load"] = cpu
         # Per successful evaluation, each process (the nodes also serve as each other's hops).
         result["cpu_ms_per_evaluation"] = per_eval
