@@ -198,9 +198,12 @@ class PaillierKeyPair:
         modulus of 2048 bits or more), so the p half of the CRT is skipped. A plaintext outside
         the bound comes back wrong, never as an error that depends on it: callers check the
         value against their encoding's bounds. Failures are opaque."""
+        priv = self._private  # python-paillier keeps p < q
+        if priv.q.bit_length() < SMALL_PLAINTEXT_BITS + 2:  # only a key built below the minimum
+            raise KeyTooShortError("half a decryption needs a prime of at least "
+                                   f"{SMALL_PLAINTEXT_BITS + 2} bits")
         if not 0 < c < self.public.nsquare:
             raise DecryptionError()
-        priv = self._private  # python-paillier keeps p < q
         try:
             mq = int(_crt_half(c, priv.q, priv.qsquare, priv.hq))
             return mq - priv.q if mq > priv.q // 2 else mq

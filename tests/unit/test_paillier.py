@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import phe
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -83,6 +84,11 @@ def test_half_a_decryption_uses_the_larger_prime_and_fails_opaquely(
         with pytest.raises(DecryptionError) as info:
             keypair.raw_decrypt_signed_small(bad)
         assert str(info.value) == "decryption failed"
+    # A key built below the minimum (tests only) has no prime large enough: refused outright.
+    _, small = phe.generate_paillier_keypair(n_length=1024)
+    short = PaillierKeyPair.from_primes(small.p, small.q, min_bits=1024)
+    with pytest.raises(KeyTooShortError):
+        short.raw_decrypt_signed_small(short.public.raw_encrypt(1))
 
 
 def test_private_key_export_round_trip(keypair: PaillierKeyPair) -> None:
