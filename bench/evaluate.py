@@ -114,7 +114,7 @@ class LenderClient:
     """The lender applications' side: keep-alive HTTP/1.1 from the standard library, one
     connection per node. The load generator shares the machine's cores with the alliance, so
     it should cost as little as it can (httpx cost about 1.6 times as much CPU per request:
-    1.0–1.1 against 0.6–0.7 ms in bench runs on this machine)."""
+    1.0 to 1.1 against 0.6 to 0.7 ms in bench runs on this machine)."""
 
     def __init__(self, headers: dict[str, str], timeout_s: float) -> None:
         self._headers = {**headers, "Content-Type": "application/json"}
