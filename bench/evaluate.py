@@ -217,14 +217,18 @@ def run_load(
         def worker(worker_id: int) -> None:
             rng = np.random.default_rng([phase_seed, worker_id])
             with LenderClient(headers, REQUEST_TIMEOUT_S) as client:
-                while not state.stop.is_set() and time.perf_counter() < deadline:
+                while not state.stop.is_set():
                     due = None
                     if rate is not None:  # request k is due at started + k / rate
                         with slot_lock:
                             due = started + next(slots) / rate
+                        # Every request due before the deadline is sent, however late a
+                        # busy client gets to it (its lateness counts in its latency).
                         if due >= deadline or state.stop.wait(
                                 max(0.0, due - time.perf_counter())):
                             return
+                    elif time.perf_counter() >= deadline:
+                        return
                     index = int(rng.integers(len(population.identifiers)))
                     state.add(one_evaluation(client, alliance, population, next_requester(),
                                              index, rng, check, due))
