@@ -157,8 +157,3 @@ def pack(vector: ContributionVector) -> int:
 def unpack(total: int) -> ContributionVector:
     """Inverse of :func:`pack` on (sums of) packed vectors. Raises ValueError if invalid."""
     return decode(PACKING.unpack(total))
-
-
-def to_signed(residue: int, n: int) -> int:
-    """Map a residue modulo n to the signed integer it encodes (|v| < n/2)."""
-    return residue - n if residue > n // 2 else residue
