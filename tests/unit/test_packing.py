@@ -93,7 +93,8 @@ def test_the_largest_alliance_at_the_bounds_cannot_overflow(
     fields: dict[str, float], members: int
 ) -> None:
     """``members`` identical shares at the per-member bounds: the packed sum (``members`` times
-    one packing) unpacks to exactly ``members`` times each field, and stays below n/2."""
+    one packing) unpacks to exactly ``members`` times each field, and stays inside what half a
+    decryption recovers."""
     vector = ContributionVector(**fields)  # type: ignore[arg-type]
     total = pack(vector) * members
     assert abs(total) < 2**SMALL_PLAINTEXT_BITS
