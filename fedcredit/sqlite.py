@@ -2,12 +2,15 @@
 
 The coordinator's registry and a node's feature and report stores are small and local;
 SQLite in WAL mode lets readers proceed while a writer commits, and ``synchronous=FULL``
-makes a commit durable before the caller is told it happened (unless the caller says the
-state may be lost in a crash: ``durable=False``).
+makes a commit durable before the caller is told it happened. A caller may say a commit need
+not wait for the disk (``durable=False``): it is atomic and survives a crash of this process
+at once (it is in the operating system's page cache), and a crash of the machine from the next
+durable commit or :meth:`SqliteDatabase.sync` on.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -19,6 +22,9 @@ from typing import Any
 class SqliteDatabase:
     def __init__(self, path: Path, schema: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._wal_path = path.with_name(path.name + "-wal")
+        #: A commit since the last sync did not wait for the disk.
+        self._unsynced = False
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
@@ -75,10 +81,41 @@ class SqliteDatabase:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
+                # A durable commit syncs the whole log, earlier non-durable commits included.
+                self._unsynced = not durable
             finally:
                 if not durable:
                     self._conn.execute("PRAGMA synchronous=FULL")
 
+    @property
+    def unsynced(self) -> bool:
+        """Whether a commit since the last durable one or :meth:`sync` did not wait for the
+        disk."""
+        return self._unsynced
+
+    def sync(self) -> None:
+        """Make every commit so far durable, the non-durable ones included: one fsync of the
+        write-ahead log (what a durable commit does), nothing when none waits.
+
+        A checkpoint has synced what it copied into the database file already (SQLite syncs the
+        log before and the database after each one, also in ``synchronous=NORMAL``), so the
+        log is all that can hold an unsynced commit."""
+        with self._lock:
+            if not self._unsynced:
+                return
+            try:
+                fd = os.open(self._wal_path, os.O_RDONLY)
+            except FileNotFoundError:  # no log: every commit is in the synced database file
+                self._unsynced = False
+                return
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._unsynced = False
+
     def close(self) -> None:
+        """Close the connection, syncing non-durable commits first."""
+        self.sync()
         with self._lock:
             self._conn.close()

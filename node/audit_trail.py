@@ -3,8 +3,13 @@
 The requester's consent to an inquiry is in the ledger *before* anything is routed (no inquiry
 without its ledger entry): sent with the plan request and committed with the plan, or
 recorded synchronously here (:meth:`AuditTrail.record`). Contribution digests and completions
-go through a durable local outbox, flushed in batches by a background thread, so a hop's
-latency never waits on the coordinator and a coordinator outage loses nothing. The flusher
+go through a local outbox, flushed in batches by a background thread, so a hop's latency never
+waits on the coordinator and a coordinator outage loses nothing. By default an outbox entry
+does not wait for the disk either (``sync="batch"``): it survives a crash of the node's process
+at once, and a crash of its machine once the flusher has synced the outbox — on its next round,
+at most about a flush interval later, whether or not the coordinator answered. Each fsync cost
+a hop more CPU than the rest of its outbox write; ``sync="entry"`` syncs every entry before the
+hop answers instead. The flusher
 sends at most one batch per flush interval: under load the entries of many evaluations share
 one round trip, one commit and one signed tree head at the coordinator (one per entry cost
 the coordinator more CPU than planning). Every receipt the coordinator returns
@@ -24,6 +29,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from fedcredit.audit import (
     ConsistencyProof,
@@ -60,6 +66,9 @@ CREATE TABLE IF NOT EXISTS audit_receipts (
 );
 """
 BATCH = 200
+#: When an outbox entry reaches the disk: with the flusher's next sync, or before ``enqueue``
+#: returns.
+OutboxSync = Literal["batch", "entry"]
 
 
 @dataclass(frozen=True)
@@ -76,10 +85,11 @@ class Inquiry:
 class AuditTrail:
     def __init__(self, path: Path, member_id: str, client: CoordinatorClient,
                  directory: MemberDirectory, clock: Clock, flush_interval_s: float = 0.2,
-                 idle_wait_s: float = 5.0) -> None:
+                 idle_wait_s: float = 5.0, sync: OutboxSync = "batch") -> None:
         """``flush_interval_s``: the least time between two batches (entries wait at most about
         this long before they leave); ``idle_wait_s``: how long an idle flusher sleeps before it
-        looks at the outbox anyway (an enqueue wakes it at once)."""
+        looks at the outbox anyway (an enqueue wakes it at once); ``sync``: when an entry and a
+        kept receipt reach the disk (module docstring)."""
         self._db = SqliteDatabase(path, _SCHEMA)
         key_path = path.with_name("audit-commitment.key")
         if not key_path.exists():
@@ -91,6 +101,7 @@ class AuditTrail:
         self._clock = clock
         self._interval_s = flush_interval_s
         self._idle_wait_s = idle_wait_s
+        self._durable_entries = sync == "entry"
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="audit-outbox", daemon=True)
@@ -131,6 +142,9 @@ class AuditTrail:
             except Exception:
                 log.exception("audit outbox flush failed")
                 self._stop.wait(1.0)
+            # Sent or not, what was enqueued so far is on the disk from here on (a flush that
+            # stored receipts has synced it already; then this is a no-op).
+            self._sync()
             # At most one batch per interval: what is enqueued meanwhile joins the next one.
             self._stop.wait(self._interval_s)
 
@@ -145,10 +159,16 @@ class AuditTrail:
             raise FedCreditError("the coordinator returned the wrong number of receipts")
         verify_receipts(zip(receipts, drafts, strict=True), self._directory.tree_head_verifier)
 
+    def _sync(self) -> None:
+        try:
+            self._db.sync()
+        except OSError:
+            log.exception("audit outbox: sync failed; retrying on the next round")
+
     def _store(self, drafts: Sequence[EntryDraft], receipts: Sequence[Receipt],
-               outbox_ids: Sequence[int] = ()) -> None:
+               outbox_ids: Sequence[int] = (), *, durable: bool = True) -> None:
         now = self._clock()
-        with self._db.transaction() as conn:
+        with self._db.transaction(durable=durable) as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO audit_receipts VALUES (?, ?, ?, ?, ?)",
                 [(r.index, d.kind.value, d.query_id, json.dumps(r.to_dict()), now)
@@ -163,19 +183,26 @@ class AuditTrail:
 
     def keep(self, draft: EntryDraft, receipt: Receipt) -> None:
         """Check and keep the receipt of an entry recorded some other way (the consent that
-        went with a plan request)."""
+        went with a plan request). The entry is durable at the coordinator already; its receipt
+        here reaches the disk like an outbox entry."""
         self._accept([draft], [receipt])
-        self._store([draft], [receipt])
+        self._store([draft], [receipt], durable=self._durable_entries)
+        self._wake_for_sync()
 
     def enqueue(self, draft: EntryDraft) -> None:
-        """Record soon: durable here now, at the coordinator with the next flush."""
+        """Record soon: kept here now (on the disk now or with the flusher's next sync, as
+        ``sync`` says), at the coordinator with the next flush."""
         if draft.subject_tag is not None:
             raise ValueError("entries with a subject tag are recorded synchronously")
         self._db.execute("INSERT INTO audit_outbox (kind, query_id, body, created_ms) "
                          "VALUES (?, ?, ?, ?)",
                          (draft.kind.value, draft.query_id or "", draft.body_json.decode(),
-                          self._clock()))
+                          self._clock()), durable=self._durable_entries)
         self._wake.set()
+
+    def _wake_for_sync(self) -> None:
+        if not self._durable_entries:
+            self._wake.set()
 
     def pending(self) -> int:
         row = self._db.one("SELECT COUNT(*) FROM audit_outbox")

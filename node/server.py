@@ -134,7 +134,8 @@ def start_node(settings: NodeSettings, clock: Clock = system_clock) -> NodeRunti
     peers = PeerChannels(identity)
     forwarder = RouteForwarder(peers, directory, clock)
     audit = AuditTrail(settings.audit_store_path, settings.member_id, coordinator, directory,
-                       clock, flush_interval_s=settings.audit_flush_interval_ms / 1000)
+                       clock, flush_interval_s=settings.audit_flush_interval_ms / 1000,
+                       sync=settings.audit_outbox_sync)
     flags = SubjectFlags(settings.blacklist_store_path, clock)
     obfuscators = ObfuscatorPools(settings.obfuscator_pool_size,
                                   lambda: directory.requester_keys(settings.member_id))
