@@ -7,8 +7,9 @@ application code around them does: one lender REST request, one ``PlanInquiry`` 
 ``Contribute`` calls over mutual TLS, four 2048-bit Paillier encryptions (each a fresh DJN
 obfuscator, which a pool only moves off the critical path) and one decryption (one CRT half:
 the packed total is read modulo the larger prime), durable commits
-(the coordinator's plan + consent, the requester's receipt, outbox entry and report, each hop's
-outbox entry), ECDSA signatures and verifications (plan, consent, tree heads). This script
+(the coordinator's plan + consent and the requester's report; the requester's receipt and
+outbox entry and each hop's outbox entry are written without waiting for the disk and synced
+by the outbox flusher once per round, docs/security.md), ECDSA signatures and verifications (plan, consent, tree heads). This script
 measures each of those parts alone on this machine — client and server in one process, CPU time
 of every thread (``time.process_time``) — and multiplies by the counts, so the sum is the least
 CPU an evaluation can cost with this stack before any of our own code runs. Set against the
@@ -57,7 +58,7 @@ COUNTS: dict[str, float] = {
     "grpc_mtls_call": 5,        # PlanInquiry + Contribute to the root + three children
     "paillier_decrypt": 1,      # the requester, once
     "paillier_encrypt": 4,      # each member: a fresh DJN obfuscator, then one multiplication
-    "durable_commit": 8,        # coordinator 1, requester 3, hops 4 (outbox batches aside)
+    "durable_commit": 2,        # coordinator's plan + consent, requester's report
     "ecdsa_sign": 3,            # plan, consent, the commit's tree head
     "ecdsa_verify": 11,         # plan 5x, consent 4x, tree head at the requester, + 1 batch
 }

@@ -134,17 +134,19 @@ class AuditTrail:
         while not self._stop.is_set():
             self._wake.wait(self._idle_wait_s)
             self._wake.clear()
+            # What was kept so far reaches the disk now, before the coordinator is asked
+            # (however long it takes to answer); a flush that stores receipts syncs again.
+            self._sync()
             try:
                 self.flush()
             except FedCreditError as exc:
                 log.warning("audit outbox: %s (%s); retrying", exc.detail, exc.code.value)
+                self._sync()  # what came in while the coordinator did not answer
                 self._stop.wait(1.0)
             except Exception:
                 log.exception("audit outbox flush failed")
+                self._sync()
                 self._stop.wait(1.0)
-            # Sent or not, what was enqueued so far is on the disk from here on (a flush that
-            # stored receipts has synced it already; then this is a no-op).
-            self._sync()
             # At most one batch per interval: what is enqueued meanwhile joins the next one.
             self._stop.wait(self._interval_s)
 
@@ -203,6 +205,11 @@ class AuditTrail:
     def _wake_for_sync(self) -> None:
         if not self._durable_entries:
             self._wake.set()
+
+    @property
+    def synced(self) -> bool:
+        """Whether every entry and receipt kept here has reached the disk."""
+        return not self._db.unsynced
 
     def pending(self) -> int:
         row = self._db.one("SELECT COUNT(*) FROM audit_outbox")

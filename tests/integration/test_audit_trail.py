@@ -8,6 +8,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -17,7 +18,7 @@ from coordinator.server import start_coordinator
 from fedcredit.audit import EntryDraft, EntryKind
 from fedcredit.demo.population import Population
 from mpc.pseudonym import SubjectKey, pseudonymize
-from node.audit_trail import AuditTrail
+from node.audit_trail import AuditTrail, OutboxSync
 from proto.v1 import coordinator_pb2, coordinator_pb2_grpc
 from tests.support.alliance import (
     API_KEY,
@@ -200,7 +201,13 @@ def test_the_outbox_keeps_entries_through_a_coordinator_outage(
                                 query_id=str(report["query_id"]), body={
                                     "asked": 3, "answered": 3, "skipped": [],
                                     "result_commitment": "cd" * 32}))
-        time.sleep(0.5)
+        # Not sent, but on the disk: the flusher syncs the outbox whether or not the
+        # coordinator answers.
+        deadline = time.monotonic() + 5
+        while not bank.synced and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bank.synced
+        time.sleep(0.3)
         assert bank.pending() == 1
         restarted = now_ms()
         alliance.coordinator = start_coordinator(alliance.coordinator_settings.model_copy(
@@ -213,3 +220,26 @@ def test_the_outbox_keeps_entries_through_a_coordinator_outage(
         assert [e.body["result_commitment"] for e in completions][-1] == "cd" * 32
     finally:
         alliance.stop()
+
+
+@pytest.mark.parametrize(("sync", "on_disk_at_once"), [("batch", False), ("entry", True)])
+def test_outbox_entries_reach_the_disk_as_the_sync_setting_says(
+    audited: InProcessAlliance, tmp_path: Path, sync: OutboxSync, on_disk_at_once: bool
+) -> None:
+    bank = trail(audited, "bank")
+    # A second trail beside bank's (same coordinator client and directory), its flusher not
+    # started: what enqueue itself does.
+    own = AuditTrail(tmp_path / "audit.sqlite3", "bank", bank._client, bank._directory,
+                     now_ms, sync=sync)
+    try:
+        assert own.synced
+        own.enqueue(EntryDraft(kind=EntryKind.COMPLETION, actor="bank", query_id="q-sync",
+                               body={"asked": 3, "answered": 3, "skipped": [],
+                                     "result_commitment": "ab" * 32}))
+        assert own.pending() == 1
+        assert own.synced is on_disk_at_once
+    finally:
+        own.close()  # syncs what waits
+    reopened = sqlite3.connect(tmp_path / "audit.sqlite3")
+    assert reopened.execute("SELECT COUNT(*) FROM audit_outbox").fetchone() == (1,)
+    reopened.close()
