@@ -6,15 +6,15 @@ A 5-node evaluation on the TREE route makes a fixed number of calls and commits 
 application code around them does: one lender REST request, one ``PlanInquiry`` and four
 ``Contribute`` calls over mutual TLS, four 2048-bit Paillier encryptions (each a fresh DJN
 obfuscator, which a pool only moves off the critical path) and one decryption (one CRT half:
-the packed total is read modulo the larger prime), durable commits
-(the coordinator's plan + consent and the requester's report; the requester's receipt and
-outbox entry and each hop's outbox entry are written without waiting for the disk and synced
-by the outbox flusher once per round, docs/security.md), ECDSA signatures and verifications (plan, consent, tree heads). This script
-measures each of those parts alone on this machine — client and server in one process, CPU time
-of every thread (``time.process_time``) — and multiplies by the counts, so the sum is the least
-CPU an evaluation can cost with this stack before any of our own code runs. Set against the
-target (``--target-per-s`` evaluations per second on the usable cores) it says whether the
-target is reachable by trimming our code at all.
+the packed total is read modulo the larger prime), durable commits (the coordinator's plan +
+consent and the requester's report; the requester's receipt and outbox entry and each hop's
+outbox entry are written without waiting for the disk and synced by the outbox flusher once per
+round, docs/security.md), ECDSA signatures and verifications (plan, consent, tree heads). This
+script measures each of those parts alone on this machine — client and server in one process,
+CPU time of every thread (``time.process_time``) — and multiplies by the counts, so the sum is
+the least CPU an evaluation can cost with this stack before any of our own code runs. Set
+against the target (``--target-per-s`` evaluations per second on the usable cores) it says
+whether the target is reachable by trimming our code at all.
 
 Baselines in the same run: the parts are the baseline; ``--measured-cpu-ms`` (from
 ``bench/evaluate.py``: cores busy x 1000 / throughput) is compared with the floor.
