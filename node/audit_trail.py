@@ -7,15 +7,17 @@ go through a local outbox, flushed in batches by a background thread, so a hop's
 waits on the coordinator and a coordinator outage loses nothing. By default an outbox entry
 does not wait for the disk either (``sync="batch"``): it survives a crash of the node's process
 at once, and a crash of its machine once the flusher has synced the outbox — on its next round,
-at most about a flush interval later, whether or not the coordinator answered. Each fsync cost
+about a flush interval later while the coordinator answers; while it does not, the flusher
+syncs before each send and after each failed one (every second or so, or after the call's
+deadline if the coordinator hangs). Each fsync cost
 a hop more CPU than the rest of its outbox write; ``sync="entry"`` syncs every entry before the
-hop answers instead. The flusher
-sends at most one batch per flush interval: under load the entries of many evaluations share
-one round trip, one commit and one signed tree head at the coordinator (one per entry cost
-the coordinator more CPU than planning). Every receipt the coordinator returns
-is checked (its signed tree head, and the entry's inclusion in it) and kept; :meth:`check`
-later asks the coordinator for proofs that the current log still contains every kept entry
-and grew consistently from every kept head — what catches an operator rewriting history.
+hop answers instead. The flusher sends at most one batch per flush interval: under load the
+entries of many evaluations share one round trip, one commit and one signed tree head at the
+coordinator (one per entry cost the coordinator more CPU than planning). Every receipt the
+coordinator returns is checked (its signed tree head, and the entry's inclusion in it) and
+kept; :meth:`check` later asks the coordinator for proofs that the current log still contains
+every kept entry and grew consistently from every kept head — what catches an operator
+rewriting history.
 """
 
 from __future__ import annotations

@@ -69,12 +69,13 @@ class NodeSettings(BaseSettings):
     coordinator_timeout_ms: int = Field(default=3_000, ge=100)
     #: The least time between two batches of this member's ledger entries (contribution
     #: digests, completions) sent to the coordinator: the longest an entry waits in the
-    #: durable outbox when the coordinator is up. Longer: fewer, larger batches.
+    #: outbox when the coordinator is up. Longer: fewer, larger batches.
     audit_flush_interval_ms: int = Field(default=200, ge=10, le=60_000)
     #: When an outbox entry (and a kept receipt) reaches the disk. "batch": with the flusher's
-    #: next round, about a flush interval later — a crash of the node's process loses nothing,
-    #: a crash of its machine at most the entries of that last interval. "entry": before the
-    #: hop answers (one fsync per entry: more CPU per evaluation).
+    #: next round, about a flush interval later (while the coordinator does not answer: about a
+    #: second, or the coordinator timeout if it hangs) — a crash of the node's process loses
+    #: nothing, a crash of its machine at most the entries of that last stretch. "entry": before
+    #: the hop answers (one fsync per entry: more CPU per evaluation).
     audit_outbox_sync: Literal["batch", "entry"] = "batch"
     #: How often, at most, to ask the coordinator whether the product catalog changed (checked
     #: with each heartbeat; an unchanged catalog costs one small round trip).
