@@ -53,6 +53,16 @@ def test_node_settings_come_from_prefixed_environment(monkeypatch: pytest.Monkey
     assert settings.member_id == "finco"
 
 
+def test_the_outbox_sync_setting_takes_batch_or_entry_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert node_settings().audit_outbox_sync == "batch"
+    monkeypatch.setenv("FEDCREDIT_NODE_AUDIT_OUTBOX_SYNC", "entry")
+    assert node_settings().audit_outbox_sync == "entry"
+    monkeypatch.setenv("FEDCREDIT_NODE_AUDIT_OUTBOX_SYNC", "sometimes")
+    with pytest.raises(ValidationError, match="audit_outbox_sync"):
+        node_settings()
+
+
 def test_misspelled_settings_are_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEDCREDIT_COORDINATOR_MIN_ANSWERD", "1")
     with pytest.raises(ValidationError, match="FEDCREDIT_COORDINATOR_MIN_ANSWERD"):
