@@ -191,7 +191,8 @@ class AuditTrail:
         here reaches the disk like an outbox entry."""
         self._accept([draft], [receipt])
         self._store([draft], [receipt], durable=self._durable_entries)
-        self._wake_for_sync()
+        if not self._durable_entries:
+            self._wake.set()  # the flusher syncs it
 
     def enqueue(self, draft: EntryDraft) -> None:
         """Record soon: kept here now (on the disk now or with the flusher's next sync, as
@@ -203,10 +204,6 @@ class AuditTrail:
                          (draft.kind.value, draft.query_id or "", draft.body_json.decode(),
                           self._clock()), durable=self._durable_entries)
         self._wake.set()
-
-    def _wake_for_sync(self) -> None:
-        if not self._durable_entries:
-            self._wake.set()
 
     @property
     def synced(self) -> bool:
