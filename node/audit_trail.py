@@ -8,8 +8,8 @@ waits on the coordinator and a coordinator outage loses nothing. By default an o
 does not wait for the disk either (``sync="batch"``): it survives a crash of the node's process
 at once, and a crash of its machine once the flusher has synced the outbox — on its next round,
 about a flush interval later while the coordinator answers; while it does not, the flusher
-syncs before each send and after each failed one (every second or so, or after the call's
-deadline if the coordinator hangs). Each fsync cost
+syncs after each failed send (every second or so, or after the call's deadline if the
+coordinator hangs). Each fsync cost
 a hop more CPU than the rest of its outbox write; ``sync="entry"`` syncs every entry before the
 hop answers instead. The flusher sends at most one batch per flush interval: under load the
 entries of many evaluations share one round trip, one commit and one signed tree head at the
@@ -136,18 +136,19 @@ class AuditTrail:
         while not self._stop.is_set():
             self._wake.wait(self._idle_wait_s)
             self._wake.clear()
-            # What was kept so far reaches the disk now, before the coordinator is asked
-            # (however long it takes to answer); a flush that stores receipts syncs again.
-            self._sync()
+            failed = False
             try:
                 self.flush()
             except FedCreditError as exc:
                 log.warning("audit outbox: %s (%s); retrying", exc.detail, exc.code.value)
-                self._sync()  # what came in while the coordinator did not answer
-                self._stop.wait(1.0)
+                failed = True
             except Exception:
                 log.exception("audit outbox flush failed")
-                self._sync()
+                failed = True
+            # Sent or not, what was kept so far reaches the disk now (a flush that stored
+            # receipts has synced it with them: then this is a no-op).
+            self._sync()
+            if failed:
                 self._stop.wait(1.0)
             # At most one batch per interval: what is enqueued meanwhile joins the next one.
             self._stop.wait(self._interval_s)
