@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ from mpc.signing import Verifier
 
 log = logging.getLogger(__name__)
 MISS_REFRESH_MS = 1_000
+#: Certificate serials remembered for the per-certificate miss limit (least recent dropped).
+MISSED_SERIALS = 1_024
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class MemberDirectory:
         self._index = _Indexed(0, {}, {}, {}, {}, {})
         self._refresh_lock = threading.Lock()
         self._last_miss_refresh_ms = 0
+        self._missed_serials: OrderedDict[str, int] = OrderedDict()
+        self._missed_lock = threading.Lock()
 
     @property
     def version(self) -> int:
@@ -90,6 +95,24 @@ class MemberDirectory:
         if now - self._last_miss_refresh_ms >= MISS_REFRESH_MS:
             self._last_miss_refresh_ms = now
             self.refresh()
+
+    def _refresh_on_unlisted(self, serial: str) -> None:
+        """A caller's certificate we do not list: ask the coordinator at most once per
+        :data:`MISS_REFRESH_MS` *for this certificate*. A member's renewed certificate is then
+        accepted on its first call even right after another miss (with one limit for every
+        miss, a peer that had just refused a revoked certificate refused the renewal too, until
+        its next heartbeat); a revoked one costs a round trip a second at most, and only
+        certificates of the alliance's CA get this far (TLS checked the chain)."""
+        now = self._clock()
+        with self._missed_lock:
+            last = self._missed_serials.get(serial)
+            if last is not None and now - last < MISS_REFRESH_MS:
+                return
+            self._missed_serials[serial] = now
+            self._missed_serials.move_to_end(serial)
+            while len(self._missed_serials) > MISSED_SERIALS:
+                self._missed_serials.popitem(last=False)
+        self.refresh()
 
     def ensure(self, version: int) -> None:
         """Make sure this node enforces at least ``version`` (refreshing if it is behind)."""
@@ -163,7 +186,7 @@ class MemberDirectory:
             raise CertificateError("a member certificate is required")
         if self._index.serials.get(identity.serial) != identity.party_id:
             # Not listed: revoked, or issued after our copy. Check with the coordinator.
-            self._refresh_on_miss()
+            self._refresh_on_unlisted(identity.serial)
             if self._index.serials.get(identity.serial) != identity.party_id:
                 raise FedCreditError("the caller's certificate is revoked or unknown",
                                      code=ErrorCode.CERTIFICATE_REVOKED)

@@ -5,11 +5,14 @@ import pytest
 from fedcredit.errors import ErrorCode, FedCreditError, InvalidSignature
 from mpc.pki import (
     CertificateAuthority,
+    CertifiedIdentity,
     CertRole,
     certificate_to_pem,
     create_ca,
     issue_certificate,
+    load_certificate,
     serial_hex,
+    verify_certificate,
 )
 from mpc.signing import Signer
 from node.directory import DirectoryCertificate, DirectoryMember, DirectoryView, MemberDirectory
@@ -70,3 +73,45 @@ def test_views_of_members_and_coordinator_keys() -> None:
     with pytest.raises(FedCreditError) as info:
         directory.ensure(8)  # the coordinator is still at 7: a plan from version 8 is refused
     assert info.value.code is ErrorCode.COORDINATOR_UNAVAILABLE
+
+
+def test_a_renewed_certificate_is_accepted_at_once_even_right_after_another_miss() -> None:
+    ca = create_ca("t", NOW - 400 * DAY)
+    _, coordinator_cert = cert(ca, "coordinator", CertRole.COORDINATOR, NOW - DAY, 365)
+    _, bank_cert = cert(ca, "bank", CertRole.MEMBER, NOW - DAY, 90)
+    _, revoked_cert = cert(ca, "bank", CertRole.MEMBER, NOW - DAY, 90)
+    _, renewed_cert = cert(ca, "bank", CertRole.MEMBER, NOW, 90)
+
+    def bank_with(*certs: DirectoryCertificate) -> DirectoryMember:
+        return DirectoryMember("bank", "Bank", "h:1", None, True, "ACTIVE", certs)
+
+    views = [DirectoryView(7, (bank_with(bank_cert),), (coordinator_cert,))]
+    fetches: list[int] = []
+
+    def fetch() -> DirectoryView:
+        fetches.append(views[-1].version)
+        return views[-1]
+
+    def identity(c: DirectoryCertificate) -> CertifiedIdentity:
+        return verify_certificate(load_certificate(c.pem), ca.certificate, NOW)
+
+    clock = [NOW]
+    directory = MemberDirectory(ca.certificate, fetch, lambda: clock[0])
+    directory.refresh()
+    directory.authorize_peer(identity(bank_cert))
+    # A revoked certificate: one check with the coordinator, then refused without asking again
+    # for a second.
+    for _ in range(3):
+        with pytest.raises(FedCreditError) as info:
+            directory.authorize_peer(identity(revoked_cert))
+        assert info.value.code is ErrorCode.CERTIFICATE_REVOKED
+    assert fetches == [7, 7]
+    # bank renews at once: its new certificate is checked with the coordinator on its first
+    # call, although another miss was checked a moment ago.
+    views.append(DirectoryView(8, (bank_with(bank_cert, renewed_cert),), (coordinator_cert,)))
+    directory.authorize_peer(identity(renewed_cert))
+    assert fetches == [7, 7, 8] and directory.version == 8
+    clock[0] += 1_000  # a second later the revoked certificate is checked once more
+    with pytest.raises(FedCreditError):
+        directory.authorize_peer(identity(revoked_cert))
+    assert fetches == [7, 7, 8, 8]
